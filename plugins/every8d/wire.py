@@ -1,0 +1,624 @@
+"""The gateway's wire formats: pure parsing and formatting, no I/O, no Airflow.
+
+Everything EVERY8D answers is plain text (or, for the newer endpoints, small
+JSON documents).  This module turns those bodies into typed results or Arrow
+tables and raises :mod:`every8d.errors` exceptions for error bodies, so the
+hook only moves bytes and the parsers can be property-tested on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from every8d.errors import (
+    AuthenticationError,
+    GatewayError,
+    TemporaryGatewayError,
+    WireFormatError,
+)
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+SCHEDULE_FORMAT = "%Y%m%d%H%M%S"
+LISTING_TIME_FORMAT = "%Y/%m/%d %H:%M:%S"
+STATUS_PAGE_SIZE = 1000
+REPLY_PAGE_SIZE = 10
+MAX_PARAM_FIELDS = 5
+
+# -- endpoints ---------------------------------------------------------------
+
+SEND_SMS = "sendSMS.ashx"
+SEND_SMS_FILTERED = "sendSMS4FilterMessage.ashx"
+SEND_PARAM_SMS = "SendParamSMS.ashx"
+SEND_MMS = "MMS/sendMMS.ashx"
+DELIVERY_STATUS = "getDeliveryStatus.ashx"
+MMS_DELIVERY_STATUS = "MMS/getDeliveryStatus.ashx"
+REPLY_MESSAGES = "getReplyMessage.ashx"
+CREDIT = "getCredit.ashx"
+ERASE_BOOKING = "eraseBooking.ashx"
+MMS_ERASE_BOOKING = "MMS/eraseBooking.ashx"
+
+SEND_ENDPOINTS = frozenset({SEND_SMS, SEND_SMS_FILTERED, SEND_PARAM_SMS, SEND_MMS})
+API_PATH = "API21/HTTP/"
+
+# -- code tables ---------------------------------------------------------------
+
+StatusGroup = Literal["delivered", "failed", "pending", "scheduled", "cancelled", "expired", "reply", "test"]
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """What a delivery status code means, and whether it can still change."""
+
+    code: int
+    meaning: str
+    meaning_zh: str
+    group: StatusGroup
+    final: bool
+
+
+_STATUSES = [
+    StatusInfo(0, "handed to the carrier", "已發送", "pending", False),
+    StatusInfo(100, "delivered", "發送成功", "delivered", True),
+    StatusInfo(101, "not delivered: handset problem", "手機端因素未能送達", "failed", True),
+    StatusInfo(102, "not delivered: carrier equipment fault", "電信終端設備異常未能送達", "failed", True),
+    StatusInfo(103, "no such mobile number", "無此手機號碼", "failed", True),
+    StatusInfo(104, "not delivered: carrier equipment fault", "電信終端設備異常未能送達", "failed", True),
+    StatusInfo(105, "not delivered: carrier equipment fault", "電信終端設備異常未能送達", "failed", True),
+    StatusInfo(106, "not delivered: carrier equipment fault", "電信終端設備異常未能送達", "failed", True),
+    StatusInfo(107, "expired before the handset received it", "逾時收訊", "expired", True),
+    StatusInfo(300, "scheduled", "預約簡訊", "scheduled", False),
+    StatusInfo(301, "not sent: no credit", "無額度(或額度不足)無法發送", "failed", True),
+    StatusInfo(303, "cancelled", "取消簡訊", "cancelled", True),
+    StatusInfo(500, "not sent: international SMS not enabled", "未開通國際簡訊，無法發送國際簡訊", "failed", True),
+    StatusInfo(700, "MMS sent", "MMS 已發送", "delivered", True),
+    StatusInfo(888, "test mode, not sent", "測試模式", "test", True),
+    StatusInfo(999, "a reply from the recipient", "回覆簡訊", "reply", True),
+    StatusInfo(-1, "parameter error", "參數錯誤", "failed", True),
+    StatusInfo(-2, "bad credentials", "帳號或密碼錯誤", "failed", True),
+    StatusInfo(-3, "invalid or blacklisted number", "無效門號", "failed", True),
+    StatusInfo(-4, "schedule time expired more than 24 hours ago", "預計發送時間已過去 24 小時以上", "expired", True),
+    StatusInfo(-5, "content too long", "內容過長", "failed", True),
+    StatusInfo(-6, "bad time format", "時間格式錯誤", "failed", True),
+]
+STATUS_CODES: dict[int, StatusInfo] = {info.code: info for info in _STATUSES}
+
+
+def status_info(code: int) -> StatusInfo:
+    """The table entry for a delivery status code; unknown codes are pending, not final."""
+    return STATUS_CODES.get(code) or StatusInfo(code, f"unknown status {code}", "", "pending", False)
+
+
+ERROR_MEANINGS: dict[int, str] = {
+    -99: "unknown error on the gateway: contact the vendor",
+    -100: "bad account or password",
+    -101: "bad password",
+    -300: "account and password must not be empty",
+    -24: "message content is empty",
+    -27: "destination number is empty",
+    -306: "bad mobile number format",
+    -303: "MMS subject too long",
+    -304: "MMS image missing or invalid",
+    -305: "MMS image type not supported (jpg, jpeg, png, gif)",
+    -314: "MMS image too large",
+    -98: "every number was filtered: the same text was sent to it within 24 hours",
+    -6: "bad schedule time format",
+    -3: "not found",
+    -4: "already deleted or already sent",
+    -8: "temporarily unavailable, try again later",
+}
+_ENDPOINT_MEANINGS: dict[tuple[str, int], str] = {
+    (ERASE_BOOKING, -3): "booking not found",
+    (MMS_ERASE_BOOKING, -3): "booking not found",
+    (ERASE_BOOKING, -4): "booking already deleted or already sent",
+    (MMS_ERASE_BOOKING, -4): "booking already deleted or already sent",
+}
+AUTH_CODES = frozenset({-100, -101, -300})
+TEMPORARY_CODES = frozenset({-8})
+
+
+def error_meaning(endpoint: str, code: int) -> str:
+    """English meaning of a gateway error code as answered by ``endpoint``."""
+    return _ENDPOINT_MEANINGS.get((endpoint, code)) or ERROR_MEANINGS.get(code, f"unknown error code {code}")
+
+
+_ERROR_BODY = re.compile(r"^-(\d+)(?:\s*,\s*(.*))?$", re.DOTALL)
+
+
+def parse_error_body(text: str) -> tuple[int, str] | None:
+    """``(-code, message)`` when ``text`` is an error body ``-<code>,<message>``, else None."""
+    match = _ERROR_BODY.match(text.strip())
+    if not match:
+        return None
+    return -int(match.group(1)), (match.group(2) or "").strip()
+
+
+def gateway_error(endpoint: str, code: int, message: str = "") -> GatewayError:
+    """The exception for gateway error ``code`` on ``endpoint`` (class chosen by code)."""
+    cls = GatewayError
+    if code in AUTH_CODES:
+        cls = AuthenticationError
+    elif code in TEMPORARY_CODES:
+        cls = TemporaryGatewayError
+    return cls(endpoint, code, error_meaning(endpoint, code), message)
+
+
+def raise_for_error_body(text: str, endpoint: str) -> None:
+    """Raise the matching :class:`GatewayError` when ``text`` is an error body."""
+    parsed = parse_error_body(text)
+    if parsed is not None:
+        raise gateway_error(endpoint, *parsed)
+
+
+# -- times ----------------------------------------------------------------------
+
+
+def format_schedule_time(when: datetime) -> str:
+    """``when`` as the gateway's ``ST`` value: ``yyyyMMddHHmmss`` in Asia/Taipei.
+
+    The machine's own zone is never used: a naive datetime is refused.
+    """
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("schedule times must be timezone-aware (the gateway wants Asia/Taipei time)")
+    return when.astimezone(TAIPEI).strftime(SCHEDULE_FORMAT)
+
+
+def parse_taipei_time(text: str, fmt: str = LISTING_TIME_FORMAT) -> datetime:
+    """A gateway time string (Taipei local time) as an aware datetime."""
+    return datetime.strptime(text.strip(), fmt).replace(tzinfo=TAIPEI)
+
+
+# -- sends -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a send call answered.
+
+    :param credit: points left on the account after the send.
+    :param sent: messages accepted (``SENDED``).
+    :param cost: points charged for this call.
+    :param unsent: messages not sent for lack of credit (their status is 301).
+    :param batch_id: the batch to query status with; None for legacy answers without one.
+    :param filtered: numbers the 24-hour duplicate filter removed (filter endpoint only).
+    """
+
+    credit: Decimal
+    sent: int
+    cost: Decimal
+    unsent: int
+    batch_id: str
+    filtered: tuple[str, ...] = ()
+
+
+def _decimal(value: str, endpoint: str, what: str, body: str) -> Decimal:
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise WireFormatError(endpoint, f"{what} is not a number", body) from None
+    if not number.is_finite():
+        raise WireFormatError(endpoint, f"{what} is not a finite number", body)
+    return number
+
+
+def _count(value: str, endpoint: str, what: str, body: str) -> int:
+    value = value.strip()
+    if not value.isascii() or not value.isdigit():
+        raise WireFormatError(endpoint, f"{what} is not a count", body)
+    return int(value)
+
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def parse_send_response(text: str, endpoint: str = SEND_SMS) -> SendResult:
+    """Parse ``CREDIT,SENDED,COST,UNSEND,BATCH_ID`` (plus ``,FILTERED`` on the filter endpoint).
+
+    The legacy four-field answer ``CREDIT,SENDED,COST,BATCH_ID`` (the spec's own
+    example) parses too, with ``unsent=0``.  Error bodies raise.
+    """
+    body = text.strip()
+    if not body:
+        raise WireFormatError(endpoint, "empty answer to a send")
+    raise_for_error_body(body, endpoint)
+    fields = body.split(",")
+    if len(fields) == 4:
+        credit, sent, cost, batch_id = fields
+        unsent, filtered = "0", ""
+    elif len(fields) == 5:
+        credit, sent, cost, unsent, batch_id = fields
+        filtered = ""
+    elif len(fields) == 6:
+        credit, sent, cost, unsent, batch_id, filtered = fields
+    else:
+        raise WireFormatError(endpoint, f"a send answer has 4 to 6 fields, not {len(fields)}", body)
+    batch_id = batch_id.strip()
+    if not _BATCH_ID.match(batch_id):
+        raise WireFormatError(endpoint, "batch id missing or malformed", body)
+    return SendResult(
+        credit=_decimal(credit, endpoint, "CREDIT", body),
+        sent=_count(sent, endpoint, "SENDED", body),
+        cost=_decimal(cost, endpoint, "COST", body),
+        unsent=_count(unsent, endpoint, "UNSEND", body),
+        batch_id=batch_id,
+        filtered=tuple(number.strip() for number in filtered.split("/") if number.strip()),
+    )
+
+
+def parse_param_send_response(text: str, endpoint: str = SEND_PARAM_SMS) -> SendResult:
+    """Parse SendParamSMS's JSON answer ``{"Result":..,"Status":..,"Msg":..}``."""
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        raise WireFormatError(endpoint, "answer is not JSON", text) from None
+    if not isinstance(document, dict) or "Result" not in document:
+        raise WireFormatError(endpoint, "JSON answer has no Result", text)
+    message = str(document.get("Msg") or "")
+    if document["Result"] is not True:
+        try:
+            code = int(str(document.get("Status", "")).strip())
+        except ValueError:
+            raise WireFormatError(endpoint, "failed answer without a numeric Status", text) from None
+        raise gateway_error(endpoint, code if code < 0 else -abs(code), message)
+    return parse_send_response(message, endpoint)
+
+
+# -- credit and erase ---------------------------------------------------------------
+
+
+def parse_credit(text: str, endpoint: str = CREDIT) -> Decimal:
+    """Parse getCredit's answer: the account's points, e.g. ``2310.00``."""
+    body = text.strip()
+    if not body:
+        raise WireFormatError(endpoint, "empty answer")
+    raise_for_error_body(body, endpoint)
+    return _decimal(body, endpoint, "credit", body)
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    """Outcome of cancelling a scheduled batch; ``found=False`` for the documented empty body."""
+
+    found: bool
+    deleted: int = 0
+    refunded: Decimal = Decimal(0)
+
+
+def parse_erase_response(text: str, endpoint: str = ERASE_BOOKING) -> EraseResult:
+    """Parse ``a,b`` (messages deleted, points refunded); an empty body means nothing was found."""
+    body = text.strip()
+    if not body:
+        return EraseResult(found=False)
+    raise_for_error_body(body, endpoint)
+    fields = body.split(",")
+    if len(fields) != 2:
+        raise WireFormatError(endpoint, "an erase answer has 2 fields", body)
+    return EraseResult(
+        found=True,
+        deleted=_count(fields[0], endpoint, "deleted count", body),
+        refunded=_decimal(fields[1], endpoint, "refunded points", body),
+    )
+
+
+# -- delivery status -------------------------------------------------------------------
+
+STATUS_PAGE_SCHEMA = pa.schema(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("mobile", pa.string(), nullable=False),
+        pa.field("sent_at", pa.timestamp("us", tz="UTC")),
+        pa.field("points", pa.decimal128(12, 2)),
+        pa.field("status", pa.int32(), nullable=False),
+        pa.field("received_at", pa.timestamp("us", tz="UTC")),
+        pa.field("record_id", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """One message's status as listed by getDeliveryStatus."""
+
+    name: str
+    mobile: str
+    sent_at: datetime | None
+    points: Decimal | None
+    status: int
+    received_at: datetime | None = None
+    record_id: str | None = None
+
+    @property
+    def info(self) -> StatusInfo:
+        return status_info(self.status)
+
+
+@dataclass(frozen=True)
+class StatusPage:
+    """One page of a batch's status: the batch's total count and this page's rows as Arrow."""
+
+    total: int
+    table: pa.Table = field(repr=False)
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def records(self) -> Iterator[DeliveryStatus]:
+        """The page as dataclasses, for callers who want objects rather than columns."""
+        for row in self.table.to_pylist():
+            yield DeliveryStatus(**row)
+
+
+def _taipei_to_utc(strings: pa.Array, endpoint: str) -> pa.Array:
+    """``yyyy/MM/dd HH:mm:ss`` Taipei text → UTC timestamps; empty text → null."""
+    blank = pc.equal(pc.utf8_trim_whitespace(strings), "")
+    cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), strings)
+    try:
+        local = pc.strptime(cleaned, format=LISTING_TIME_FORMAT, unit="us")
+    except pa.ArrowInvalid:
+        raise WireFormatError(endpoint, "a time is not yyyy/MM/dd HH:mm:ss") from None
+    return pc.cast(pc.assume_timezone(local, "Asia/Taipei"), pa.timestamp("us", tz="UTC"))
+
+
+def _empty_status_table() -> pa.Table:
+    return STATUS_PAGE_SCHEMA.empty_table()
+
+
+def _split_total(text: str, endpoint: str) -> tuple[int, str]:
+    body = text.lstrip("\ufeff")
+    head, _, rest = body.partition("\n")
+    head = head.strip()
+    if not head:
+        raise WireFormatError(endpoint, "empty answer", text)
+    if head.startswith("-"):
+        raise_for_error_body(body, endpoint)
+    if not head.isascii() or not head.isdigit():
+        raise WireFormatError(endpoint, "first line is not the batch's message count", text)
+    return int(head), rest
+
+
+def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
+    """Parse a text status page: a count line, then tab-separated rows.
+
+    Rows carry NAME, MOBILE, SEND_TIME, COST, STATUS and, in later revisions,
+    RECEIVED_TIME; 5- and 6-column rows may even be mixed.  NAME may be empty.
+    The rows are split with Arrow compute kernels, not a Python loop.
+    """
+    total, rest = _split_total(text, endpoint)
+    if not rest.strip():
+        return StatusPage(total, _empty_status_table())
+    lines = pc.list_flatten(pc.split_pattern(pa.array([rest]), "\n"))
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    lines = lines.filter(pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
+    # A trailing tab makes 5-column rows look like 6-column rows with an empty
+    # RECEIVED_TIME, and 6-column rows gain an empty seventh cell.
+    cells = pc.split_pattern(pc.binary_join_element_wise(lines, "\t", ""), "\t")
+    widths = pc.list_value_length(cells)
+    bad = pc.invert(pc.is_in(widths, pa.array([6, 7], pa.int32())))
+    if pc.any(bad).as_py():
+        first_bad = pc.index(bad, True).as_py()
+        raise WireFormatError(endpoint, f"row {first_bad + 1} of the page does not have 5 or 6 columns")
+    column = [pc.list_element(cells, index) for index in range(6)]
+    try:
+        points = pc.cast(column[3], pa.decimal128(12, 2))
+        status = pc.cast(column[4], pa.int32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
+    table = pa.Table.from_arrays(
+        [
+            column[0],
+            column[1],
+            _taipei_to_utc(column[2], endpoint),
+            points,
+            status,
+            _taipei_to_utc(column[5], endpoint),
+            pa.nulls(len(lines), pa.string()),
+        ],
+        schema=STATUS_PAGE_SCHEMA,
+    )
+    return StatusPage(total, table)
+
+
+_JSON_STATUS_KEYS = {
+    "name": "Name",
+    "mobile": "Mobile",
+    "send_time": "SendTime",
+    "points": "Cost",
+    "status": "Status",
+    "received_time": "ReceivedTime",
+    "record_id": "MR",
+}
+
+
+def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
+    """Parse the JSON status form (``RESPFORMAT=1``), which also carries each message's MR."""
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise_for_error_body(stripped, endpoint)
+    try:
+        document = json.loads(stripped)
+        total = int(document["Count"])
+        records = document.get("Records") or []
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise WireFormatError(endpoint, "not a JSON status page", text) from None
+    if not records:
+        return StatusPage(total, _empty_status_table())
+    try:
+        columns = {key: [str(r.get(src) or "") for r in records] for key, src in _JSON_STATUS_KEYS.items()}
+    except AttributeError:
+        raise WireFormatError(endpoint, "a status record is not an object", text) from None
+    try:
+        points = pc.cast(pa.array(columns["points"]), pa.decimal128(12, 2))
+        status = pc.cast(pa.array(columns["status"]), pa.int32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise WireFormatError(endpoint, "Cost or Status is not a number") from None
+    record_ids = pa.array(columns["record_id"])
+    table = pa.Table.from_arrays(
+        [
+            pa.array(columns["name"]),
+            pa.array(columns["mobile"]),
+            _taipei_to_utc(pa.array(columns["send_time"]), endpoint),
+            points,
+            status,
+            _taipei_to_utc(pa.array(columns["received_time"]), endpoint),
+            pc.if_else(pc.equal(record_ids, ""), pa.scalar(None, pa.string()), record_ids),
+        ],
+        schema=STATUS_PAGE_SCHEMA,
+    )
+    return StatusPage(total, table)
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A recipient's reply to a batch."""
+
+    name: str
+    mobile: str
+    content: str
+    replied_at: datetime
+
+
+@dataclass(frozen=True)
+class ReplyPage:
+    total: int
+    replies: tuple[Reply, ...]
+
+
+def parse_reply_page(text: str, endpoint: str = REPLY_MESSAGES) -> ReplyPage:
+    """Parse getReplyMessage: a count line, then rows NAME, MOBILE, CONTENT, SEND_TIME (10 a page)."""
+    total, rest = _split_total(text, endpoint)
+    replies = []
+    for number, line in enumerate(rest.splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) < 4:
+            raise WireFormatError(endpoint, f"reply row {number} has fewer than 4 columns")
+        try:
+            replied_at = parse_taipei_time(cells[-1])
+        except ValueError:
+            raise WireFormatError(endpoint, f"reply row {number} has a bad time") from None
+        replies.append(Reply(cells[0], cells[1], "\t".join(cells[2:-1]), replied_at))
+    return ReplyPage(total, tuple(replies))
+
+
+# -- personalized sends ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamRecipient:
+    """One recipient of a SendParamSMS call.
+
+    :param mobile: the number, as the gateway accepts it (E.164 or 09xxxxxxxx).
+    :param params: up to five values for ``%field1%``..``%field5%``; with no
+        template, a single value that is the whole text.
+    :param record_id: ``Mr``, echoed back in status pushes and the JSON status form.
+    :param send_at: this recipient's own schedule time (aware datetime).
+    """
+
+    mobile: str
+    params: Sequence[str] = ()
+    name: str = ""
+    email: str = ""
+    record_id: str = ""
+    send_at: datetime | None = None
+
+
+def build_param_sms_body(
+    recipients: Sequence[ParamRecipient],
+    *,
+    template: str,
+    subject: str = "",
+    schedule_at: datetime | None = None,
+    validity_minutes: int | None = None,
+) -> dict[str, Any]:
+    """The SendParamSMS JSON document, without credentials (the hook adds them)."""
+    if not recipients:
+        raise ValueError("SendParamSMS needs at least one recipient")
+    rows = []
+    for index, recipient in enumerate(recipients, start=1):
+        params = list(recipient.params)
+        if template:
+            if len(params) > MAX_PARAM_FIELDS:
+                raise ValueError(f"recipient {index} has {len(params)} values; at most {MAX_PARAM_FIELDS} fit")
+            if any("|" in value for value in params):
+                raise ValueError(f"recipient {index} has a '|' in a value, which the gateway uses as separator")
+        elif len(params) != 1 or not params[0]:
+            raise ValueError(f"recipient {index} needs exactly one non-empty text when there is no template")
+        rows.append(
+            {
+                "Name": recipient.name,
+                "Mobile": recipient.mobile,
+                "Email": recipient.email,
+                "SendTime": format_schedule_time(recipient.send_at) if recipient.send_at else "",
+                "Param": "|".join(params),
+                "Mr": recipient.record_id,
+            }
+        )
+    return {
+        "SB": subject,
+        "MSG": template,
+        "ST": format_schedule_time(schedule_at) if schedule_at else "",
+        "RETRYTIME": "" if validity_minutes is None else str(validity_minutes),
+        "RecipientDataList": rows,
+    }
+
+
+# -- MMS images ---------------------------------------------------------------------------------
+
+MMS_MAX_IMAGE_BYTES = 300 * 1024
+MMS_IMAGE_TYPES = ("jpg", "jpeg", "png", "gif")
+MMS_SUBJECT_MAX_CJK = 15
+MMS_SUBJECT_MAX_ASCII = 95
+
+
+def detect_image_type(image: bytes) -> str | None:
+    """``jpg``, ``png`` or ``gif`` from the file's magic bytes, or None."""
+    if image.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if image[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
+def check_mms_image(image: bytes, declared_type: str | None = None) -> str:
+    """Validate an MMS image before sending; return the TYPE value to send.
+
+    :raises ValueError: empty, too large, not jpg/png/gif, or not the declared type.
+    """
+    if not image:
+        raise ValueError("the MMS image is empty")
+    if len(image) > MMS_MAX_IMAGE_BYTES:
+        raise ValueError(f"the MMS image has {len(image)} bytes; the gateway takes at most {MMS_MAX_IMAGE_BYTES}")
+    detected = detect_image_type(image)
+    if detected is None:
+        raise ValueError("the MMS image is not a JPEG, PNG or GIF file")
+    if declared_type is not None:
+        declared = declared_type.lower().lstrip(".")
+        if declared not in MMS_IMAGE_TYPES:
+            raise ValueError(f"MMS image type {declared_type!r} is not one of {', '.join(MMS_IMAGE_TYPES)}")
+        if {declared, detected} != {"jpeg", "jpg"} and declared != detected:
+            raise ValueError(f"the MMS image is a {detected} file, not {declared}")
+        return declared
+    return detected
+
+
+def check_mms_subject(subject: str) -> None:
+    """The gateway limits MMS subjects to 15 characters, or 95 when pure ASCII."""
+    limit = MMS_SUBJECT_MAX_ASCII if subject.isascii() else MMS_SUBJECT_MAX_CJK
+    if len(subject) > limit:
+        raise ValueError(f"the MMS subject has {len(subject)} characters; at most {limit} are allowed")
