@@ -1,0 +1,63 @@
+"""Shared test setup: a throw-away AIRFLOW_HOME, the sandbox gateway, Postgres.
+
+Airflow reads its configuration when first imported, so the environment is
+set here, at import time, before any test module imports airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="every8d-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+pytest_plugins = ["every8d.sandbox.pytest_plugin"]
+
+POSTGRES_DSN = os.environ.get("EVERY8D_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """A migrated Airflow metadata DB (SQLite) in a temporary AIRFLOW_HOME."""
+    marker = _AIRFLOW_HOME / ".migrated"
+    if not marker.exists():
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            check=True,
+            capture_output=True,
+            env=os.environ.copy(),
+        )
+        marker.touch()
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> str:
+    """A fresh PostgreSQL database for this test session; its URI (dropped afterwards)."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"every8d_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(POSTGRES_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_DSN.rpartition("/")
+    yield f"{base}/{name}"
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
