@@ -439,6 +439,10 @@ _JSON_STATUS_KEYS = {
 }
 
 
+def _json_cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
     """Parse the JSON status form (``RESPFORMAT=1``), which also carries each message's MR."""
     stripped = text.strip()
@@ -453,7 +457,7 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
     if not records:
         return StatusPage(total, _empty_status_table())
     try:
-        columns = {key: [str(r.get(src) or "") for r in records] for key, src in _JSON_STATUS_KEYS.items()}
+        columns = {key: [_json_cell(r.get(src)) for r in records] for key, src in _JSON_STATUS_KEYS.items()}
     except AttributeError:
         raise WireFormatError(endpoint, "a status record is not an object", text) from None
     try:

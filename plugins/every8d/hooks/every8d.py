@@ -107,6 +107,14 @@ def normalize_base_url(host: str, port: int | None = None, schema: str | None = 
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
+def _urllib3_reason(exc: BaseException) -> BaseException | None:
+    """The urllib3 error inside a requests exception (requests wraps it in MaxRetryError)."""
+    for arg in getattr(exc, "args", ()):
+        if isinstance(arg, BaseException):
+            return getattr(arg, "reason", None) or arg
+    return None
+
+
 def _never_left(exc: BaseException) -> bool:
     """True when requests failed before the request could reach the server."""
     import requests
@@ -114,19 +122,17 @@ def _never_left(exc: BaseException) -> bool:
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
-    for arg in getattr(exc, "args", ()):
-        reason = getattr(arg, "reason", arg)
-        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return True
-    return False
+    return isinstance(_urllib3_reason(exc), (NewConnectionError, ConnectTimeoutError))
 
 
 def _failure_reason(exc: BaseException) -> str:
+    """A short, secret-free description of a transport failure."""
     import requests
+    from urllib3.exceptions import ReadTimeoutError
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if isinstance(exc, requests.exceptions.ReadTimeout) or isinstance(_urllib3_reason(exc), ReadTimeoutError):
         return "no answer before the read timeout"
     if _never_left(exc):
         return "connection refused or host not found"

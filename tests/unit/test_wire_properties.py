@@ -1,0 +1,286 @@
+"""Property tests for the wire parsers: round trips, arbitrary text, commas in messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from every8d import wire
+from every8d.errors import AuthenticationError, Every8dError, GatewayError, WireFormatError
+
+decimals = st.decimals(min_value=0, max_value=10**7, places=2, allow_nan=False, allow_infinity=False)
+counts = st.integers(min_value=0, max_value=10**6)
+batch_ids = st.uuids().map(str)
+# Names and replies may hold anything but the row/cell separators.
+cell_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+    max_size=20,
+)
+mobiles = st.from_regex(r"\+8869[0-9]{8}", fullmatch=True)
+listing_times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)
+).map(lambda moment: moment.replace(microsecond=0, tzinfo=wire.TAIPEI))
+
+
+@given(credit=decimals, sent=counts, cost=decimals, unsent=counts, batch_id=batch_ids)
+def test_send_response_round_trip(credit, sent, cost, unsent, batch_id):
+    text = f"{credit},{sent},{cost},{unsent},{batch_id}"
+    result = wire.parse_send_response(text)
+    assert (result.credit, result.sent, result.cost, result.unsent, result.batch_id) == (
+        credit,
+        sent,
+        cost,
+        unsent,
+        batch_id,
+    )
+    assert result.filtered == ()
+
+
+@given(credit=decimals, sent=counts, cost=decimals, batch_id=batch_ids)
+def test_legacy_four_field_answer_parses(credit, sent, cost, batch_id):
+    result = wire.parse_send_response(f"{credit},{sent},{cost},{batch_id}\r\n")
+    assert (result.credit, result.sent, result.cost, result.unsent, result.batch_id) == (
+        credit,
+        sent,
+        cost,
+        0,
+        batch_id,
+    )
+
+
+@given(numbers=st.lists(mobiles, max_size=5), batch_id=batch_ids)
+def test_filter_endpoint_sixth_field(numbers, batch_id):
+    result = wire.parse_send_response(f"90.00,3,3.0,0,{batch_id},{'/'.join(numbers)}", wire.SEND_SMS_FILTERED)
+    assert result.filtered == tuple(numbers)
+
+
+@given(
+    code=st.integers(min_value=1, max_value=999),
+    message=st.text(max_size=60),
+    space=st.sampled_from(["", " "]),
+)
+def test_error_body_keeps_code_and_whole_message(code, message, space):
+    text = f"-{code},{space}{message}"
+    with pytest.raises(GatewayError) as raised:
+        wire.parse_send_response(text)
+    assert raised.value.code == -code
+    assert raised.value.gateway_message == message.strip()
+    assert str(-code) in str(raised.value)
+
+
+def test_error_message_with_commas_and_colons_is_whole():
+    with pytest.raises(GatewayError) as raised:
+        wire.parse_send_response("-306,手機格式不符:0912,345678")
+    assert raised.value.code == -306
+    assert raised.value.meaning == "bad mobile number format"
+    assert raised.value.gateway_message == "手機格式不符:0912,345678"
+
+
+@pytest.mark.parametrize("code", [-100, -101, -300])
+def test_credential_codes_are_authentication_errors(code):
+    with pytest.raises(AuthenticationError):
+        wire.parse_credit(f"{code},帳號或密碼錯誤")
+
+
+def test_unknown_code_still_raises_with_raw_text():
+    with pytest.raises(GatewayError) as raised:
+        wire.parse_credit("-777,新的錯誤")
+    assert raised.value.code == -777
+    assert "unknown error code -777" in str(raised.value)
+    assert "新的錯誤" in str(raised.value)
+
+
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_never_escapes_the_error_hierarchy(text):
+    for parse in (
+        wire.parse_send_response,
+        wire.parse_credit,
+        wire.parse_erase_response,
+        wire.parse_status_page,
+        wire.parse_status_page_json,
+        wire.parse_reply_page,
+        wire.parse_param_send_response,
+    ):
+        try:
+            parse(text)
+        except Every8dError:
+            pass
+
+
+@pytest.mark.parametrize("body", ["", "   ", "<html><body>Server Error</body></html>", "OK", "1,2"])
+def test_malformed_send_answers_are_wire_format_errors(body):
+    with pytest.raises(WireFormatError) as raised:
+        wire.parse_send_response(body)
+    assert raised.value.endpoint == wire.SEND_SMS
+
+
+status_rows = st.lists(
+    st.tuples(
+        cell_text,
+        mobiles,
+        listing_times,
+        st.decimals(min_value=0, max_value=99, places=1),
+        st.sampled_from(sorted(wire.STATUS_CODES)),
+        st.one_of(st.none(), listing_times),
+    ),
+    max_size=30,
+)
+
+
+def _format_status_page(total, rows, columns, newline):
+    lines = [str(total)]
+    for name, mobile, sent, cost, status, received in rows:
+        cells = [name, mobile, sent.strftime(wire.LISTING_TIME_FORMAT), str(cost), str(status)]
+        if columns == 6:
+            cells.append(received.strftime(wire.LISTING_TIME_FORMAT) if received else "")
+        lines.append("\t".join(cells))
+    return newline.join(lines) + newline
+
+
+@settings(max_examples=150)
+@given(rows=status_rows, columns=st.sampled_from([5, 6]), newline=st.sampled_from(["\n", "\r\n"]))
+def test_status_page_round_trip(rows, columns, newline):
+    page = wire.parse_status_page(_format_status_page(len(rows) + 7, rows, columns, newline))
+    assert page.total == len(rows) + 7
+    assert page.rows == len(rows)
+    assert page.table.schema == wire.STATUS_PAGE_SCHEMA
+    for parsed, (name, mobile, sent, cost, status, received) in zip(page.records(), rows):
+        assert parsed.name == name
+        assert parsed.mobile == mobile
+        assert parsed.sent_at == sent.astimezone(timezone.utc)
+        assert parsed.points == cost
+        assert parsed.status == status
+        expected_received = received.astimezone(timezone.utc) if (received and columns == 6) else None
+        assert parsed.received_at == expected_received
+
+
+def test_status_page_mixes_five_and_six_columns_and_empty_names():
+    text = (
+        "3\r\n"
+        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\r\n"
+        "Amy\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\r\n"
+        "\t+886912000003\t2024/01/02 03:04:05\t1.0\t101\t\r\n"
+    )
+    records = list(wire.parse_status_page(text).records())
+    assert [r.name for r in records] == ["", "Amy", ""]
+    assert [r.status for r in records] == [0, 100, 101]
+    assert records[1].received_at == datetime(2024, 1, 1, 19, 5, tzinfo=timezone.utc)
+    assert records[0].received_at is None and records[2].received_at is None
+
+
+@pytest.mark.parametrize("body", ["0", "0\r\n", "0\n", "\ufeff0"])
+def test_empty_batch_with_or_without_newline(body):
+    page = wire.parse_status_page(body)
+    assert (page.total, page.rows) == (0, 0)
+
+
+def test_status_row_with_wrong_column_count_names_the_row():
+    with pytest.raises(WireFormatError, match="row 2"):
+        wire.parse_status_page("2\nA\t+886912000001\t2024/01/02 03:04:05\t1.0\t100\nbroken row\n")
+
+
+def test_status_json_form_carries_record_ids():
+    document = {
+        "Count": 2,
+        "Records": [
+            {"Name": "", "Mobile": "+886912000001", "SendTime": "2024/01/02 03:04:05", "Cost": "1.0",
+             "Status": "100", "ReceivedTime": "2024/01/02 03:04:09", "MR": "r-1"},
+            {"Name": "Bo", "Mobile": "+886912000002", "SendTime": "2024/01/02 03:04:05", "Cost": "1.0",
+             "Status": "0", "ReceivedTime": "", "MR": ""},
+        ],
+    }
+    records = list(wire.parse_status_page_json(json.dumps(document)).records())
+    assert [r.record_id for r in records] == ["r-1", None]
+    assert records[0].received_at == datetime(2024, 1, 1, 19, 4, 9, tzinfo=timezone.utc)
+
+
+@given(moment=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 1, 1), timezones=st.timezones()))
+def test_schedule_time_is_taipei_whatever_the_zone(moment):
+    text = wire.format_schedule_time(moment)
+    assert len(text) == 14 and text.isdigit()
+    back = datetime.strptime(text, wire.SCHEDULE_FORMAT).replace(tzinfo=wire.TAIPEI)
+    assert abs(back - moment.replace(microsecond=0)) <= timedelta(seconds=1)
+
+
+def test_naive_schedule_time_is_refused():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        wire.format_schedule_time(datetime(2030, 1, 1, 9, 0))
+
+
+def test_schedule_time_converts_utc_to_taipei():
+    assert wire.format_schedule_time(datetime(2030, 1, 1, 1, 30, tzinfo=timezone.utc)) == "20300101093000"
+
+
+@given(deleted=counts, refunded=decimals)
+def test_erase_round_trip(deleted, refunded):
+    assert wire.parse_erase_response(f"{deleted},{refunded}") == wire.EraseResult(True, deleted, refunded)
+
+
+@pytest.mark.parametrize("body", ["", "\r\n", "  "])
+def test_erase_empty_body_means_nothing_found(body):
+    assert wire.parse_erase_response(body) == wire.EraseResult(found=False)
+
+
+def test_erase_error_codes_have_erase_meanings():
+    with pytest.raises(GatewayError, match="booking already deleted or already sent"):
+        wire.parse_erase_response("-4,簡訊已刪除或已發送", wire.ERASE_BOOKING)
+
+
+@given(
+    replies=st.lists(st.tuples(cell_text, mobiles, st.text(max_size=40).map(lambda s: " ".join(s.split())), listing_times), max_size=10)
+)
+def test_reply_page_round_trip(replies):
+    lines = [str(len(replies))] + [
+        f"{name}\t{mobile}\t{content}\t{when.strftime(wire.LISTING_TIME_FORMAT)}"
+        for name, mobile, content, when in replies
+    ]
+    page = wire.parse_reply_page("\r\n".join(lines))
+    assert page.total == len(replies)
+    assert [(r.name, r.mobile, r.content, r.replied_at) for r in page.replies] == list(replies)
+
+
+def test_param_answer_success_and_failure():
+    ok = wire.parse_param_send_response('{"Result":true,"Status":"0","Msg":"99.00,2,2.0,0,abc-123"}')
+    assert (ok.sent, ok.batch_id) == (2, "abc-123")
+    with pytest.raises(AuthenticationError):
+        wire.parse_param_send_response('{"Result":false,"Status":"-100","Msg":"帳號或密碼錯誤"}')
+    with pytest.raises(WireFormatError):
+        wire.parse_param_send_response("<html/>")
+
+
+def test_param_body_refuses_separator_inside_a_value():
+    with pytest.raises(ValueError, match="recipient 2"):
+        wire.build_param_sms_body(
+            [wire.ParamRecipient("0912000001", ["a"]), wire.ParamRecipient("0912000002", ["a|b"])],
+            template="%field1%",
+        )
+
+
+def test_mms_image_checks():
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 10
+    assert wire.check_mms_image(png) == "png"
+    assert wire.check_mms_image(b"\xff\xd8\xff\xe0rest", "JPEG") == "jpeg"
+    with pytest.raises(ValueError, match="not a JPEG, PNG or GIF"):
+        wire.check_mms_image(b"BM not supported")
+    with pytest.raises(ValueError, match="not gif"):
+        wire.check_mms_image(png, "gif")
+    with pytest.raises(ValueError, match="at most"):
+        wire.check_mms_image(png + b"0" * 300 * 1024)
+    with pytest.raises(ValueError, match="at most 15"):
+        wire.check_mms_subject("十六個字的主旨十六個字的主旨十六")
+    wire.check_mms_subject("An ASCII subject can be much longer than fifteen characters")
+
+
+@pytest.mark.parametrize(
+    ("code", "group", "final"),
+    [(0, "pending", False), (100, "delivered", True), (107, "expired", True), (300, "scheduled", False),
+     (303, "cancelled", True), (301, "failed", True), (12345, "pending", False)],
+)
+def test_status_table(code, group, final):
+    info = wire.status_info(code)
+    assert (info.group, info.final) == (group, final)
