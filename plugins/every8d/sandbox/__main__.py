@@ -1,0 +1,77 @@
+"""``python -m every8d.sandbox``: run the sandbox gateway in the foreground.
+
+Binds its socket itself, so ``--port 0`` picks a free port without a race,
+and prints one ready line (``EVERY8D sandbox listening on http://HOST:PORT``)
+on stdout once requests are served: :class:`~every8d.sandbox.server.SandboxServer`
+waits for that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+
+import uvicorn
+
+from every8d.sandbox import READY_PREFIX
+from every8d.sandbox.app import DEFAULT_CREDIT, DEFAULT_PWD, DEFAULT_UID, SandboxApp
+from every8d.sandbox.faults import FaultInjectingProtocol
+
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m every8d.sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--uid", default=DEFAULT_UID)
+    parser.add_argument("--pwd", default=DEFAULT_PWD)
+    parser.add_argument("--credit", default=str(DEFAULT_CREDIT))
+    parser.add_argument("--international", action="store_true", help="enable international SMS on the account")
+    parser.add_argument("--frozen-clock", action="store_true", help="freeze the clock (move it with the control API)")
+    parser.add_argument("--no-record", action="store_true", help="do not keep gateway requests in memory")
+    parser.add_argument("--tick", type=float, default=1.0, help="seconds between background push passes")
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(2048)
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+
+    def ready() -> None:
+        print(READY_PREFIX + url, flush=True)
+
+    app = SandboxApp(
+        uid=args.uid, pwd=args.pwd, credit=args.credit, international=args.international,
+        frozen_clock=args.frozen_clock, record=not args.no_record, tick=args.tick, on_ready=ready,
+    )
+    config = uvicorn.Config(
+        app,
+        http=FaultInjectingProtocol,
+        loop="uvloop",
+        lifespan="on",
+        ws="none",
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=3,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with no-op handlers
+    # underneath, a requested stop ends with exit code 0 instead of "killed by signal".
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run(sockets=[sock])
+    sys.exit(0 if server.started else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Fault injection: wrong answers, slow answers and no answer at all.
+
+The dangerous failures of a gateway are the ones where the request was
+executed but the client cannot know (dropped connection, reset, read
+timeout).  An ASGI app cannot produce them, because uvicorn answers 500 when
+an app returns nothing, so :class:`FaultInjectingProtocol` (a uvicorn
+httptools protocol) hands the connection's transport to the app through the
+ASGI scope, and :func:`drop` / :func:`reset` act on the socket itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from dataclasses import asdict, dataclass
+from typing import Awaitable, Callable
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from every8d.sandbox.gateway import ENDPOINTS, TEXT, Answer, json_answer, text
+from every8d.sandbox.state import MESSAGES
+
+TRANSPORT_KEY = "every8d.transport"
+CYCLE_KEY = "every8d.cycle"
+
+#: kind -> whether the request is executed by default before the fault acts
+KINDS: dict[str, bool] = {
+    "http500": False,
+    "http503": False,
+    "reset": False,
+    "drop": True,
+    "reset_after": True,
+    "slow": True,
+    "error": False,
+    "garbage": False,
+    "html": False,
+    "empty": False,
+}
+
+HTML_PAGE = (
+    "<!DOCTYPE html>\r\n<html><head><title>Runtime Error</title></head>\r\n"
+    "<body><h1>Server Error in '/' Application.</h1>\r\n"
+    "<h2><i>Runtime Error</i></h2><p>An application error occurred on the server.</p></body></html>\r\n"
+)
+
+
+@dataclass
+class Fault:
+    endpoint: str  # lower-case endpoint key, or "*"
+    kind: str
+    count: int = 1  # -1 = forever
+    delay: float = 2.0
+    retry_after: int = 1
+    code: int = -99
+    message: str | None = None
+    execute: bool = False
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data["endpoint"] = ENDPOINTS.get(self.endpoint, self.endpoint)
+        return data
+
+
+class FaultRegistry:
+    """Armed faults, consumed in the order they were added."""
+
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.faults)
+
+    def add(self, spec: dict) -> Fault:
+        spec = dict(spec)
+        endpoint = str(spec.pop("endpoint", "*")).strip("/").lower()
+        if endpoint != "*" and endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; one of {sorted(ENDPOINTS.values())} or '*'")
+        kind = str(spec.pop("kind", ""))
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(KINDS)}")
+        execute = spec.pop("execute", None)
+        fault = Fault(endpoint=endpoint, kind=kind, execute=KINDS[kind] if execute is None else bool(execute))
+        for name in ("count", "retry_after", "code"):
+            if spec.get(name) is not None:
+                setattr(fault, name, int(spec.pop(name)))
+        if spec.get("delay") is not None:
+            fault.delay = float(spec.pop("delay"))
+        if spec.get("message") is not None:
+            fault.message = str(spec.pop("message"))
+        unknown = sorted(k for k, v in spec.items() if v is not None)
+        if unknown:
+            raise ValueError(f"unknown fault option(s) {unknown}")
+        if fault.count == 0:
+            raise ValueError("count must be positive or -1 (forever)")
+        self.faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        self.faults.clear()
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The first armed fault matching ``endpoint``, consuming one use of it."""
+        for fault in self.faults:
+            if fault.endpoint == "*" or fault.endpoint == endpoint:
+                if fault.count > 0:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+
+class FaultInjectingProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that exposes its transport to the app."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # The ASGI task is created but has not run yet: the scope is still ours to extend.
+        if self.scope is not None and self.cycle is not None and self.cycle.scope is self.scope:
+            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[typeddict-unknown-key]
+            self.scope[CYCLE_KEY] = self.cycle  # type: ignore[typeddict-unknown-key]
+
+
+def _detach(scope: dict) -> asyncio.Transport:
+    transport = scope.get(TRANSPORT_KEY)
+    if transport is None:
+        raise RuntimeError("socket-level faults need uvicorn with http=FaultInjectingProtocol")
+    cycle = scope.get(CYCLE_KEY)
+    if cycle is not None:
+        # Tell uvicorn the client is gone, so it does not answer 500 on our behalf.
+        cycle.disconnected = True
+    return transport
+
+
+def drop(scope: dict) -> None:
+    """Close the connection without a byte of answer (FIN: "remote end closed")."""
+    _detach(scope).close()
+
+
+def reset(scope: dict) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), answering nothing."""
+    transport = _detach(scope)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def fault_answer(fault: Fault, endpoint: str) -> Answer:
+    """The answer of a fault that still speaks HTTP."""
+    kind = fault.kind
+    if kind == "http500":
+        return text("Internal Server Error", 500)
+    if kind == "http503":
+        headers = TEXT + [(b"retry-after", str(fault.retry_after).encode())]
+        return Answer(503, b"Service Unavailable", headers)
+    if kind == "error":
+        message = fault.message if fault.message is not None else MESSAGES.get(fault.code, MESSAGES[-99])
+        if endpoint == "sendparamsms":
+            return json_answer({"Result": False, "Status": str(fault.code), "Msg": message})
+        return text(f"{fault.code},{message}")
+    if kind == "garbage":
+        return Answer(200, b"\x00\xff\xfe" + os.urandom(29), TEXT)
+    if kind == "html":
+        return Answer(200, HTML_PAGE.encode(), [(b"content-type", b"text/html; charset=utf-8")])
+    return text("")  # empty
+
+
+async def serve_with_fault(
+    fault: Fault,
+    endpoint: str,
+    scope: dict,
+    execute: Callable[[], Answer],
+    respond: Callable[[Answer], Awaitable[None]],
+) -> None:
+    """Serve one request under ``fault``: maybe execute it, then misbehave."""
+    answer = execute() if fault.execute else None
+    kind = fault.kind
+    if kind in ("reset", "reset_after"):
+        reset(scope)
+    elif kind == "drop":
+        drop(scope)
+    elif kind == "slow":
+        await asyncio.sleep(fault.delay)
+        await respond(answer if answer is not None else execute())
+    else:
+        await respond(fault_answer(fault, endpoint))
