@@ -19,6 +19,7 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [{"integration-name": "EVERY8D", "python-modules": ["every8d.hooks.every8d"]}],
+        "notifications": ["every8d.notifications.every8d.Every8dNotifier"],
         "connection-types": [
             {
                 "hook-class-name": "every8d.hooks.every8d.Every8dHook",
