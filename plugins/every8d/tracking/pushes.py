@@ -1,0 +1,124 @@
+"""Merge status and reply pushes (table ``every8d_push_events``) into messages, history and replies.
+
+The push endpoint only appends events; this claims the ones not merged yet
+(so an event arriving mid-merge waits for the next run), resolves each to a
+message (by MR when the gateway echoed one we know, else the number's first
+message that is not final yet), keeps the most telling event per message
+(final beats non-final, then the latest report), and runs the same merge as a
+poll.  Events of batches nobody registered stay pending until they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from every8d.tracking import merge
+from every8d.tracking.replies import REPLY_EVENT_KEY_SQL, suppress_opt_outs
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import (
+    BATCHES,
+    MESSAGES,
+    PUSH_EVENTS,
+    PUSH_EVENTS_MERGED,
+    REPLIES,
+    STATUS_STAGING,
+    ensure_tracking_tables,
+)
+
+REPLY_STATUS = 999
+
+CLAIM = f"""
+INSERT INTO {PUSH_EVENTS_MERGED.name} (event_key, merged_at, merge_id)
+SELECT e.event_key, CAST(? AS TIMESTAMP WITH TIME ZONE), ?
+FROM {PUSH_EVENTS.name} e
+JOIN {BATCHES.name} b ON b.batch_id = e.batch_id
+WHERE NOT EXISTS (SELECT 1 FROM {PUSH_EVENTS_MERGED.name} d WHERE d.event_key = e.event_key)
+ON CONFLICT DO NOTHING
+"""
+
+STAGE_STATUS_EVENTS = f"""
+INSERT INTO {STATUS_STAGING.name}
+    (batch_id, mobile, seq, mr, name, sent_at, received_at, points, status, observed_at, source)
+SELECT batch_id, mobile, CAST(seq AS INTEGER), mr, NULL, NULL, NULL, NULL, status, observed_at, 'push'
+FROM (
+    WITH claimed AS (
+        SELECT e.event_key, e.batch_id, e.mobile, NULLIF(e.mr, '') AS mr, e.status,
+               COALESCE(e.reported_at, e.received_at) AS observed_at, COALESCE(c.is_final, FALSE) AS is_final
+        FROM {PUSH_EVENTS.name} e
+        JOIN {PUSH_EVENTS_MERGED.name} d ON d.event_key = e.event_key AND d.merge_id = ?
+        LEFT JOIN every8d_status_codes c ON c.status = e.status
+        WHERE e.status <> {REPLY_STATUS}
+    ),
+    by_mr AS (
+        SELECT batch_id, mr, min(mobile) AS mobile, min(seq) AS seq
+        FROM {MESSAGES.name}
+        WHERE mr IS NOT NULL AND batch_id IN (SELECT batch_id FROM claimed)
+        GROUP BY batch_id, mr
+    ),
+    by_mobile AS (
+        SELECT batch_id, mobile, min(CASE WHEN NOT is_final THEN seq END) AS open_seq, min(seq) AS any_seq
+        FROM {MESSAGES.name}
+        WHERE batch_id IN (SELECT batch_id FROM claimed)
+        GROUP BY batch_id, mobile
+    ),
+    resolved AS (
+        SELECT p.event_key, p.batch_id, p.mr, p.status, p.observed_at, p.is_final,
+               COALESCE(r.mobile, p.mobile) AS mobile,
+               COALESCE(r.seq, bm.open_seq, bm.any_seq, 1) AS seq
+        FROM claimed p
+        LEFT JOIN by_mr r ON r.batch_id = p.batch_id AND r.mr = p.mr
+        LEFT JOIN by_mobile bm ON bm.batch_id = p.batch_id AND bm.mobile = p.mobile
+        WHERE COALESCE(r.mobile, p.mobile) IS NOT NULL
+    ),
+    ranked AS (
+        SELECT resolved.*,
+               row_number() OVER (
+                   PARTITION BY batch_id, mobile, seq ORDER BY is_final DESC, observed_at DESC, event_key DESC
+               ) AS pick
+        FROM resolved
+    )
+    SELECT * FROM ranked WHERE pick = 1
+) winners
+"""
+
+REPLIES_FROM_EVENTS = f"""
+INSERT INTO {REPLIES.name} (batch_id, mobile, reply_text, replied_at, source, event_key)
+SELECT DISTINCT e.batch_id, e.mobile, e.reply_text, COALESCE(e.reported_at, e.received_at), 'push',
+       {REPLY_EVENT_KEY_SQL.format(batch_id="e.batch_id", mobile="e.mobile",
+                                   replied_at="COALESCE(e.reported_at, e.received_at)", text="e.reply_text")}
+FROM {PUSH_EVENTS.name} e
+JOIN {PUSH_EVENTS_MERGED.name} d ON d.event_key = e.event_key AND d.merge_id = ?
+WHERE e.status = {REPLY_STATUS} AND e.mobile IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class PushMergeResult:
+    claimed: int
+    history_rows: int
+    message_rows: int
+    replies: int
+
+
+def merge_push_events(warehouse: Warehouse, *, now: datetime | None = None) -> PushMergeResult:
+    """Merge every push event not merged yet; safe to run at any time, and twice."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    merge_id = uuid.uuid4().hex
+    ensure_tracking_tables(warehouse)
+    with warehouse.transaction():
+        claimed = warehouse.execute(CLAIM, [now, merge_id])
+        if claimed == 0:
+            return PushMergeResult(0, 0, 0, 0)
+        merge.clear_staging(warehouse)
+        warehouse.execute(STAGE_STATUS_EVENTS, [merge_id])
+        counts = merge.merge_staged(warehouse, now=now)
+        if counts.changed:
+            merge.mark_dirty(warehouse)
+        merge.clear_staging(warehouse)
+        replies = max(warehouse.execute(REPLIES_FROM_EVENTS, [merge_id]), 0)
+        if replies:
+            suppress_opt_outs(warehouse, now=now)
+    return PushMergeResult(max(claimed, 0), counts.history, counts.messages, replies)

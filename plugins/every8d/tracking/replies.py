@@ -1,0 +1,103 @@
+"""Replies to a batch, whether polled (``getReplyMessage``) or pushed (STATUS 999), and opt-outs.
+
+A reply has the same ``event_key`` however it arrived (batch, number, reply
+time to the second, MD5 of the text), so a reply both pushed and polled is
+stored once.  Replies whose trimmed, upper-cased text is an opt-out keyword
+put the number on the suppression list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from every8d.tracking.numbers import to_e164
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import REPLIES, SUPPRESSIONS
+
+if TYPE_CHECKING:
+    from every8d.hooks.every8d import Every8dHook
+    from every8d.wire import Reply
+
+#: Reply texts (trimmed, upper-cased) that mean "stop texting me".  The analytics
+#: views in include/sql/ list the same words.
+OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "TD", "退訂", "取消訂閱", "拒收")
+OPT_OUT_REASON = "opt-out reply"
+
+
+def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str) -> str:
+    """The key of a reply: ``reply:<batch>:<E.164>:<epoch seconds>:<md5 of text>``.
+
+    Push code must build the same key for a STATUS=999 push, so the reply is counted once.
+    """
+    seconds = int(replied_at.astimezone(timezone.utc).timestamp())
+    digest = hashlib.md5(text.encode("utf-8")).hexdigest()
+    return f"reply:{batch_id}:{mobile}:{seconds}:{digest}"
+
+
+#: The same key in SQL (DuckDB and Postgres), over columns batch_id, mobile, replied_at, reply_text.
+REPLY_EVENT_KEY_SQL = (
+    "'reply:' || {batch_id} || ':' || {mobile} || ':' || "
+    "CAST(CAST(EXTRACT(EPOCH FROM {replied_at}) AS BIGINT) AS VARCHAR) || ':' || md5(COALESCE({text}, ''))"
+)
+
+
+def opt_out_condition(column: str) -> tuple[str, list[str]]:
+    """SQL condition (and its parameters) that ``column`` holds an opt-out keyword."""
+    marks = ", ".join("?" for _ in OPT_OUT_KEYWORDS)
+    return f"upper(trim({column})) IN ({marks})", list(OPT_OUT_KEYWORDS)
+
+
+def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll") -> pa.Table:
+    """Gateway replies as ``every8d_replies`` rows (numbers in E.164, times in UTC)."""
+    rows = list(replies)
+    mobiles = to_e164(pa.array([r.mobile for r in rows], pa.string())).to_pylist()
+    times = [r.replied_at.astimezone(timezone.utc) for r in rows]
+    texts = [r.content for r in rows]
+    keys = [reply_event_key(batch_id, m, t, x) for m, t, x in zip(mobiles, times, texts)]
+    first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
+    mobiles, times, texts, keys = ([column[i] for i in first] for column in (mobiles, times, texts, keys))
+    return pa.Table.from_pydict(
+        {
+            "batch_id": [batch_id] * len(keys),
+            "mobile": mobiles,
+            "reply_text": texts,
+            "replied_at": times,
+            "source": [source] * len(keys),
+            "event_key": keys,
+        },
+        schema=REPLIES.schema,
+    )
+
+
+def fetch_replies(hook: Every8dHook, batch_id: str) -> pa.Table:
+    """Every reply to a batch, read from the gateway (10 a page; replies are few)."""
+    return replies_table(batch_id, hook.iter_replies(batch_id))
+
+
+def suppress_opt_outs(warehouse: Warehouse, *, now: datetime) -> int:
+    """Add every number that replied with an opt-out keyword to the suppression list; new ones."""
+    condition, parameters = opt_out_condition("reply_text")
+    return max(
+        warehouse.execute(
+            f"INSERT INTO {SUPPRESSIONS.name} (mobile, reason, source, created_at) "
+            f"SELECT mobile, ?, 'reply', CAST(? AS TIMESTAMP WITH TIME ZONE) FROM {REPLIES.name} "
+            f"WHERE {condition} GROUP BY mobile ON CONFLICT DO NOTHING",
+            [OPT_OUT_REASON, now, *parameters],
+        ),
+        0,
+    )
+
+
+def record_replies(warehouse: Warehouse, replies: pa.Table, *, now: datetime) -> int:
+    """Store replies (a reply already stored is skipped) and apply opt-outs; returns new replies."""
+    if replies.num_rows == 0:
+        return 0
+    with warehouse.transaction():
+        added = warehouse.upsert(REPLIES.name, replies, REPLIES.primary_key, update_columns=[])
+        suppress_opt_outs(warehouse, now=now)
+    return max(added, 0)

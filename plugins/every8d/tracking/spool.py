@@ -1,0 +1,112 @@
+"""A batch's status pages, spooled to a local Parquet file as they arrive.
+
+Memory stays flat however big the batch: each page becomes one row group
+and is dropped.  Once the listing is complete, a local DuckDB numbers each
+number's messages (``seq``: the n-th line of that number in the listing) and
+streams the rows out in the ``every8d_status_staging`` shape, spilling to disk
+if it must.  The warehouse is not touched here, so no lock is held while the
+gateway is slow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from every8d import wire
+from every8d.tracking.numbers import to_e164
+from every8d.warehouse.tables import STATUS_STAGING
+
+SPOOL_SCHEMA = pa.schema(
+    [pa.field("page_no", pa.int32(), nullable=False), pa.field("row_no", pa.int32(), nullable=False)]
+    + [field for field in wire.STATUS_PAGE_SCHEMA]
+)
+LOCAL_MEMORY_LIMIT = "256MB"
+
+
+class PageSpool:
+    """Status pages of one batch in a Parquet file; ``total`` is the gateway's count line.
+
+    :param path: the spool file (replaced if it exists: a rerun starts over).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.total = 0
+        self.rows = 0
+        self.pages = 0
+
+    def write(self, pages: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
+        """Write ``(page_no, page)`` pairs, each as it arrives; the file appears only when complete.
+
+        Uncompressed: the spool lives for one sync and is read once, so speed beats size.
+        """
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        with pq.ParquetWriter(partial, SPOOL_SCHEMA, compression="none") as writer:
+            for page_no, page in pages:
+                if page_no == 1 or page.total > self.total:
+                    self.total = page.total
+                if page.rows:
+                    writer.write_table(_spool_rows(page_no, page.table))
+                self.rows += page.rows
+                self.pages += 1
+        os.replace(partial, self.path)
+        return self
+
+    def staging_select(self) -> str:
+        """SELECT of the spooled rows in the staging shape, for a DuckDB that can read the spool file.
+
+        Parameters: batch id, observed time, source.  The spool path is our own
+        temporary file, embedded as a literal because DuckDB cannot bind table functions' paths.
+        """
+        path = str(self.path).replace("'", "''")
+        return f"""
+            SELECT CAST(? AS VARCHAR) AS batch_id,
+                   mobile,
+                   CAST(row_number() OVER (PARTITION BY mobile ORDER BY page_no, row_no) AS INTEGER) AS seq,
+                   NULLIF(record_id, '') AS mr,
+                   name, sent_at, received_at, points, status,
+                   CAST(? AS TIMESTAMPTZ) AS observed_at,
+                   CAST(? AS VARCHAR) AS source
+            FROM read_parquet('{path}')
+        """
+
+    @contextmanager
+    def staged(
+        self, batch_id: str, *, source: str, observed_at: datetime, batch_size: int = 100_000
+    ) -> Iterator[pa.RecordBatchReader]:
+        """The spooled rows as ``every8d_status_staging`` batches, ``seq`` numbered per mobile."""
+        import duckdb
+
+        with duckdb.connect(":memory:", config={"memory_limit": LOCAL_MEMORY_LIMIT}) as local:
+            local.execute("SET TimeZone = 'UTC'")
+            local.execute("SET temp_directory = ?", [str(self.path.parent / ".duckdb_tmp")])
+            relation = local.sql(self.staging_select(), params=[batch_id, observed_at, source])
+            reader = relation.to_arrow_reader(batch_size)
+            yield pa.RecordBatchReader.from_batches(
+                STATUS_STAGING.schema, (_conform(b, STATUS_STAGING.schema) for b in reader)
+            )
+
+
+def _spool_rows(page_no: int, table: pa.Table) -> pa.Table:
+    count = table.num_rows
+    mobiles = to_e164(table.column("mobile"))
+    table = table.set_column(table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles)
+    return pa.Table.from_arrays(
+        [pa.array(np.full(count, page_no, dtype=np.int32)), pa.array(np.arange(count, dtype=np.int32))]
+        + table.columns,
+        schema=SPOOL_SCHEMA,
+    )
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``'s types (DuckDB names the UTC zone its own way)."""
+    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

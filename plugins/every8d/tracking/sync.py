@@ -1,0 +1,228 @@
+"""The delivery-status sync: which batches to poll, and polling one batch into the tables.
+
+One batch's sync is: page through its status (spooled to local Parquet as
+pages arrive), then, in one warehouse transaction, stage the rows, merge
+them, apply the close rules and book the poll.  A crash anywhere leaves the
+tables as they were, and a rerun with the same ``now`` leaves them exactly as
+one run would (the DAG passes its run's time as ``now``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from every8d import wire
+from every8d.tracking import merge
+from every8d.tracking.replies import fetch_replies, record_replies
+from every8d.tracking.schedule import DEFAULT_EXPIRY_GRACE, BatchClock, close_reason
+from every8d.tracking.spool import PageSpool
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import BATCHES, STATUS_STAGING, ensure_tracking_tables
+
+if TYPE_CHECKING:
+    from every8d.hooks.every8d import Every8dHook
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DUE_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class DueBatch:
+    """A batch to poll, with what the close rules need (JSON-friendly for XCom)."""
+
+    batch_id: str
+    kind: str
+    sent_at: datetime
+    scheduled_at: datetime | None
+    validity_minutes: int
+
+    @property
+    def mms(self) -> bool:
+        return self.kind == "mms"
+
+    def clock(self, grace: timedelta = DEFAULT_EXPIRY_GRACE) -> BatchClock:
+        return BatchClock(self.scheduled_at or self.sent_at, self.validity_minutes, grace)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sent_at"] = self.sent_at.isoformat()
+        data["scheduled_at"] = self.scheduled_at.isoformat() if self.scheduled_at else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DueBatch:
+        scheduled = data.get("scheduled_at")
+        return cls(
+            batch_id=str(data["batch_id"]),
+            kind=str(data["kind"]),
+            sent_at=datetime.fromisoformat(data["sent_at"]),
+            scheduled_at=datetime.fromisoformat(scheduled) if scheduled else None,
+            validity_minutes=int(data["validity_minutes"]),
+        )
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How to poll.
+
+    :param with_record_ids: ask for the JSON status form, which carries each message's MR.
+    :param page_concurrency: status pages fetched at once for one batch (1 = one after another).
+    :param expiry_grace: wait after the validity window before pending messages expire.
+    :param poll_replies: also read the batch's replies (``getReplyMessage``) while it is open.
+    :param spool_dir: folder for page spools (a temporary folder by default).
+    """
+
+    with_record_ids: bool = False
+    page_concurrency: int = 2
+    expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE
+    poll_replies: bool = True
+    spool_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchSyncResult:
+    batch_id: str
+    listed: int
+    pages: int
+    history_rows: int
+    message_rows: int
+    expired: int
+    replies: int
+    closed_reason: str | None
+    next_poll_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["next_poll_at"] = self.next_poll_at.isoformat() if self.next_poll_at else None
+        return data
+
+
+def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LIMIT) -> list[DueBatch]:
+    """Open batches whose next poll is due at ``now``, most overdue first."""
+    ensure_tracking_tables(warehouse)
+    rows = warehouse.query_arrow(
+        f"SELECT batch_id, kind, sent_at, scheduled_at, validity_minutes FROM {BATCHES.name} "
+        "WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS TIMESTAMP WITH TIME ZONE)) "
+        "ORDER BY next_poll_at, batch_id LIMIT ?",
+        [now, int(limit)],
+    ).to_pylist()
+    return [
+        DueBatch(r["batch_id"], r["kind"], r["sent_at"], r["scheduled_at"], int(r["validity_minutes"] or 1440))
+        for r in rows
+    ]
+
+
+def _bounded_map(function: Callable[[int], Any], items: Iterable[int], workers: int) -> Iterator[Any]:
+    """``map`` in order with at most ``workers`` calls in flight (so results never pile up)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="every8d-pages") as pool:
+        pending: list[Future] = []
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def fetch_status_pages(
+    hook: Every8dHook, batch: DueBatch, *, with_record_ids: bool = False, concurrency: int = 1
+) -> Iterator[tuple[int, wire.StatusPage]]:
+    """``(page_no, page)`` for every page of a batch; after page 1 the page count is known, so the
+    rest may be fetched ``concurrency`` at a time."""
+
+    def page(number: int) -> wire.StatusPage:
+        return hook.get_delivery_status_page(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
+
+    first = page(1)
+    yield 1, first
+    if first.rows < wire.STATUS_PAGE_SIZE or first.rows >= first.total:
+        return
+    pages = math.ceil(first.total / wire.STATUS_PAGE_SIZE)
+    if concurrency <= 1:
+        for number in range(2, pages + 1):
+            current = page(number)
+            yield number, current
+            if current.rows < wire.STATUS_PAGE_SIZE:
+                return
+        return
+    for number, current in zip(range(2, pages + 1), _bounded_map(page, range(2, pages + 1), concurrency)):
+        yield number, current
+
+
+def merge_spool(
+    warehouse: Warehouse,
+    batch: DueBatch,
+    spool: PageSpool,
+    *,
+    now: datetime,
+    grace: timedelta = DEFAULT_EXPIRY_GRACE,
+) -> BatchSyncResult:
+    """One transaction: stage the spooled rows, merge them, apply the close rules, book the poll."""
+    with warehouse.transaction():
+        merge.clear_staging(warehouse)
+        if warehouse.dialect == "duckdb":  # the warehouse reads the spool file itself
+            columns = ", ".join(STATUS_STAGING.schema.names)
+            warehouse.execute(
+                f"INSERT INTO {STATUS_STAGING.name} ({columns}) {spool.staging_select()}",
+                [batch.batch_id, now, "poll"],
+            )
+        else:
+            with spool.staged(batch.batch_id, source="poll", observed_at=now) as staged:
+                warehouse.append(STATUS_STAGING.name, staged)
+        counts = merge.merge_staged(warehouse, now=now)
+        messages, final = merge.batch_counts(warehouse, batch.batch_id)
+        clock = batch.clock(grace)
+        reason = close_reason(
+            gateway_total=spool.total, messages=messages, final=final, now=now, deadline=clock.deadline
+        )
+        expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
+        next_poll = None if reason else clock.next_poll_at(now)
+        merge.record_poll(
+            warehouse, batch.batch_id, now=now, next_poll_at=next_poll, listed=spool.total,
+            final=final + expired, closed_reason=reason,
+        )
+        if counts.changed or expired:
+            merge.mark_dirty(warehouse, batch_id=batch.batch_id)
+        merge.clear_staging(warehouse)
+    return BatchSyncResult(
+        batch_id=batch.batch_id, listed=spool.total, pages=spool.pages, history_rows=counts.history,
+        message_rows=counts.messages, expired=expired, replies=0, closed_reason=reason, next_poll_at=next_poll,
+    )
+
+
+def sync_batch(
+    warehouse: Warehouse,
+    hook: Every8dHook,
+    batch: DueBatch,
+    *,
+    now: datetime | None = None,
+    options: SyncOptions = SyncOptions(),
+) -> BatchSyncResult:
+    """Poll one batch's status (and replies) from the gateway into the tables."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    ensure_tracking_tables(warehouse)
+    with tempfile.TemporaryDirectory(prefix="every8d-spool-", dir=options.spool_dir) as folder:
+        spool = PageSpool(Path(folder) / "pages.parquet").write(
+            fetch_status_pages(
+                hook, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
+            )
+        )
+        replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
+        with warehouse.transaction():
+            result = merge_spool(warehouse, batch, spool, now=now, grace=options.expiry_grace)
+            added = record_replies(warehouse, replies, now=now) if replies is not None else 0
+    log.info(
+        "batch %s: %d listed in %d page(s), %d change(s), %d expired, %d new repl(ies)%s",
+        batch.batch_id, result.listed, result.pages, result.history_rows, result.expired, added,
+        f", closed ({result.closed_reason})" if result.closed_reason else "",
+    )
+    return BatchSyncResult(**{**asdict(result), "replies": added})

@@ -1,0 +1,121 @@
+"""What the delivery-status DAG's tasks do, kept out of the DAG file so parsing it stays cheap.
+
+Each function takes the run's params (which may be empty) and the run's time,
+resolves the warehouse, Parquet root and gateway connection at run time
+(params first, then environment variables, then defaults), and returns
+JSON-friendly results for XCom.
+
+Environment variables: ``EVERY8D_WAREHOUSE`` (warehouse target),
+``EVERY8D_PARQUET_ROOT`` (folder or URL; ``none`` turns the Parquet copy off),
+``EVERY8D_PARQUET_CONN_ID`` (connection for an object-store root),
+``EVERY8D_STATUS_PAGE_CONCURRENCY`` and ``EVERY8D_STATUS_WITH_RECORD_IDS``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+DEFAULT_CONN_ID = "every8d_default"
+ENV_PAGE_CONCURRENCY = "EVERY8D_STATUS_PAGE_CONCURRENCY"
+ENV_WITH_RECORD_IDS = "EVERY8D_STATUS_WITH_RECORD_IDS"
+PARQUET_OFF = ("none", "off", "false", "0")
+
+
+def _param(params: Mapping[str, Any] | None, name: str, env: str | None = None, default: Any = None) -> Any:
+    value = (params or {}).get(name)
+    if value is None or value == "":
+        value = os.environ.get(env, "").strip() if env else ""
+    return default if value is None or value == "" else value
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def warehouse_from(params: Mapping[str, Any] | None):
+    """The warehouse named by the ``warehouse`` param, else ``EVERY8D_WAREHOUSE``, else the DuckDB default."""
+    from every8d.warehouse import open_warehouse
+
+    return open_warehouse(_param(params, "warehouse"))
+
+
+def parquet_root_from(params: Mapping[str, Any] | None) -> Any:
+    """The Parquet root (None when turned off), as an ``ObjectStoragePath`` when a connection is named."""
+    from every8d.warehouse.parquet import ENV_PARQUET_CONN_ID, ENV_PARQUET_ROOT, default_parquet_root
+
+    root = _param(params, "parquet_root", ENV_PARQUET_ROOT) or default_parquet_root()
+    if str(root).strip().lower() in PARQUET_OFF:
+        return None
+    conn_id = _param(params, "parquet_conn_id", ENV_PARQUET_CONN_ID)
+    if conn_id:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(str(root), conn_id=str(conn_id))
+    return str(root)
+
+
+def sync_options_from(params: Mapping[str, Any] | None):
+    from every8d.tracking.schedule import DEFAULT_EXPIRY_GRACE
+    from every8d.tracking.sync import SyncOptions
+
+    grace = _param(params, "expiry_grace_minutes")
+    return SyncOptions(
+        with_record_ids=_truthy(_param(params, "with_record_ids", ENV_WITH_RECORD_IDS, False)),
+        page_concurrency=max(1, int(_param(params, "page_concurrency", ENV_PAGE_CONCURRENCY, 2))),
+        expiry_grace=DEFAULT_EXPIRY_GRACE if grace is None else timedelta(minutes=int(grace)),
+    )
+
+
+def utc(moment: datetime | None) -> datetime:
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+
+
+def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict[str, int]:
+    """Merge push events that arrived since the last run."""
+    from dataclasses import asdict
+
+    from every8d.tracking.pushes import merge_push_events
+
+    with warehouse_from(params) as warehouse:
+        return asdict(merge_push_events(warehouse, now=utc(now)))
+
+
+def find_due_batches(params: Mapping[str, Any] | None, now: datetime | None) -> list[dict[str, Any]]:
+    """Batches to poll in this run (at most ``max_batches``)."""
+    from every8d.tracking.sync import DEFAULT_DUE_LIMIT, due_batches
+
+    limit = int(_param(params, "max_batches", default=DEFAULT_DUE_LIMIT))
+    with warehouse_from(params) as warehouse:
+        return [batch.to_json() for batch in due_batches(warehouse, utc(now), limit)]
+
+
+def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], now: datetime | None) -> dict[str, Any]:
+    """Poll one batch into the tables."""
+    from every8d.hooks.every8d import Every8dHook
+    from every8d.tracking.sync import DueBatch, sync_batch
+
+    options = sync_options_from(params)
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+                       pool_size=max(options.page_concurrency, 1))
+    try:
+        with warehouse_from(params) as warehouse:
+            result = sync_batch(warehouse, hook, DueBatch.from_json(dict(batch)), now=utc(now), options=options)
+    finally:
+        hook.close()
+    return result.to_json()
+
+
+def export_parquet(params: Mapping[str, Any] | None) -> dict[str, int]:
+    """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed."""
+    from dataclasses import asdict
+
+    from every8d.warehouse.parquet import ParquetExporter
+
+    root = parquet_root_from(params)
+    if root is None:
+        return {"partitions": 0, "rows": 0}
+    with warehouse_from(params) as warehouse:
+        return asdict(ParquetExporter(root).export(warehouse))

@@ -1,0 +1,52 @@
+"""The analytics views: SQL files per dialect, applied to a warehouse.
+
+The SQL lives in ``include/sql/<dialect>/*.sql`` (one view per file, applied
+in file-name order) so analysts can read and change it without Python.  Views
+are dropped and recreated, so a changed column list applies cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import ensure_tracking_tables
+
+ENV_SQL_DIR = "EVERY8D_SQL_DIR"
+VIEWS = ("every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons")
+_VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
+def default_sql_dir() -> Path:
+    """``EVERY8D_SQL_DIR``, else the project's ``include/sql`` next to the package's ``plugins/``."""
+    configured = os.environ.get(ENV_SQL_DIR, "").strip()
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[3] / "include" / "sql"
+
+
+def view_files(dialect: str, sql_dir: Path | None = None) -> list[Path]:
+    """The dialect's view files in apply order."""
+    folder = Path(sql_dir or default_sql_dir()) / dialect
+    files = sorted(folder.glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no analytics views for dialect {dialect!r} in {folder}")
+    return files
+
+
+def apply_views(warehouse: Warehouse, sql_dir: Path | None = None) -> list[str]:
+    """(Re)create every analytics view for the warehouse's dialect; returns the view names."""
+    ensure_tracking_tables(warehouse)
+    names = []
+    with warehouse.transaction():
+        for path in view_files(warehouse.dialect, sql_dir):
+            sql = path.read_text(encoding="utf-8")
+            match = _VIEW_NAME.search(sql)
+            if match is None:
+                raise ValueError(f"{path.name} does not create a view")
+            warehouse.execute(f"DROP VIEW IF EXISTS {match.group(1)}")
+            warehouse.execute(sql)
+            names.append(match.group(1))
+    return names

@@ -1,0 +1,1 @@
+"""Deferrable triggers (run in Airflow's triggerer)."""

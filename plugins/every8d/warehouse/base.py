@@ -1,0 +1,216 @@
+"""What every warehouse offers: Arrow in, Arrow out, SQL in between.
+
+The status sync, the send ledger and the analytics talk to this interface
+only, so the same code runs on a DuckDB file (the default), on Postgres, or on
+any database Airflow's common-sql providers reach.  Implementations differ in
+how they move rows (DuckDB scans Arrow directly; Postgres gets ``COPY``), not in
+what the SQL means.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, get_args
+
+import pyarrow as pa
+
+from every8d.warehouse.sqltypes import check_identifier, create_table_sql, quote, sql_type, upsert_sql
+
+#: How rows reach a table: ``append`` adds them, ``merge`` upserts on the table's key.
+WriteDisposition = Literal["append", "merge"]
+WRITE_DISPOSITIONS: tuple[str, ...] = get_args(WriteDisposition)
+
+ArrowData = pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch]
+
+
+def as_reader(data: ArrowData) -> pa.RecordBatchReader | None:
+    """Any Arrow input as one stream of record batches; None when there is nothing to read."""
+    if isinstance(data, pa.RecordBatchReader):
+        return data
+    if isinstance(data, pa.Table):
+        return pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatchReader.from_batches(data.schema, [data])
+    batches = iter(data)
+    first = next(batches, None)
+    if first is None:
+        return None
+    return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
+
+
+class CountingReader:
+    """Wraps a reader and counts the rows that went through it (no copy)."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.schema = reader.schema
+        self.rows = 0
+        self._reader = reader
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for batch in self._reader:
+            self.rows += batch.num_rows
+            yield batch
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.batches())
+
+
+_QUOTED_OR_QMARK = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+def translate_placeholders(sql: str, placeholder: str, *, escape_percent: bool) -> str:
+    """Turn the ``?`` placeholders used throughout the provider into the driver's own.
+
+    ``?`` inside quoted literals and identifiers is left alone; with
+    pyformat drivers (``%s``) a literal ``%`` becomes ``%%``.
+    """
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "?":
+            return placeholder
+        if token == "%":
+            return "%%" if escape_percent else "%"
+        return token.replace("%", "%%") if escape_percent and token.startswith("'") else token
+
+    return _QUOTED_OR_QMARK.sub(swap, sql)
+
+
+class Warehouse(ABC):
+    """A SQL database the provider writes its tables to.
+
+    Not thread-safe: give each thread its own (``open_warehouse`` is cheap).
+    Every method outside :meth:`transaction` runs in a transaction of its own.
+
+    :ivar dialect: ``duckdb``, ``postgres`` or another SQLAlchemy dialect name.
+    """
+
+    dialect: str
+
+    # -- what implementations provide ---------------------------------------------------
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commit on exit, roll back on an exception; nested calls join the outer transaction."""
+
+    @abstractmethod
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
+        """Run one statement (``?`` placeholders); the affected row count where the driver tells it, else -1."""
+
+    @abstractmethod
+    def query_batches(
+        self, sql: str, parameters: Sequence[Any] | None = None, *, batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a query's result as record batches (the connection stays open until exhausted)."""
+
+    @abstractmethod
+    def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
+        """Bulk-insert ``reader`` into existing table ``name`` (columns by name); rows written."""
+
+    @abstractmethod
+    def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Any) -> int:
+        """Stage ``reader`` where SQL can see it, then run ``sql_for_source(source_name)``; rows affected."""
+
+    @abstractmethod
+    def table_columns(self, name: str) -> list[str]:
+        """Column names of table ``name`` (empty when it does not exist)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the warehouse may not be used afterwards."""
+
+    # -- shared behaviour -------------------------------------------------------------------
+
+    def query_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        """A query's whole result as one Arrow table (use :meth:`query_batches` for big results)."""
+        batches = list(self.query_batches(sql, parameters))
+        if not batches:
+            raise RuntimeError("query_batches yielded no schema")  # implementations yield >= 1 batch
+        return pa.Table.from_batches(batches)
+
+    def ensure_table(self, name: str, schema: pa.Schema, primary_key: Sequence[str] = ()) -> None:
+        """Create table ``name`` from an Arrow schema if missing; add columns the schema gained since.
+
+        Added columns are nullable whatever the schema says, since existing rows have no value.
+        Checked once per table and warehouse object: tables dropped behind its back are not recreated.
+        """
+        key = tuple(primary_key)
+        ensured = self.__dict__.setdefault("_ensured", set())
+        if (name, schema, key) in ensured:
+            return
+        missing_key = set(key) - set(schema.names)
+        if missing_key:
+            raise ValueError(f"primary key column(s) {sorted(missing_key)} not in the schema of {name}")
+        with self.transaction():
+            self.execute(create_table_sql(name, schema, key, self.dialect))
+            existing = {column.lower() for column in self.table_columns(name)}
+            for field in schema:
+                if field.name.lower() not in existing:
+                    self.execute(
+                        f"ALTER TABLE {quote(name)} ADD COLUMN "
+                        f"{quote(field.name)} {sql_type(field.type, self.dialect)}"
+                    )
+        ensured.add((name, schema, key))
+
+    def append(self, name: str, data: ArrowData) -> int:
+        """Insert every row of ``data`` (a table, a batch, or an iterable of batches); rows written."""
+        reader = as_reader(data)
+        if reader is None:
+            return 0
+        check_identifier(name)
+        with self.transaction():
+            return self._load(name, reader)
+
+    def upsert(
+        self,
+        name: str,
+        data: ArrowData,
+        key: Sequence[str],
+        *,
+        update_columns: Sequence[str] | None = None,
+        only_if: str | None = None,
+    ) -> int:
+        """Insert rows, updating those whose ``key`` exists: ``ON CONFLICT (key) DO UPDATE ... WHERE only_if``.
+
+        The table needs a primary key (or unique constraint) on ``key``, and
+        ``data`` must not repeat a key.  ``update_columns`` defaults to every
+        non-key column of ``data``; an empty list means ``DO NOTHING``.  Returns
+        the rows inserted or updated where the driver reports it.
+        """
+        reader = as_reader(data)
+        if reader is None:
+            return 0
+        key = tuple(key)
+        columns = list(reader.schema.names)
+        missing = [k for k in key if k not in columns]
+        if missing:
+            raise ValueError(f"upsert into {name}: key column(s) {missing} not in the data")
+        if update_columns is None:
+            update_columns = [c for c in columns if c not in key]
+        unknown = [c for c in update_columns if c not in columns]
+        if unknown:
+            raise ValueError(f"upsert into {name}: update column(s) {unknown} not in the data")
+
+        def statement(source: str) -> str:
+            return upsert_sql(name, columns, key, list(update_columns), only_if, source)
+
+        with self.transaction():
+            return self._upsert_from(name, reader, statement)
+
+    def write(self, name: str, data: ArrowData, disposition: WriteDisposition, key: Sequence[str] = ()) -> int:
+        """Write with a named disposition: ``append`` or ``merge`` (upsert on ``key``)."""
+        if disposition == "append":
+            return self.append(name, data)
+        if disposition == "merge":
+            return self.upsert(name, data, key)
+        raise ValueError(f"write disposition must be one of {WRITE_DISPOSITIONS}, not {disposition!r}")
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

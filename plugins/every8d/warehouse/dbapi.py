@@ -1,0 +1,259 @@
+"""Any database behind an Airflow common-sql connection (Postgres tested).
+
+Rows move in bulk: Postgres gets ``COPY ... FROM STDIN`` fed with CSV that
+Arrow writes column by column; other drivers get ``executemany`` in batches.
+Results come back through a server-side cursor where the driver has one, and
+are turned into Arrow one column at a time.  Nothing here logs row values,
+which may be phone numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from every8d.warehouse.base import Warehouse, translate_placeholders
+from every8d.warehouse.sqltypes import check_identifier, create_table_sql, quote
+
+log = logging.getLogger(__name__)
+
+EXECUTEMANY_ROWS = 5_000
+COPY_ROWS = 100_000
+
+# Postgres type OIDs -> Arrow types, so results keep their types even when empty.
+_POSTGRES_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    25: pa.string(),
+    1042: pa.string(),
+    1043: pa.string(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+}
+_NUMERIC_OID = 1700
+
+
+def _dialect_of(hook: Any) -> str:
+    name = str(getattr(hook, "dialect_name", "") or hook.get_connection(hook.get_conn_id()).conn_type)
+    return "postgres" if name.startswith("postgres") else name
+
+
+def _column_type(description: Sequence[Any], dialect: str) -> pa.DataType | None:
+    type_code = description[1]
+    if dialect != "postgres" or not isinstance(type_code, int):
+        return None
+    if type_code == _NUMERIC_OID:
+        precision, scale = description[4], description[5]
+        if isinstance(precision, int) and isinstance(scale, int) and 0 < precision <= 38:
+            return pa.decimal128(precision, scale)
+        return None
+    return _POSTGRES_TYPES.get(type_code)
+
+
+def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType | None]) -> pa.RecordBatch:
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    arrays = []
+    for values, arrow_type in zip(columns, types):
+        array = pa.array(values, type=arrow_type) if arrow_type is not None or values else pa.array(values, pa.null())
+        if pa.types.is_timestamp(array.type) and array.type.tz and array.type.tz != "UTC":
+            array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+class DbApiWarehouse(Warehouse):
+    """A warehouse reached through an Airflow connection whose hook is a common-sql ``DbApiHook``.
+
+    :param conn_id: the Airflow connection id (``postgres_default``, ...).
+    """
+
+    def __init__(self, conn_id: str) -> None:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+
+        hook = BaseHook.get_connection(conn_id).get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise ValueError(f"connection {conn_id!r} is not a SQL connection (its hook is {type(hook).__name__})")
+        self.conn_id = conn_id
+        self.hook = hook
+        self.dialect = _dialect_of(hook)
+        self._placeholder = hook.placeholder
+        self._active: Any = None
+        self._depth = 0
+
+    def __repr__(self) -> str:
+        return f"DbApiWarehouse(airflow://{self.conn_id}, dialect={self.dialect!r})"
+
+    # -- connections ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        connection = self.hook.get_conn()
+        if getattr(connection, "autocommit", False):
+            connection.autocommit = False
+        self._active, self._depth = connection, 1
+        try:
+            if self.dialect == "postgres":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TIME ZONE 'UTC'")
+            yield
+        except BaseException:
+            connection.rollback()
+            raise
+        else:
+            connection.commit()
+        finally:
+            self._active, self._depth = None, 0
+            connection.close()
+
+    def _sql(self, sql: str, parameters: Sequence[Any] | None) -> str:
+        if parameters is None:
+            return sql
+        return translate_placeholders(sql, self._placeholder, escape_percent=self._placeholder == "%s")
+
+    # -- the interface ---------------------------------------------------------------------------
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
+        with self.transaction():
+            cursor = self._active.cursor()
+            try:
+                if parameters is None:
+                    cursor.execute(sql)
+                else:
+                    cursor.execute(self._sql(sql, parameters), tuple(parameters))
+                count = cursor.rowcount
+            finally:
+                cursor.close()
+        return count if isinstance(count, int) else -1
+
+    def query_batches(
+        self, sql: str, parameters: Sequence[Any] | None = None, *, batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        with self.transaction():
+            server_side = self.dialect == "postgres"
+            cursor = (
+                self._active.cursor(name=f"every8d_{uuid.uuid4().hex[:12]}") if server_side else self._active.cursor()
+            )
+            try:
+                if parameters is None:
+                    cursor.execute(sql)
+                else:
+                    cursor.execute(self._sql(sql, parameters), tuple(parameters))
+                rows = cursor.fetchmany(batch_size)
+                description = cursor.description or []
+                names = [column[0] for column in description]
+                types = [_column_type(column, self.dialect) for column in description]
+                yield _rows_to_batch(rows, names, types)
+                while len(rows) == batch_size:
+                    rows = cursor.fetchmany(batch_size)
+                    if rows:
+                        yield _rows_to_batch(rows, names, types)
+            finally:
+                cursor.close()
+
+    def _copy(self, name: str, reader: pa.RecordBatchReader) -> int | None:
+        """``COPY name FROM STDIN`` with Arrow-written CSV; None when the driver cannot COPY."""
+        cursor = self._active.cursor()
+        names = ", ".join(quote(c) for c in reader.schema.names)
+        statement = f"COPY {quote(name)} ({names}) FROM STDIN WITH (FORMAT csv)"
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        written = 0
+        try:
+            if not hasattr(cursor, "copy") and not hasattr(cursor, "copy_expert"):
+                return None
+            for table in _chunks(reader, COPY_ROWS):
+                buffer = io.BytesIO()
+                pacsv.write_csv(table, buffer, options)
+                if hasattr(cursor, "copy"):  # psycopg 3
+                    with cursor.copy(statement) as copy:
+                        copy.write(buffer.getvalue())
+                else:  # psycopg2
+                    buffer.seek(0)
+                    cursor.copy_expert(statement, buffer)
+                written += table.num_rows
+        finally:
+            cursor.close()
+        return written
+
+    def _executemany(self, name: str, reader: pa.RecordBatchReader) -> int:
+        names = reader.schema.names
+        marks = ", ".join([self._placeholder] * len(names))
+        statement = f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ({marks})"
+        written = 0
+        cursor = self._active.cursor()
+        try:
+            for table in _chunks(reader, EXECUTEMANY_ROWS):
+                rows = list(zip(*(column.to_pylist() for column in table.columns)))
+                cursor.executemany(statement, rows)
+                written += len(rows)
+        finally:
+            cursor.close()
+        return written
+
+    def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
+        with self.transaction():
+            if self.dialect == "postgres":
+                written = self._copy(name, reader)
+                if written is not None:
+                    log.debug("copied %d row(s) into %s", written, name)
+                    return written
+            return self._executemany(name, reader)
+
+    def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]) -> int:
+        staging = f"every8d_incoming_{uuid.uuid4().hex[:12]}"
+        ddl = create_table_sql(staging, reader.schema, (), self.dialect, temporary=True)
+        with self.transaction():
+            self.execute(ddl)
+            try:
+                self._load(staging, reader)
+                return self.execute(sql_for_source(staging))
+            finally:
+                self.execute(f"DROP TABLE IF EXISTS {staging}")
+
+    def table_columns(self, name: str) -> list[str]:
+        schema, _, table = check_identifier(name).rpartition(".")
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+        parameters: list[Any] = [table]
+        if schema:
+            sql += " AND table_schema = ?"
+            parameters.append(schema)
+        elif self.dialect == "postgres":
+            sql += " AND table_schema = current_schema()"
+        result = self.query_arrow(sql + " ORDER BY ordinal_position", parameters)
+        return [str(value) for value in result.column(0).to_pylist()]
+
+    def close(self) -> None:
+        """Nothing is held between operations."""
+
+
+def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """Re-cut a stream of batches into tables of about ``rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in reader:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending, reader.schema)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, reader.schema)

@@ -1,0 +1,49 @@
+"""Warehouses for the tracking tests: a DuckDB file and a real Postgres database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from every8d.warehouse import open_warehouse
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import TRACKING_TABLES
+
+PG_CONN_ID = "every8d_test_warehouse"
+VIEWS = ("every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons")
+
+
+def _drop_everything(warehouse: Warehouse) -> None:
+    for view in VIEWS:
+        warehouse.execute(f"DROP VIEW IF EXISTS {view}")
+    for spec in TRACKING_TABLES:
+        warehouse.execute(f"DROP TABLE IF EXISTS {spec.name}")
+
+
+@pytest.fixture
+def duckdb_target(tmp_path) -> str:
+    return f"duckdb://{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture
+def postgres_target(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``airflow://...`` of a Postgres connection to the session's test database, emptied of our tables."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{PG_CONN_ID.upper()}", postgres_database)
+    target = f"airflow://{PG_CONN_ID}"
+    warehouse = open_warehouse(target)
+    _drop_everything(warehouse)
+    return target
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_target(request: pytest.FixtureRequest) -> str:
+    """The target of each warehouse kind in turn."""
+    return request.getfixturevalue(f"{request.param}_target")
+
+
+@pytest.fixture
+def warehouse(warehouse_target: str) -> Iterator[Warehouse]:
+    wh = open_warehouse(warehouse_target)
+    yield wh
+    wh.close()
