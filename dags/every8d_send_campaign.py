@@ -1,0 +1,112 @@
+"""Send an SMS or MMS campaign from the Airflow UI: a validated form, a dry-run plan, then the send.
+
+Trigger it with the form (*Trigger DAG* → the parameters below).  Bad input is
+refused at trigger time by each parameter's JSON schema; what a schema cannot
+see (a missing audience column, a template naming an unknown field) fails the
+first task, before anything is sent.  The audience is snapshotted once into
+Parquet, so the plan you read and the send that follows use the same rows.
+With ``dry_run`` on (the default), the run stops after the plan: read it in
+the ``plan_*`` task's note, log or XCom, then trigger again with ``dry_run`` off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, task
+
+from every8d.operators.send import Every8dSendMmsOperator, Every8dSendSmsOperator
+
+SAMPLE_AUDIENCE = str(Path(__file__).resolve().parent.parent / "include" / "sample_audience.csv")
+SQL_OR_FILE = (
+    r"^\s*(?:(?:[Ss][Ee][Ll][Ee][Cc][Tt]|[Ww][Ii][Tt][Hh])\s[\s\S]+"
+    r"|\S+\.(?:[Cc][Ss][Vv]|[Pp][Aa][Rr][Qq][Uu][Ee][Tt]|[Pp][Qq])(?:\.gz)?)\s*$"
+)
+ISO_DATETIME_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})$"
+
+PARAMS = {
+    "audience": Param(
+        SAMPLE_AUDIENCE,
+        type="string",
+        pattern=SQL_OR_FILE,
+        title="Audience",
+        description="A CSV or Parquet file (local path or s3://, gs://, ... URL) or a SQL query (SELECT/WITH) "
+        "run on the SQL connection below. Needs a `mobile` column; `name` and any template field are optional.",
+    ),
+    "sql_conn_id": Param(
+        "", type="string", pattern=r"^[A-Za-z0-9_.-]*$", title="SQL connection",
+        description="Connection id the audience query runs on (only for a SQL audience).",
+    ),
+    "message": Param(
+        "$name 您好，您的$tier會員點數為 $points 點，本週兌換享 9 折！",
+        type="string", minLength=1, maxLength=2000, title="Message template",
+        description="`$column` or `${column}` is replaced by the audience's column; `$$` is a dollar sign.",
+    ),
+    "subject": Param("", type="string", maxLength=95, title="Subject",
+                     description="A note for the account's records (MMS: at most 15 characters, 95 if ASCII)."),
+    "kind": Param("sms", type="string", enum=["sms", "mms"], title="Kind"),
+    "mms_image": Param(None, type=["null", "string"], pattern=r"^\S+\.(?:[Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff])$",
+                       title="MMS image", description="A jpg, png or gif path or URL (MMS only, at most 300 KB)."),
+    "send_at": Param(None, type=["null", "string"], pattern=ISO_DATETIME_WITH_ZONE, title="Send at",
+                     description="Empty sends now; otherwise an ISO 8601 time with its offset, "
+                     "e.g. 2026-12-01T09:30:00+08:00 (the gateway schedules in Asia/Taipei time)."),
+    "max_points": Param(5000, type=["null", "number"], minimum=1, title="Budget cap (points)",
+                        description="The run fails before the first send when the estimate exceeds it."),
+    "allow_international": Param(False, type="boolean", title="Allow international numbers",
+                                 description="Non-+886 numbers cost 3x and must be enabled on the account."),
+    "dry_run": Param(True, type="boolean", title="Dry run",
+                     description="Only plan: recipients, rejects and points. Nothing is sent."),
+}
+
+COMMON = {
+    "audience": "{{ ti.xcom_pull(task_ids='stage_audience')['path'] }}",
+    "message": "{{ params.message }}",
+    "subject": "{{ params.subject }}",
+    "schedule_at": "{{ params.send_at or '' }}",
+    "max_points": "{{ params.max_points if params.max_points is not none else '' }}",
+    "allow_international": "{{ params.allow_international }}",
+    "name_column": "{{ 'name' if 'name' in ti.xcom_pull(task_ids='stage_audience')['columns'] else '' }}",
+    "campaign_id": "{{ dag.dag_id }}.{{ run_id }}",
+}
+
+with DAG(
+    dag_id="every8d_send_campaign",
+    schedule=None,
+    catchup=False,
+    params=PARAMS,
+    tags=["every8d"],
+    doc_md=__doc__,
+    max_active_runs=1,
+) as dag:
+
+    @task
+    def stage_audience(params: dict, run_id: str) -> dict:
+        """Read the audience once (file or SQL) and keep the columns the message needs, as Parquet."""
+        from every8d.campaign.staging import stage_campaign_audience
+
+        return stage_campaign_audience(
+            params["audience"], params["message"], sql_conn_id=params["sql_conn_id"] or None, run_id=run_id
+        )
+
+    @task.branch
+    def choose_kind(params: dict) -> str:
+        if params["kind"] == "mms" and not params["mms_image"]:
+            raise ValueError("an MMS campaign needs an MMS image")
+        return f"plan_{params['kind']}"
+
+    kind = choose_kind()
+    stage_audience() >> kind
+
+    for name, operator, extra in (
+        ("sms", Every8dSendSmsOperator, {}),
+        ("mms", Every8dSendMmsOperator, {"image": "{{ params.mms_image }}"}),
+    ):
+        plan = operator(task_id=f"plan_{name}", dry_run=True, **COMMON, **extra)
+
+        @task.short_circuit(task_id=f"confirm_{name}")
+        def confirm(params: dict) -> bool:
+            """Stop here on a dry run: the plan above is the result."""
+            return not params["dry_run"]
+
+        send = operator(task_id=f"send_{name}", dry_run=False, **COMMON, **extra)
+        kind >> plan >> confirm() >> send
