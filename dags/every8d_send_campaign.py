@@ -34,7 +34,7 @@ PARAMS = {
         "run on the SQL connection below. Needs a `mobile` column; `name` and any template field are optional.",
     ),
     "sql_conn_id": Param(
-        "", type="string", pattern=r"^[A-Za-z0-9_.-]*$", title="SQL connection",
+        None, type=["null", "string"], pattern=r"^[A-Za-z0-9_.-]+$", title="SQL connection",
         description="Connection id the audience query runs on (only for a SQL audience).",
     ),
     "message": Param(
@@ -42,7 +42,7 @@ PARAMS = {
         type="string", minLength=1, maxLength=2000, title="Message template",
         description="`$column` or `${column}` is replaced by the audience's column; `$$` is a dollar sign.",
     ),
-    "subject": Param("", type="string", maxLength=95, title="Subject",
+    "subject": Param(None, type=["null", "string"], maxLength=95, title="Subject",
                      description="A note for the account's records (MMS: at most 15 characters, 95 if ASCII)."),
     "kind": Param("sms", type="string", enum=["sms", "mms"], title="Kind"),
     "mms_image": Param(None, type=["null", "string"], pattern=r"^\S+\.(?:[Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff])$",
@@ -61,7 +61,7 @@ PARAMS = {
 COMMON = {
     "audience": "{{ ti.xcom_pull(task_ids='stage_audience')['path'] }}",
     "message": "{{ params.message }}",
-    "subject": "{{ params.subject }}",
+    "subject": "{{ params.subject or '' }}",
     "schedule_at": "{{ params.send_at or '' }}",
     "max_points": "{{ params.max_points if params.max_points is not none else '' }}",
     "allow_international": "{{ params.allow_international }}",

@@ -45,6 +45,9 @@ def api_server(airflow_home: Path, tmp_path_factory) -> str:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__PARALLELISM": "2",
     }
+    # The UI reads DAGs from the metadata DB: serialize the dags folder first.
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
+                   capture_output=True, timeout=300)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
