@@ -1,70 +1,111 @@
-"""``make demo``: a small campaign through the hook against a local sandbox gateway.
+"""``make demo``: the real DAGs, end to end, against a local sandbox gateway.
 
-Starts the sandbox, points ``AIRFLOW_CONN_EVERY8D_DEFAULT`` at it, sends a
-personalized campaign and a same-text broadcast, moves the sandbox clock an
-hour forward, pages the delivery status and prints a summary.  Nothing is
-left running afterwards.
+1. starts the sandbox gateway (a subprocess on a free loopback port);
+2. runs ``every8d_send_campaign`` with ``airflow dags test`` on an embedded
+   SQLite metadata DB: the sample audience in include/ (about 3,000 members,
+   some invalid numbers and duplicates) gets a personalized SMS;
+3. moves the sandbox's clock two hours forward, so statuses become final;
+4. runs ``every8d_delivery_status`` (status pages → DuckDB + Parquet);
+5. runs ``every8d_analytics_report`` (HTML report with charts);
+6. prints where everything is and a summary table, then stops the sandbox.
+
+Everything lands in ``.demo/`` (removed and recreated on each run); nothing
+is left running.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
-from collections import Counter
-from decimal import Decimal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="every8d-demo-"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / ".demo"
 
-from every8d import wire  # noqa: E402
-from every8d.hooks.every8d import Every8dHook  # noqa: E402
-from every8d.sandbox.server import SandboxServer  # noqa: E402
 
-AUDIENCE = [
-    ("王小明", "0912345601", "120"),
-    ("陳美玲", "0912345602", "85"),
-    ("Amy Lin", "+886912345603", "300"),
-    ("林志豪", "0912345697", "40"),  # ends in 97: the sandbox's "handset problem" outcome
-    ("張雅婷", "0912345698", "15"),  # ends in 98: "no such number"
-]
+def run_dag(dag_id: str, env: dict[str, str], conf: dict | None = None) -> None:
+    """``airflow dags test`` one DAG; stop the demo with its log tail if it fails."""
+    command = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    if conf is not None:
+        command += ["-c", json.dumps(conf)]
+    started = time.monotonic()
+    log_path = DEMO / f"{dag_id}.log"
+    with open(log_path, "w") as log:
+        result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        print(log_path.read_text()[-4000:])
+        raise SystemExit(f"{dag_id} failed (log: {log_path})")
+    print(f"  {dag_id:<28} ok in {seconds:5.1f} s   (log: {log_path.relative_to(REPO)})")
+
+
+def summary(warehouse: Path) -> list[tuple]:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            """
+            SELECT count(*) AS sent,
+                   count(*) FILTER (WHERE status_group = 'delivered') AS delivered,
+                   count(*) FILTER (WHERE status_group IN ('failed', 'expired')) AS failed,
+                   count(*) FILTER (WHERE status_group IN ('pending', 'scheduled')) AS pending,
+                   coalesce(sum(points), 0) AS points
+            FROM every8d_messages
+            """
+        ).fetchall()
 
 
 def main() -> None:
+    from every8d.sandbox.server import SandboxServer
+
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    airflow_home = DEMO / "airflow"
+    warehouse = DEMO / "every8d.duckdb"
+    parquet = DEMO / "parquet"
+    report = DEMO / "report"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
+        "EVERY8D_PARQUET_ROOT": str(parquet),
+        "EVERY8D_REPORT_DIR": str(report),
+        "EVERY8D_STAGING_ROOT": str(DEMO / "staging"),
+    }
+    print("Preparing an embedded Airflow metadata DB (SQLite) ...")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+
     with SandboxServer(frozen_clock=True, prefix="/demo") as server:
         sandbox = server.client()
-        os.environ["AIRFLOW_CONN_EVERY8D_DEFAULT"] = sandbox.connection_json()
-        hook = Every8dHook()
-        print(f"Sandbox gateway at {server.base_url}")
-        print(f"Credit before: {hook.get_credit()} points")
+        env["AIRFLOW_CONN_EVERY8D_DEFAULT"] = sandbox.connection_json()
+        print(f"Sandbox EVERY8D gateway at {server.base_url} (account demo, 100000 points)")
+        print("Running the DAGs:")
+        run_dag("every8d_send_campaign", env, {"dry_run": False})
+        sandbox.advance(2 * 3600)  # two hours later on the gateway's clock: statuses are final
+        run_dag("every8d_delivery_status", env)
+        run_dag("every8d_analytics_report", env)
+        credit = sandbox.account()["credit"]
+    print("Sandbox stopped.\n")
 
-        recipients = [
-            wire.ParamRecipient(mobile, [name, points], name=name, record_id=f"demo-{index}")
-            for index, (name, mobile, points) in enumerate(AUDIENCE)
-        ]
-        personal = hook.send_param_sms(recipients, template="%field1% 您好，您的會員點數為 %field2% 點 🎉")
-        broadcast = hook.send_sms("週末限時優惠：全館 8 折！回覆 STOP 取消訂閱", [m for _, m, _ in AUDIENCE])
-        print(f"Sent {personal.sent} personalized messages (batch {personal.batch_id}, {personal.cost} points)")
-        print(f"Sent {broadcast.sent} broadcast messages (batch {broadcast.batch_id}, {broadcast.cost} points)")
-
-        sandbox.advance(3600)  # an hour later on the sandbox's clock
-        rows = []
-        for batch in (personal, broadcast):
-            for page in hook.iter_delivery_status_pages(batch.batch_id):
-                rows.extend(page.records())
-
-        groups = Counter(record.info.group for record in rows)
-        points = sum((record.points or Decimal(0) for record in rows), Decimal(0))
-        print()
-        print(f"{'status':<10} {'messages':>8}")
-        for group, count in sorted(groups.items()):
-            print(f"{group:<10} {count:>8}")
-        print(f"{'total':<10} {len(rows):>8}   points spent: {points}")
-        for record in rows:
-            if record.info.group == "failed":
-                print(f"  failed: {record.mobile[:-4]}**** status {record.status} ({record.info.meaning})")
-        print(f"Credit after: {hook.get_credit()} points")
-        hook.close()
-    print("Sandbox stopped.")
+    sent, delivered, failed, pending, points = summary(warehouse)[0]
+    print(f"{'sent':>8} {'delivered':>10} {'failed':>8} {'pending':>8} {'points':>8}")
+    print(f"{sent:>8} {delivered:>10} {failed:>8} {pending:>8} {points:>8}")
+    print(f"credit left on the sandbox account: {credit}\n")
+    reports = sorted(report.rglob("*.html"))
+    print("Where things are:")
+    print(f"  DuckDB warehouse   {warehouse.relative_to(REPO)}   (duckdb {warehouse.relative_to(REPO)} "
+          "-c 'select * from every8d_campaign_summary')")
+    print(f"  Parquet            {parquet.relative_to(REPO)}/")
+    print(f"  HTML report        {reports[0].relative_to(REPO) if reports else report.relative_to(REPO)}")
+    print(f"  rejected rows      {(DEMO / 'staging').relative_to(REPO)}/ and the campaign's rejects output")
 
 
 if __name__ == "__main__":
