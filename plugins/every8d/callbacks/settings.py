@@ -1,0 +1,175 @@
+"""Configuration of the push receiver, read from the environment and checked once.
+
+The receiver is public (Airflow puts no login in front of plugin apps and the
+gateway signs nothing), so its shared token is the only lock: a missing, short
+or placeholder token is refused here instead of being discovered by someone
+else.  Only environment variables are read (no metadata DB, no files at import
+time) so the same settings work under ``airflow api-server`` and standalone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_TOKEN = "EVERY8D_PUSH_TOKEN"
+ENV_TOKEN_FILE = "EVERY8D_PUSH_TOKEN_FILE"
+ENV_ALLOWED_CIDRS = "EVERY8D_PUSH_ALLOWED_CIDRS"
+ENV_JOURNAL = "EVERY8D_PUSH_JOURNAL"
+ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
+ENV_RECORD_TIMEOUT = "EVERY8D_PUSH_RECORD_TIMEOUT"
+ENV_BUSY_TIMEOUT = "EVERY8D_PUSH_BUSY_TIMEOUT"
+
+MIN_TOKEN_LENGTH = 32
+MIN_DISTINCT_CHARS = 12
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_\-.~]+$")  # URL-safe: travels unescaped in a query string
+# Words of five letters or more: a random token contains one by chance about once in a million.
+_PLACEHOLDER_WORDS = (
+    "changethis",
+    "changeme",
+    "change_me",
+    "change-me",
+    "placeholder",
+    "example",
+    "secret",
+    "password",
+    "token",
+    "default",
+    "replace",
+    "dummy",
+    "12345",
+    "abcde",
+    "xxxxx",
+)
+
+DEFAULT_OPT_OUT_KEYWORDS = ("取消", "退訂", "不要", "STOP", "UNSUBSCRIBE", "QUIT", "TD")
+
+
+class SettingsError(ValueError):
+    """The receiver is not (correctly) configured; the message never contains the token."""
+
+
+def check_token(token: str) -> str:
+    """``token`` if it is strong enough to guard a public endpoint, else :class:`SettingsError`.
+
+    Generate one with ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
+    """
+    if not token:
+        raise SettingsError(f"no push token: set {ENV_TOKEN} (or {ENV_TOKEN_FILE})")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise SettingsError(f"the push token is too short: use at least {MIN_TOKEN_LENGTH} characters")
+    if not _TOKEN_CHARS.match(token):
+        raise SettingsError("the push token may only contain A-Z a-z 0-9 - _ . ~ (it travels in a URL)")
+    lowered = token.lower()
+    if any(word in lowered for word in _PLACEHOLDER_WORDS):
+        raise SettingsError("the push token looks like a placeholder: generate a random one")
+    if len(set(token)) < MIN_DISTINCT_CHARS:
+        raise SettingsError("the push token is not random enough: generate a random one")
+    return token
+
+
+def parse_tokens(text: str) -> tuple[str, ...]:
+    """One token, or several separated by commas while rotating; each must pass :func:`check_token`."""
+    tokens = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tokens:
+        check_token("")
+    return tuple(check_token(t) for t in tokens)
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (``203.0.113.0/24, 2001:db8::/32``); empty means every address."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"{ENV_ALLOWED_CIDRS}: not a CIDR: {item!r}") from None
+    return tuple(networks)
+
+
+def parse_keywords(text: str | None) -> tuple[str, ...]:
+    """Comma-separated opt-out keywords; unset or blank means the defaults."""
+    if text is None or not text.strip():
+        return DEFAULT_OPT_OUT_KEYWORDS
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def default_journal_path() -> Path:
+    """``$AIRFLOW_HOME/every8d/push-journal.sqlite3`` (``~/airflow`` when unset)."""
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    return home / "every8d" / "push-journal.sqlite3"
+
+
+def journal_path_from_env() -> Path:
+    """The journal file the receiver writes and the flush reads (they must agree)."""
+    configured = os.environ.get(ENV_JOURNAL, "").strip()
+    return Path(configured).expanduser() if configured else default_journal_path()
+
+
+def _float_env(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """What the receiver needs; build with :meth:`from_env` or directly in tests.
+
+    :param tokens: accepted tokens (more than one only while rotating).
+    :param journal_path: the SQLite journal every push is recorded in before the 200.
+    :param allowed_networks: client networks allowed to push; empty allows all.
+    :param record_timeout: seconds a push waits for its journal write before a 503.
+    :param busy_timeout: seconds SQLite waits for another writer's lock.
+    """
+
+    tokens: tuple[str, ...]
+    journal_path: Path
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    record_timeout: float = 5.0
+    busy_timeout: float = 2.0
+    token_bytes: tuple[bytes, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for token in self.tokens:
+            check_token(token)
+        if not self.tokens:
+            check_token("")
+        object.__setattr__(self, "token_bytes", tuple(t.encode("ascii") for t in self.tokens))
+        object.__setattr__(self, "journal_path", Path(self.journal_path))
+
+    def __repr__(self) -> str:  # never show the tokens
+        networks = len(self.allowed_networks)
+        return f"PushSettings(journal_path={str(self.journal_path)!r}, allowed_networks={networks})"
+
+    @classmethod
+    def from_env(cls) -> PushSettings:
+        """Settings from ``EVERY8D_PUSH_*``; :class:`SettingsError` when missing or weak."""
+        token_text = os.environ.get(ENV_TOKEN, "")
+        token_file = os.environ.get(ENV_TOKEN_FILE, "").strip()
+        if not token_text.strip() and token_file:
+            try:
+                token_text = Path(token_file).read_text(encoding="utf-8")
+            except OSError as error:
+                raise SettingsError(
+                    f"{ENV_TOKEN_FILE}: cannot read the token file ({error.strerror})"
+                ) from None
+        return cls(
+            tokens=parse_tokens(token_text),
+            journal_path=journal_path_from_env(),
+            allowed_networks=parse_networks(os.environ.get(ENV_ALLOWED_CIDRS, "")),
+            record_timeout=_float_env(ENV_RECORD_TIMEOUT, 5.0),
+            busy_timeout=_float_env(ENV_BUSY_TIMEOUT, 2.0),
+        )
