@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from every8d.callbacks.optout import OptOutMatcher, first_word
-from every8d.callbacks.settings import DEFAULT_OPT_OUT_KEYWORDS
+from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS, OptOutMatcher, first_word
 
 default = OptOutMatcher(DEFAULT_OPT_OUT_KEYWORDS)
 

@@ -32,9 +32,11 @@ campaigns AS (
 replies AS (
     SELECT b.campaign_id AS campaign_id,
            count(*) AS replies,
-           count(DISTINCT CASE WHEN upper(trim(r.reply_text)) IN ('STOP', 'UNSUBSCRIBE', 'TD', '退訂', '取消訂閱', '拒收') THEN r.mobile END) AS opt_outs
+           count(DISTINCT s.mobile) AS opt_outs
     FROM every8d_replies r
     JOIN every8d_batches b ON b.batch_id = r.batch_id
+    -- an opt-out is a reply whose number the shared opt-out matcher suppressed (every8d.optout)
+    LEFT JOIN every8d_suppressions s ON s.mobile = r.mobile AND s.source = 'reply'
     GROUP BY b.campaign_id
 )
 SELECT c.*, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from every8d.callbacks.events import REPLY_STATUS
 from every8d.callbacks.journal import ROW_COLUMNS, Journal
-from every8d.callbacks.optout import OptOutMatcher
-from every8d.callbacks.settings import ENV_OPT_OUT_KEYWORDS, journal_path_from_env, parse_keywords
+from every8d.callbacks.settings import journal_path_from_env
+from every8d.optout import ENV_OPT_OUT_KEYWORDS, OptOutMatcher, parse_keywords
 
 if TYPE_CHECKING:
     import pyarrow as pa

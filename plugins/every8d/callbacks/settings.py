@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS, ENV_OPT_OUT_KEYWORDS, parse_keywords  # noqa: F401 (settings API)
+
 ENV_TOKEN = "EVERY8D_PUSH_TOKEN"
 ENV_TOKEN_FILE = "EVERY8D_PUSH_TOKEN_FILE"
 ENV_ALLOWED_CIDRS = "EVERY8D_PUSH_ALLOWED_CIDRS"
 ENV_JOURNAL = "EVERY8D_PUSH_JOURNAL"
-ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
 ENV_RECORD_TIMEOUT = "EVERY8D_PUSH_RECORD_TIMEOUT"
 ENV_BUSY_TIMEOUT = "EVERY8D_PUSH_BUSY_TIMEOUT"
 
@@ -45,7 +46,6 @@ _PLACEHOLDER_WORDS = (
     "xxxxx",
 )
 
-DEFAULT_OPT_OUT_KEYWORDS = ("取消", "退訂", "不要", "STOP", "UNSUBSCRIBE", "QUIT", "TD")
 
 
 class SettingsError(ValueError):
@@ -90,13 +90,6 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
         except ValueError:
             raise SettingsError(f"{ENV_ALLOWED_CIDRS}: not a CIDR: {item!r}") from None
     return tuple(networks)
-
-
-def parse_keywords(text: str | None) -> tuple[str, ...]:
-    """Comma-separated opt-out keywords; unset or blank means the defaults."""
-    if text is None or not text.strip():
-        return DEFAULT_OPT_OUT_KEYWORDS
-    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def default_journal_path() -> Path:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from every8d.optout import OptOutMatcher
 from every8d.tracking.numbers import to_e164
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import REPLIES, SUPPRESSIONS
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 #: Reply texts (trimmed, upper-cased) that mean "stop texting me".  The analytics
 #: views in include/sql/ list the same words.
-OPT_OUT_KEYWORDS = ("STOP", "UNSUBSCRIBE", "TD", "退訂", "取消訂閱", "拒收")
 OPT_OUT_REASON = "opt-out reply"
 
 
@@ -44,12 +44,6 @@ REPLY_EVENT_KEY_SQL = (
     "'reply:' || {batch_id} || ':' || {mobile} || ':' || "
     "CAST(CAST(EXTRACT(EPOCH FROM {replied_at}) AS BIGINT) AS VARCHAR) || ':' || md5(COALESCE({text}, ''))"
 )
-
-
-def opt_out_condition(column: str) -> tuple[str, list[str]]:
-    """SQL condition (and its parameters) that ``column`` holds an opt-out keyword."""
-    marks = ", ".join("?" for _ in OPT_OUT_KEYWORDS)
-    return f"upper(trim({column})) IN ({marks})", list(OPT_OUT_KEYWORDS)
 
 
 def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll") -> pa.Table:
@@ -79,18 +73,22 @@ def fetch_replies(hook: Every8dHook, batch_id: str) -> pa.Table:
     return replies_table(batch_id, hook.iter_replies(batch_id))
 
 
-def suppress_opt_outs(warehouse: Warehouse, *, now: datetime) -> int:
-    """Add every number that replied with an opt-out keyword to the suppression list; new ones."""
-    condition, parameters = opt_out_condition("reply_text")
-    return max(
-        warehouse.execute(
-            f"INSERT INTO {SUPPRESSIONS.name} (mobile, reason, source, created_at) "
-            f"SELECT mobile, ?, 'reply', CAST(? AS TIMESTAMP WITH TIME ZONE) FROM {REPLIES.name} "
-            f"WHERE {condition} GROUP BY mobile ON CONFLICT DO NOTHING",
-            [OPT_OUT_REASON, now, *parameters],
-        ),
-        0,
+def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMatcher | None = None) -> int:
+    """Add every number that replied with an opt-out keyword to the suppression list; new ones.
+
+    Uses the same :class:`~every8d.optout.OptOutMatcher` as the push endpoint.
+    Replies are few, and only distinct texts of not-yet-suppressed numbers are matched.
+    """
+    from every8d.tracking.suppressions import add_suppressions
+
+    matcher = matcher or OptOutMatcher.from_env()
+    candidates = warehouse.query_arrow(
+        f"SELECT DISTINCT mobile, reply_text FROM {REPLIES.name} "
+        f"WHERE mobile NOT IN (SELECT mobile FROM {SUPPRESSIONS.name})"
     )
+    texts = candidates.column("reply_text").to_pylist()
+    opted_out = [mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)]
+    return add_suppressions(warehouse, opted_out, OPT_OUT_REASON, "reply", now=now)
 
 
 def record_replies(warehouse: Warehouse, replies: pa.Table, *, now: datetime) -> int:

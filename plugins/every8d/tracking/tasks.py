@@ -74,13 +74,16 @@ def utc(moment: datetime | None) -> datetime:
 
 
 def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict[str, int]:
-    """Merge push events that arrived since the last run."""
+    """Flush this host's push journal (if the push endpoint runs here), then merge push events."""
     from dataclasses import asdict
 
+    from every8d.callbacks.flush import flush_journal
     from every8d.tracking.pushes import merge_push_events
 
     with warehouse_from(params) as warehouse:
-        return asdict(merge_push_events(warehouse, now=utc(now)))
+        flushed = flush_journal(warehouse)
+        merged = asdict(merge_push_events(warehouse, now=utc(now)))
+    return {**merged, "journal_pushes_flushed": flushed.read}
 
 
 def find_due_batches(params: Mapping[str, Any] | None, now: datetime | None) -> list[dict[str, Any]]:

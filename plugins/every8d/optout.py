@@ -1,5 +1,9 @@
 """Is a reply an opt-out?  Whole message or first word equal to a keyword.
 
+One matcher for both paths a reply can take — the push endpoint's journal
+flush and the status sync's polled replies — so a number opts out the same
+way whichever path its reply came by.
+
 Matching is deliberately narrow: a reply opts out when, after Unicode NFKC
 (full-width ``ＳＴＯＰ`` becomes ``STOP``) and case folding, the whole message
 or its first word is a keyword.  Words end at whitespace or punctuation, so
@@ -10,8 +14,21 @@ configured as its own keyword (e.g. ``取消訂閱``).
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Iterable
+
+ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
+DEFAULT_OPT_OUT_KEYWORDS = (
+    "取消", "取消訂閱", "退訂", "拒收", "不要", "STOP", "UNSUBSCRIBE", "QUIT", "TD",
+)
+
+
+def parse_keywords(text: str | None) -> tuple[str, ...]:
+    """Comma-separated opt-out keywords; unset or blank means the defaults."""
+    if text is None or not text.strip():
+        return DEFAULT_OPT_OUT_KEYWORDS
+    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def _fold(text: str) -> str:
@@ -48,6 +65,11 @@ class OptOutMatcher:
 
     def __init__(self, keywords: Iterable[str]) -> None:
         self.keywords = frozenset(_fold(k).strip() for k in keywords if k and k.strip())
+
+    @classmethod
+    def from_env(cls) -> OptOutMatcher:
+        """The keywords in ``EVERY8D_OPT_OUT_KEYWORDS`` (comma-separated), else the defaults."""
+        return cls(parse_keywords(os.environ.get(ENV_OPT_OUT_KEYWORDS)))
 
     def __call__(self, text: str | None) -> bool:
         if not text or not self.keywords:
