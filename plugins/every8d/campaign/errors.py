@@ -1,0 +1,51 @@
+"""Why a campaign stopped, as classes that say whether a retry of the task can help.
+
+Messages hold counts and the campaign id, never numbers or texts.  Each error
+carries the campaign summary so the operator can log and return it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from every8d.errors import TerminalError, TransientError
+
+
+class CampaignError(Exception):
+    """Base: a campaign stopped before every recipient was settled."""
+
+    retry_safe = False
+
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or {}
+
+
+class BudgetExceededError(CampaignError, TerminalError):
+    """The estimate is above ``max_points``: nothing was sent."""
+
+
+class InsufficientCreditError(CampaignError, TerminalError):
+    """The account's credit does not cover the rest of the campaign (checked before sending, or
+    reported by the gateway as UNSEND): top up, then clear the task."""
+
+
+class QuietHoursError(CampaignError, TerminalError):
+    """It is quiet hours and the policy is ``reject``: run the task again after they end."""
+
+
+class CampaignInterruptedError(CampaignError, TransientError):
+    """A request got no answer, or the gateway could not be reached or refused a chunk temporarily.
+
+    Safe to retry: the retry resolves chunks left in doubt before it sends anything new.
+    """
+
+    retry_safe = True
+
+
+class CampaignRefusedError(CampaignError, TerminalError):
+    """The gateway refused a chunk with an error code; its recipients are back to ``pending``."""
+
+
+class NeedsReviewError(CampaignError, TerminalError):
+    """Some recipients could not be settled safely and wait for a person (state ``needs_review``)."""

@@ -1,0 +1,596 @@
+"""The durable send ledger: one row per recipient, one per chunk, one per campaign, one per reject.
+
+Every state change is committed before the step that depends on it: a chunk
+is ``in_flight`` in the warehouse before its request leaves, and ``sent``
+(with its batch id) only after the answer.  So after any crash the ledger
+says exactly which chunks may have gone out and need resolving, and which
+never left.  All SQL uses ``?`` placeholders and runs on DuckDB and Postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from every8d.campaign.outcomes import ChunkOutcome
+from every8d.campaign.plan import PlanStats
+from every8d.campaign.points import as_points
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import TableSpec
+
+UTC_TIME = pa.timestamp("us", tz="UTC")
+POINTS = pa.decimal128(12, 2)
+IN_LIST_MAX = 900  # placeholders per IN (...) list
+
+
+def _f(name: str, arrow_type: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, arrow_type, nullable=nullable)
+
+
+LEDGER = TableSpec(
+    "every8d_send_ledger",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("row_number", pa.int64(), False),  # 1-based row of the audience
+        _f("chunk", pa.int32(), False),
+        _f("route", pa.string(), False),  # sms | param | mms
+        _f("kind", pa.string(), False),  # sms | mms
+        _f("template_id", pa.string()),
+        _f("recipient_key", pa.string()),
+        _f("mobile", pa.string(), False),  # E.164
+        _f("name", pa.string()),
+        _f("text", pa.string(), False),
+        _f("send_at", UTC_TIME),  # null: at once
+        _f("international", pa.bool_()),
+        _f("record_id", pa.string(), False),  # Mr
+        _f("points", POINTS),  # estimate
+        _f("state", pa.string(), False),  # RecipientState
+        _f("batch_id", pa.string()),
+        _f("attempt", pa.int32(), False),  # requests that carried this recipient
+        _f("error", pa.string()),
+        _f("planned_at", UTC_TIME, False),
+        _f("in_flight_at", UTC_TIME),
+        _f("sent_at", UTC_TIME),
+        _f("updated_at", UTC_TIME, False),
+        _f("refunded_points", POINTS),
+        _f("cancelled_at", UTC_TIME),
+    ]),
+    ("campaign_id", "row_number"),
+)
+
+CHUNKS = TableSpec(
+    "every8d_send_chunks",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("chunk", pa.int32(), False),
+        _f("route", pa.string(), False),
+        _f("kind", pa.string(), False),
+        _f("recipients", pa.int32(), False),
+        _f("points", POINTS),  # estimate
+        _f("send_at", UTC_TIME),  # shared send time of sms/mms chunks
+        _f("state", pa.string(), False),  # ChunkState
+        _f("attempt", pa.int32(), False),
+        _f("batch_id", pa.string()),  # of the last accepted request
+        _f("batches", pa.int32(), False),  # batches created for this chunk (resolution may add some)
+        _f("sent", pa.int32(), False),
+        _f("unsent", pa.int32(), False),
+        _f("filtered", pa.int32(), False),
+        _f("cost", POINTS),  # points charged
+        _f("unsent_resolved", pa.bool_(), False),
+        _f("error", pa.string()),
+        _f("in_flight_at", UTC_TIME),
+        _f("claimed_by", pa.string()),  # the run that marked it in flight (two runs never share a chunk)
+        _f("sent_at", UTC_TIME),
+        _f("updated_at", UTC_TIME, False),
+        _f("refunded_points", POINTS),
+        _f("cancelled_at", UTC_TIME),
+    ]),
+    ("campaign_id", "chunk"),
+)
+
+CAMPAIGNS = TableSpec(
+    "every8d_campaigns",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("kind", pa.string(), False),
+        _f("state", pa.string(), False),  # planning | planned | done
+        _f("fingerprint", pa.string(), False),
+        _f("subject", pa.string()),
+        _f("validity_minutes", pa.int32()),
+        _f("image", pa.binary()),  # MMS: the image as planned, so a resumed run sends the same one
+        _f("image_type", pa.string()),
+        _f("audience_rows", pa.int64()),
+        _f("recipients", pa.int64()),
+        _f("rejected", pa.int64()),
+        _f("points", POINTS),
+        _f("chunks", pa.int32()),
+        _f("dag_id", pa.string()),
+        _f("task_id", pa.string()),
+        _f("run_id", pa.string()),
+        _f("planned_at", UTC_TIME),
+        _f("updated_at", UTC_TIME, False),
+        _f("finished_at", UTC_TIME),
+    ]),
+    ("campaign_id",),
+)
+
+REJECTS = TableSpec(
+    "every8d_send_rejects",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("row_number", pa.int64(), False),
+        _f("reason", pa.string(), False),  # RejectReason
+        _f("detail", pa.string()),
+        _f("recipient_key", pa.string()),
+        _f("raw_mobile", pa.string()),
+        _f("mobile", pa.string()),
+        _f("rejected_at", UTC_TIME, False),
+    ]),
+    ("campaign_id", "row_number"),
+)
+
+SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS)
+
+#: Ledger columns the sender reads for a chunk.
+ROW_COLUMNS = ("row_number", "chunk", "route", "mobile", "name", "text", "send_at", "record_id", "points",
+               "international", "state", "batch_id")
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One row of ``every8d_send_chunks`` (no numbers)."""
+
+    chunk: int
+    route: str
+    kind: str
+    recipients: int
+    points: Decimal
+    send_at: datetime | None
+    state: str
+    attempt: int
+    batch_id: str | None
+    unsent: int
+    unsent_resolved: bool
+    in_flight_at: datetime | None  # first attempt
+    updated_at: datetime | None  # last change: for an in-flight chunk, when its last request was about to leave
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _slices(values: Sequence[Any], size: int = IN_LIST_MAX) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _const(value: Any, arrow_type: pa.DataType, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, arrow_type), n)
+
+
+class SendLedger:
+    """The ledger of one campaign in one warehouse.
+
+    :param warehouse: from :func:`every8d.warehouse.open_warehouse`; one thread uses it.
+    """
+
+    def __init__(self, warehouse: Warehouse, campaign_id: str) -> None:
+        if not campaign_id or len(campaign_id) > 250:
+            raise ValueError("campaign_id must be 1 to 250 characters")
+        self.wh = warehouse
+        self.campaign_id = campaign_id
+
+    # -- tables and campaign row ----------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        with self.wh.transaction():
+            for spec in SEND_TABLES:
+                spec.ensure(self.wh)
+            if self.wh.dialect != "duckdb":  # DuckDB scans fast; its ART indexes cost on every open
+                self.wh.execute(
+                    f"CREATE INDEX IF NOT EXISTS every8d_send_ledger_chunk ON {LEDGER.name} (campaign_id, chunk)"
+                )
+
+    def campaign(self) -> dict[str, Any] | None:
+        """The campaign's row, or None when it was never planned."""
+        table = self.wh.query_arrow(f"SELECT * FROM {CAMPAIGNS.name} WHERE campaign_id = ?", [self.campaign_id])
+        rows = table.to_pylist()
+        return rows[0] if rows else None
+
+    def start_plan(self, meta: dict[str, Any], now: datetime) -> None:
+        """Forget what a crashed planning left (nothing was sent from it) and mark the campaign ``planning``."""
+        with self.wh.transaction():
+            for spec in (LEDGER, CHUNKS, REJECTS, CAMPAIGNS):
+                self.wh.execute(f"DELETE FROM {spec.name} WHERE campaign_id = ?", [self.campaign_id])
+            row = {name: None for name in CAMPAIGNS.schema.names}
+            row.update(meta)
+            row.update(campaign_id=self.campaign_id, state="planning", updated_at=now)
+            self.wh.append(CAMPAIGNS.name, pa.Table.from_pylist([row], schema=CAMPAIGNS.schema))
+
+    def write_plan(
+        self,
+        plan: Iterable[pa.RecordBatch],
+        chunks: pa.Table,
+        rejects: Iterable[pa.RecordBatch],
+        *,
+        kind: str,
+        now: datetime,
+    ) -> None:
+        """Store every planned recipient as ``pending``, every chunk, every reject."""
+        self.wh.append(LEDGER.name, (self._ledger_rows(b, kind, now) for b in plan))
+        self.wh.append(CHUNKS.name, self._chunk_rows(chunks, kind, now))
+        self.wh.append(REJECTS.name, (self._reject_rows(b, now) for b in rejects))
+
+    def _ledger_rows(self, batch: pa.RecordBatch, kind: str, now: datetime) -> pa.RecordBatch:
+        n = batch.num_rows
+        columns = {
+            "campaign_id": _const(self.campaign_id, pa.string(), n),
+            "row_number": batch.column("row_number"),
+            "chunk": batch.column("chunk"),
+            "route": batch.column("route"),
+            "kind": _const(kind, pa.string(), n),
+            "template_id": batch.column("template_id"),
+            "recipient_key": batch.column("recipient_key"),
+            "mobile": batch.column("mobile"),
+            "name": batch.column("name"),
+            "text": batch.column("text"),
+            "send_at": batch.column("send_at"),
+            "international": batch.column("international"),
+            "record_id": batch.column("record_id"),
+            "points": as_points(batch.column("points")),
+            "state": _const("pending", pa.string(), n),
+            "batch_id": pa.nulls(n, pa.string()),
+            "attempt": _const(0, pa.int32(), n),
+            "error": pa.nulls(n, pa.string()),
+            "planned_at": _const(now, UTC_TIME, n),
+            "in_flight_at": pa.nulls(n, UTC_TIME),
+            "sent_at": pa.nulls(n, UTC_TIME),
+            "updated_at": _const(now, UTC_TIME, n),
+            "refunded_points": pa.nulls(n, POINTS),
+            "cancelled_at": pa.nulls(n, UTC_TIME),
+        }
+        return pa.RecordBatch.from_pydict(columns, schema=LEDGER.schema)
+
+    def _chunk_rows(self, chunks: pa.Table, kind: str, now: datetime) -> pa.Table:
+        n = chunks.num_rows
+        zero = _const(0, pa.int32(), n)
+        return pa.table(
+            {
+                "campaign_id": _const(self.campaign_id, pa.string(), n),
+                "chunk": chunks.column("chunk"),
+                "route": chunks.column("route"),
+                "kind": _const(kind, pa.string(), n),
+                "recipients": chunks.column("recipients"),
+                "points": as_points(chunks.column("points")),
+                "send_at": chunks.column("send_at"),
+                "state": _const("pending", pa.string(), n),
+                "attempt": zero,
+                "batch_id": pa.nulls(n, pa.string()),
+                "batches": zero,
+                "sent": zero,
+                "unsent": zero,
+                "filtered": zero,
+                "cost": _const(Decimal(0), POINTS, n),
+                "unsent_resolved": _const(True, pa.bool_(), n),
+                "error": pa.nulls(n, pa.string()),
+                "in_flight_at": pa.nulls(n, UTC_TIME),
+                "claimed_by": pa.nulls(n, pa.string()),
+                "sent_at": pa.nulls(n, UTC_TIME),
+                "updated_at": _const(now, UTC_TIME, n),
+                "refunded_points": pa.nulls(n, POINTS),
+                "cancelled_at": pa.nulls(n, UTC_TIME),
+            },
+            schema=CHUNKS.schema,
+        )
+
+    def _reject_rows(self, batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
+        n = batch.num_rows
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["campaign_id"] = _const(self.campaign_id, pa.string(), n)
+        columns["rejected_at"] = _const(now, UTC_TIME, n)
+        return pa.RecordBatch.from_pydict({k: columns[k] for k in REJECTS.schema.names}, schema=REJECTS.schema)
+
+    def finish_plan(self, stats: PlanStats, now: datetime) -> None:
+        """Mark the plan complete: from here on, the ledger is the campaign's truth."""
+        self.wh.execute(
+            f"""UPDATE {CAMPAIGNS.name} SET state = 'planned', audience_rows = ?, recipients = ?, rejected = ?,
+                    points = ?, chunks = ?, planned_at = ?, updated_at = ?
+                WHERE campaign_id = ?""",
+            [stats.audience_rows, stats.recipients, stats.rejected, stats.points, stats.chunks, now, now,
+             self.campaign_id],
+        )
+
+    def finish(self, now: datetime) -> None:
+        """Mark the campaign ``done`` (every chunk settled)."""
+        self.wh.execute(
+            f"UPDATE {CAMPAIGNS.name} SET state = 'done', finished_at = ?, updated_at = ? WHERE campaign_id = ?",
+            [now, now, self.campaign_id],
+        )
+
+    # -- work ---------------------------------------------------------------------------------
+
+    def chunks(self, where: str = "TRUE", parameters: Sequence[Any] = ()) -> list[ChunkInfo]:
+        """Chunks of the campaign matching ``where`` (SQL on ``every8d_send_chunks``), in order."""
+        table = self.wh.query_arrow(
+            f"""SELECT chunk, route, kind, recipients, points, send_at, state, attempt, batch_id, unsent,
+                       unsent_resolved, in_flight_at, updated_at
+                FROM {CHUNKS.name} WHERE campaign_id = ? AND ({where}) ORDER BY chunk""",
+            [self.campaign_id, *parameters],
+        )
+        return [ChunkInfo(**row) for row in table.to_pylist()]
+
+    def open_points(self) -> Decimal:
+        """Estimated points of recipients not yet settled (pending or in flight)."""
+        table = self.wh.query_arrow(
+            f"""SELECT coalesce(sum(points), 0) AS points FROM {LEDGER.name}
+                WHERE campaign_id = ? AND state IN ('pending', 'in_flight')""",
+            [self.campaign_id],
+        )
+        return Decimal(table.column("points")[0].as_py())
+
+    def rows(self, chunks: Sequence[int], states: Sequence[str] = ("pending", "in_flight")) -> pa.Table:
+        """The recipients of ``chunks`` still in ``states``, in chunk and row order."""
+        parts = []
+        for part in _slices(list(chunks)):
+            parts.append(
+                self.wh.query_arrow(
+                    f"""SELECT {', '.join(ROW_COLUMNS)} FROM {LEDGER.name}
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state IN ({_marks(states)})
+                        ORDER BY chunk, row_number""",
+                    [self.campaign_id, *part, *states],
+                )
+            )
+        return pa.concat_tables(parts) if parts else pa.table({c: [] for c in ROW_COLUMNS})
+
+    def claim(self, chunks: Sequence[int], now: datetime, token: str) -> pa.Table:
+        """Mark the still-pending ``chunks`` ``in_flight`` for this run and return their recipients.
+
+        Committed before any request leaves, so after a crash the ledger knows
+        these may have gone out.  Only chunks this run's ``token`` won are
+        returned: a second runner of the same campaign (a zombie task) gets none of them.
+        """
+        if not chunks:
+            return self.rows([])
+        with self.wh.transaction():
+            for part in _slices(list(chunks)):
+                self.wh.execute(
+                    f"""UPDATE {CHUNKS.name} SET state = 'in_flight', attempt = attempt + 1, in_flight_at = ?,
+                            claimed_by = ?, updated_at = ?
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'pending'""",
+                    [now, token, now, self.campaign_id, *part],
+                )
+            won = [c.chunk for c in self.chunks(
+                f"claimed_by = ? AND state = 'in_flight' AND chunk IN ({_marks(chunks)})", [token, *chunks])]
+            if not won:
+                return self.rows([])
+            rows = self.rows(won, ("pending",))
+            for part in _slices(won):
+                self.wh.execute(
+                    f"""UPDATE {LEDGER.name} SET state = 'in_flight', attempt = attempt + 1, in_flight_at = ?,
+                            updated_at = ?
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'pending'""",
+                    [now, now, self.campaign_id, *part],
+                )
+        return rows
+
+    def release(self, chunks: Sequence[int], token: str, now: datetime) -> None:
+        """Give back chunks this run claimed but never sent (the run is stopping): ``pending`` again."""
+        if not chunks:
+            return
+        with self.wh.transaction():
+            for part in _slices(list(chunks)):
+                self.wh.execute(
+                    f"""UPDATE {CHUNKS.name} SET state = 'pending', attempt = attempt - 1, claimed_by = NULL,
+                            updated_at = ?
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND claimed_by = ? AND state = 'in_flight'
+                            AND attempt > 0""",
+                    [now, self.campaign_id, *part, token],
+                )
+                self.wh.execute(
+                    f"""UPDATE {LEDGER.name} SET state = 'pending', attempt = attempt - 1, updated_at = ?
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'in_flight'
+                            AND attempt > 0""",
+                    [now, self.campaign_id, *part],
+                )
+
+    def note_attempt(self, chunk: int, row_numbers: Sequence[int], now: datetime) -> None:
+        """Count one more request for recipients about to be resent while resolving (stay ``in_flight``).
+
+        ``in_flight_at`` keeps the first attempt's time: the 24 h filter window counts from there.
+        """
+        with self.wh.transaction():
+            self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET attempt = attempt + 1, updated_at = ?
+                    WHERE campaign_id = ? AND chunk = ?""",
+                [now, self.campaign_id, chunk],
+            )
+            for part in _slices(list(row_numbers)):
+                self.wh.execute(
+                    f"""UPDATE {LEDGER.name} SET attempt = attempt + 1, updated_at = ?
+                        WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
+                    [now, self.campaign_id, *part],
+                )
+
+    def record(self, outcomes: Iterable[ChunkOutcome], now: datetime) -> None:
+        """Write what each chunk's request did: chunk counters, then recipient states.
+
+        A wave's outcomes are written with a handful of statements (``UPDATE ...
+        FROM (VALUES ...)``), not a few per chunk: the ledger may hold millions of rows.
+        """
+        outcomes = list(outcomes)
+        if not outcomes:
+            return
+        with self.wh.transaction():
+            self._record_chunks(outcomes, now)
+            for outcome in outcomes:  # recipient-specific states first ...
+                for update in outcome.rows:
+                    if update.row_numbers is not None:
+                        self._update_rows(update, now)
+            wide: dict[tuple[str, str | None], list[tuple[int, str | None]]] = {}
+            for outcome in outcomes:  # ... then "everyone of the chunk still in flight"
+                for update in outcome.rows:
+                    if update.row_numbers is None:
+                        wide.setdefault((update.state, update.error), []).append((outcome.chunk, update.batch_id))
+            for (state, error), pairs in wide.items():
+                self._update_chunk_rows(state, error, pairs, now)
+
+    def _record_chunks(self, outcomes: Sequence[ChunkOutcome], now: datetime) -> None:
+        for part in _slices(list(outcomes), 100):
+            values, parameters = [], []
+            for o in part:
+                accepted = bool(o.batches) or any(u.state == "sent_unconfirmed" for u in o.rows)
+                values.append("(CAST(? AS INTEGER), CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS INTEGER), "
+                              "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS DECIMAL(12, 2)), "
+                              "CAST(? AS BOOLEAN), CAST(? AS VARCHAR), CAST(? AS BOOLEAN))")
+                parameters += [o.chunk, o.state, o.batches[-1].batch_id if o.batches else None, len(o.batches),
+                               o.sent, o.unsent, o.filtered, o.cost, o.unsent_resolved, o.error, accepted]
+            c = CHUNKS.name
+            self.wh.execute(
+                f"""UPDATE {c} SET state = v.state, batch_id = coalesce(v.batch_id, {c}.batch_id),
+                        batches = {c}.batches + v.batches, sent = {c}.sent + v.sent, unsent = {c}.unsent + v.unsent,
+                        filtered = {c}.filtered + v.filtered, cost = {c}.cost + v.cost,
+                        unsent_resolved = v.unsent_resolved, error = v.error,
+                        sent_at = CASE WHEN v.accepted THEN CAST(? AS TIMESTAMP WITH TIME ZONE) ELSE {c}.sent_at END,
+                        updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)
+                    FROM (VALUES {', '.join(values)})
+                        AS v(chunk, state, batch_id, batches, sent, unsent, filtered, cost, unsent_resolved, error,
+                             accepted)
+                    WHERE {c}.campaign_id = ? AND {c}.chunk = v.chunk""",
+                [now, now, *parameters, self.campaign_id],
+            )
+
+    @staticmethod
+    def _assignments(state: str) -> str:
+        settled = state in ("sent", "sent_unconfirmed", "unsent_no_credit", "unsent_international")
+        sent_at = ", sent_at = coalesce(sent_at, CAST(? AS TIMESTAMP WITH TIME ZONE))" if settled else ""
+        return "state = ?, error = ?, updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)" + sent_at
+
+    def _update_rows(self, update: Any, now: datetime) -> None:
+        settled = "sent_at" in self._assignments(update.state)
+        head = [update.state, update.error, now] + ([now] if settled else [])
+        for part in _slices(list(update.row_numbers)):
+            self.wh.execute(
+                f"""UPDATE {LEDGER.name} SET {self._assignments(update.state)},
+                        batch_id = coalesce(CAST(? AS VARCHAR), batch_id)
+                    WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
+                [*head, update.batch_id, self.campaign_id, *part],
+            )
+
+    def _update_chunk_rows(self, state: str, error: str | None, pairs: list[tuple[int, str | None]],
+                           now: datetime) -> None:
+        settled = "sent_at" in self._assignments(state)
+        head = [state, error, now] + ([now] if settled else [])
+        table = LEDGER.name
+        for part in _slices(pairs, 200):
+            values = ", ".join("(CAST(? AS INTEGER), CAST(? AS VARCHAR))" for _ in part)
+            self.wh.execute(
+                f"""UPDATE {table} SET {self._assignments(state)}, batch_id = coalesce(v.batch_id, {table}.batch_id)
+                    FROM (VALUES {values}) AS v(chunk, batch_id)
+                    WHERE {table}.campaign_id = ? AND {table}.chunk = v.chunk AND {table}.state = 'in_flight'""",
+                [*head, *[x for pair in part for x in pair], self.campaign_id],
+            )
+
+    def mark_unsent(self, chunk: int, updates: Sequence[tuple[str, Sequence[int]]], now: datetime) -> None:
+        """Per-recipient results of a batch that reported UNSEND > 0, found in its status listing."""
+        with self.wh.transaction():
+            for state, row_numbers in updates:
+                for part in _slices(list(row_numbers)):
+                    self.wh.execute(
+                        f"""UPDATE {LEDGER.name} SET state = ?, updated_at = ?
+                            WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
+                        [state, now, self.campaign_id, *part],
+                    )
+            self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET unsent_resolved = TRUE, updated_at = ?
+                    WHERE campaign_id = ? AND chunk = ?""",
+                [now, self.campaign_id, chunk],
+            )
+
+    # -- figures ---------------------------------------------------------------------------------
+
+    def state_counts(self) -> dict[str, int]:
+        table = self.wh.query_arrow(
+            f"SELECT state, count(*) AS n FROM {LEDGER.name} WHERE campaign_id = ? GROUP BY state",
+            [self.campaign_id],
+        )
+        return {row["state"]: int(row["n"]) for row in table.to_pylist()}
+
+    def reject_counts(self) -> dict[str, int]:
+        table = self.wh.query_arrow(
+            f"SELECT reason, count(*) AS n FROM {REJECTS.name} WHERE campaign_id = ? GROUP BY reason ORDER BY reason",
+            [self.campaign_id],
+        )
+        return {row["reason"]: int(row["n"]) for row in table.to_pylist()}
+
+    def totals(self) -> dict[str, Any]:
+        """Points charged and refunded, batches created and chunks by state."""
+        with self.wh.transaction():
+            return self._totals()
+
+    def _totals(self) -> dict[str, Any]:
+        chunk = self.wh.query_arrow(
+            f"""SELECT coalesce(sum(cost), 0) AS cost, coalesce(sum(refunded_points), 0) AS refunded,
+                       coalesce(sum(batches), 0) AS batches, coalesce(sum(filtered), 0) AS filtered
+                FROM {CHUNKS.name} WHERE campaign_id = ?""",
+            [self.campaign_id],
+        ).to_pylist()[0]
+        by_state = self.wh.query_arrow(
+            f"SELECT state, count(*) AS n FROM {CHUNKS.name} WHERE campaign_id = ? GROUP BY state",
+            [self.campaign_id],
+        ).to_pylist()
+        distinct = self.wh.query_arrow(
+            f"""SELECT count(DISTINCT batch_id) AS n FROM {LEDGER.name}
+                WHERE campaign_id = ? AND batch_id IS NOT NULL""",
+            [self.campaign_id],
+        ).column("n")[0].as_py()
+        return {
+            "points_charged": Decimal(chunk["cost"]),
+            "points_refunded": Decimal(chunk["refunded"]),
+            "batches": int(distinct or 0),
+            "chunks_by_state": {r["state"]: int(r["n"]) for r in by_state},
+        }
+
+    # -- cancellation --------------------------------------------------------------------------------
+
+    def batches_to_cancel(self) -> list[tuple[str, str]]:
+        """``(batch_id, kind)`` of every batch holding recipients that are sent and not cancelled."""
+        table = self.wh.query_arrow(
+            f"""SELECT DISTINCT batch_id, kind FROM {LEDGER.name}
+                WHERE campaign_id = ? AND batch_id IS NOT NULL AND state = 'sent'
+                ORDER BY batch_id""",
+            [self.campaign_id],
+        )
+        return [(r["batch_id"], r["kind"]) for r in table.to_pylist()]
+
+    def record_cancel(self, batch_id: str, deleted: int, refunded: Decimal, now: datetime) -> int:
+        """Mark ``deleted`` recipients of a batch ``cancelled`` and book the refund; rows changed.
+
+        The gateway erases what is still scheduled, which is the batch's latest
+        send times: those rows are marked, so the ledger follows the gateway's
+        count rather than this machine's clock.
+        """
+        if deleted <= 0:
+            return 0
+        with self.wh.transaction():
+            changed = self.wh.execute(
+                f"""UPDATE {LEDGER.name} SET state = 'cancelled', refunded_points = points, cancelled_at = ?,
+                        updated_at = ?
+                    WHERE campaign_id = ? AND row_number IN (
+                        SELECT row_number FROM {LEDGER.name}
+                        WHERE campaign_id = ? AND batch_id = ? AND state = 'sent'
+                        ORDER BY send_at DESC NULLS LAST, row_number LIMIT ?)""",
+                [now, now, self.campaign_id, self.campaign_id, batch_id, int(deleted)],
+            )
+            self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET refunded_points = coalesce(refunded_points, 0) + ?,
+                        cancelled_at = ?, updated_at = ?
+                    WHERE campaign_id = ? AND chunk IN (
+                        SELECT DISTINCT chunk FROM {LEDGER.name} WHERE campaign_id = ? AND batch_id = ?)""",
+                [refunded, now, now, self.campaign_id, self.campaign_id, batch_id],
+            )
+        return changed
