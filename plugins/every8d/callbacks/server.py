@@ -8,36 +8,18 @@ would print every push's token and phone number.
 
 from __future__ import annotations
 
-import collections
 import gc
-import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
-from pathlib import Path
+
+from every8d.child_server import ChildServer, bind_listening_socket, python_module_command
 
 READY_PREFIX = "EVERY8D push receiver listening on "
 DEFAULT_PREFIX = "/every8d"
 
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the every8d package
-
-
 def bind(host: str, port: int) -> tuple[socket.socket, str]:
     """A listening socket and its root URL (port 0: a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    bound_host, bound_port = sock.getsockname()[:2]
-    url = (
-        f"http://[{bound_host}]:{bound_port}"
-        if family == socket.AF_INET6
-        else f"http://{bound_host}:{bound_port}"
-    )
-    return sock, url
+    return bind_listening_socket(host, port)
 
 
 def serve(
@@ -74,11 +56,13 @@ def serve(
     return server.started
 
 
-class PushServer:
+class PushServer(ChildServer):
     """``python -m every8d.callbacks`` in a subprocess on a free loopback port (tests, bench, demo).
 
     :param env: extra environment for the child (``EVERY8D_PUSH_TOKEN``, ``EVERY8D_PUSH_JOURNAL``, ...).
     """
+
+    name = "push receiver"
 
     def __init__(
         self,
@@ -89,12 +73,8 @@ class PushServer:
         prefix: str = DEFAULT_PREFIX,
         startup_timeout: float = 30.0,
     ) -> None:
-        self.env = dict(env or {})
+        super().__init__(READY_PREFIX, startup_timeout=startup_timeout, env=env)
         self.host, self.port, self.prefix = host, port, prefix
-        self.startup_timeout = startup_timeout
-        self.root_url: str | None = None
-        self.process: subprocess.Popen | None = None
-        self._output: collections.deque[str] = collections.deque(maxlen=200)
 
     @property
     def base_url(self) -> str:
@@ -103,66 +83,7 @@ class PushServer:
             raise RuntimeError("the push receiver is not running")
         return self.root_url + self.prefix.rstrip("/")
 
-    def start(self) -> PushServer:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
-        cmd = [
-            sys.executable,
-            "-m",
-            "every8d.callbacks",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--prefix",
-            self.prefix,
-        ]
-        self.process = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-            errors="replace",
+    def command(self) -> list[str]:
+        return python_module_command(
+            "every8d.callbacks", "--host", self.host, "--port", str(self.port), "--prefix", self.prefix
         )
-        ready = threading.Event()
-        threading.Thread(target=self._pump, args=(ready,), daemon=True, name="every8d-push-output").start()
-        if not ready.wait(self.startup_timeout) or self.root_url is None:
-            self.stop()
-            raise RuntimeError("the push receiver did not start:\n" + self.output())
-        return self
-
-    def _pump(self, ready: threading.Event) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self._output.append(line)
-            if not ready.is_set() and line.startswith(READY_PREFIX):
-                self.root_url = line[len(READY_PREFIX) :].strip()
-                ready.set()
-        ready.set()
-
-    def output(self) -> str:
-        return "\n".join(self._output)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (queued pushes are written first), SIGKILL as a last resort; the exit code."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.root_url = None
-        return process.returncode
-
-    def __enter__(self) -> PushServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import sys
 
 import uvicorn
 
+from every8d.child_server import bind_listening_socket
 from every8d.sandbox import READY_PREFIX
 from every8d.sandbox.app import DEFAULT_CREDIT, DEFAULT_PWD, DEFAULT_UID, SandboxApp
 from every8d.sandbox.faults import FaultInjectingProtocol
@@ -38,13 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(2048)
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+    sock, url = bind_listening_socket(args.host, args.port)
 
     def ready() -> None:
         print(READY_PREFIX + url, flush=True)
