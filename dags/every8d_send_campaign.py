@@ -6,7 +6,8 @@ see (a missing audience column, a template naming an unknown field) fails the
 first task, before anything is sent.  The audience is snapshotted once into
 Parquet, so the plan you read and the send that follows use the same rows.
 With ``dry_run`` on (the default), the run stops after the plan: read it in
-the ``plan_*`` task's note, log or XCom, then trigger again with ``dry_run`` off.
+the ``plan_*`` task's log or XCom (recipients, rejects by reason, points per
+template), then trigger again with ``dry_run`` off.
 """
 
 from __future__ import annotations

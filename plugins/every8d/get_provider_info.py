@@ -19,6 +19,14 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [{"integration-name": "EVERY8D", "python-modules": ["every8d.hooks.every8d"]}],
+        "operators": [
+            {
+                "integration-name": "EVERY8D",
+                "python-modules": ["every8d.operators.send", "every8d.operators.cancel"],
+            }
+        ],
+        "sensors": [{"integration-name": "EVERY8D", "python-modules": ["every8d.sensors.batch"]}],
+        "triggers": [{"integration-name": "EVERY8D", "python-modules": ["every8d.triggers.batch"]}],
         "notifications": ["every8d.notifications.every8d.Every8dNotifier"],
         "connection-types": [
             {

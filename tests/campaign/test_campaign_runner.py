@@ -58,7 +58,7 @@ def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(sandbox, every8d_con
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
-    while len(sandbox.batches()) < 6:  # wave 1 (4 chunks) recorded, wave 2 on the wire
+    while len(sandbox.batches()) < 9:  # wave 3 on the wire: wave 1 (4 chunks) is recorded by then
         assert process.poll() is None, process.stdout.read().decode()[-3000:]
         assert time.monotonic() < deadline, "the send never got going"
         time.sleep(0.05)
@@ -89,6 +89,9 @@ def test_no_credit_is_recorded_per_recipient_and_stops_the_campaign(sandbox, eve
     summary = stopped.value.summary  # one wave (2 chunks) went out: 70 fit, 130 did not, the rest wait
     assert (summary["sent"], summary["unsent_no_credit"], summary["pending"]) == (70, 130, 100)
     ledger, _ = ledger_and_rejects(warehouse, "camp")
+    waiting = ledger.filter(pa.compute.equal(ledger.column("state"), "pending"))
+    assert set(waiting.column("attempt").to_pylist()) == {0}  # claimed in advance, given back unsent
+    assert chunk_states(warehouse) == {"sent": 2, "pending": 1}
     unsent = ledger.filter(pa.compute.equal(ledger.column("state"), "unsent_no_credit"))
     statuses = {m["mobile"]: m["status"] for m in sandbox.messages()}
     assert {statuses[m] for m in unsent.column("mobile").to_pylist()} == {301}
