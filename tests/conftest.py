@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="every8d-airflow-home-"))
@@ -25,6 +26,11 @@ os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 pytest_plugins = ["every8d.sandbox.pytest_plugin"]
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine a
+# single example can take longer than Hypothesis's default 200 ms deadline.
+settings.register_profile("every8d", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("every8d")
 
 POSTGRES_DSN = os.environ.get("EVERY8D_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
