@@ -8,6 +8,7 @@ hook only moves bytes and the parsers can be property-tested on their own.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -370,7 +371,7 @@ def _taipei_to_utc(strings: pa.Array, endpoint: str) -> pa.Array:
 
 
 def _empty_status_table() -> pa.Table:
-    return STATUS_PAGE_SCHEMA.empty_table()
+    return pa.Table.from_batches([], schema=STATUS_PAGE_SCHEMA)  # (``empty_table()`` imports pandas)
 
 
 def _split_total(text: str, endpoint: str) -> tuple[int, str]:
@@ -391,11 +392,119 @@ def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
 
     Rows carry NAME, MOBILE, SEND_TIME, COST, STATUS and, in later revisions,
     RECEIVED_TIME; 5- and 6-column rows may even be mixed.  NAME may be empty.
-    The rows are split with Arrow compute kernels, not a Python loop.
+    A page whose rows all have the same width goes through Arrow's CSV reader
+    in one C++ call; anything else (mixed widths, blank lines, stray ``\\r``,
+    bad values) through the Arrow compute kernels, which give the same table
+    and say which row is wrong.  Either way, no Python loop per row.
     """
     total, rest = _split_total(text, endpoint)
-    if not rest.strip():
+    if not rest or rest.isspace():
         return StatusPage(total, _empty_status_table())
+    table = _status_rows_csv(rest, endpoint)
+    if table is None:
+        table = _status_rows_kernels(rest, endpoint)
+    return StatusPage(total, table)
+
+
+@functools.cache
+def _csv_reader() -> tuple[Any, Any, Any, Any]:
+    """``pyarrow.csv`` and its options for status rows: tabs, no quoting, every cell kept as text."""
+    import pyarrow.csv as pacsv
+
+    read = pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 22)
+    parse = pacsv.ParseOptions(
+        delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False,
+        ignore_empty_lines=True,
+    )
+    # Text from a Python str is valid UTF-8 already.
+    convert = pacsv.ConvertOptions(
+        column_types={f"f{index}": pa.string() for index in range(6)}, strings_can_be_null=False,
+        quoted_strings_can_be_null=False, check_utf8=False,
+    )
+    return pacsv, read, parse, convert
+
+
+def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
+    """The fast path: all rows in one ``pyarrow.csv`` call when they have one width (5 or 6), else None.
+
+    The CSV reader insists on one width for the whole page, skips only truly
+    empty lines and treats a lone ``\\r`` as a line break.  So a page with
+    mixed widths, a lone ``\\r``, a whitespace-only line (its STATUS cannot
+    convert) or any bad value returns None and takes the kernel path, which
+    decides what it means.  Times repeat a lot within a page and across a
+    batch's pages: each distinct time string is converted once, and remembered.
+    """
+    if "\r" in rest and _BARE_CR.search(rest):
+        return None
+    pacsv, read, parse, convert = _csv_reader()
+    try:
+        # The reader cannot size a last line that has no line break.
+        data = rest.encode("utf-8") if rest.endswith("\n") else (rest + "\n").encode("utf-8")
+        if len(data) >= read.block_size:
+            return None  # one block keeps every column in one chunk
+        table = pacsv.open_csv(pa.py_buffer(data), read_options=read, parse_options=parse,
+                               convert_options=convert).read_all()
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        return None
+    if table.num_columns not in (5, 6) or table.column(0).num_chunks != 1:
+        return None
+    columns = [column.chunk(0) for column in table.columns]
+    rows = table.num_rows
+    try:
+        points = pc.cast(columns[3], pa.decimal128(12, 2))
+        status = pc.cast(columns[4], pa.int32())
+        sent_at = _each_distinct(columns[2], lambda values: _taipei_to_utc_cached(values, endpoint))
+        received_at = (
+            _each_distinct(columns[5], lambda values: _taipei_to_utc_cached(values, endpoint))
+            if len(columns) == 6 else pa.nulls(rows, _UTC)
+        )
+    except (WireFormatError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pa.Table.from_arrays(
+        [columns[0], columns[1], sent_at, points, status, received_at, pa.nulls(rows, pa.string())],
+        schema=STATUS_PAGE_SCHEMA,
+    )
+
+
+_BARE_CR = re.compile(r"\r(?!\n)")
+_UTC = pa.timestamp("us", tz="UTC")
+_UTC_CACHE_SIZE = 4096
+_utc_cache: dict[str, int | None] = {}
+
+
+def _taipei_to_utc_cached(strings: pa.Array, endpoint: str) -> pa.Array:
+    """:func:`_taipei_to_utc` of a few distinct strings, remembering each string's instant.
+
+    The pages of a batch repeat the same send and receive times, so after the
+    first page most convert nothing.  Bounded; only strings that converted are
+    kept (a bad time raises every time it is seen).  Pages are parsed on
+    several threads: entries are never removed from a dict in use, a full
+    cache is replaced by a new one.
+    """
+    global _utc_cache
+    texts = strings.to_pylist()
+    cache = _utc_cache
+    missing = [text for text in texts if text not in cache]
+    if not missing:
+        return pa.array([cache[text] for text in texts], _UTC)
+    converted = _taipei_to_utc(pa.array(missing, pa.string()), endpoint).cast(pa.int64()).to_pylist()
+    found = dict(zip(missing, converted))
+    instants = [found[text] if text in found else cache[text] for text in texts]
+    if len(cache) + len(found) > _UTC_CACHE_SIZE:
+        _utc_cache = found
+    else:
+        cache.update(found)
+    return pa.array(instants, _UTC)
+
+
+def _each_distinct(strings: pa.Array, convert: Any) -> pa.Array:
+    """``convert(strings)``, computed once per distinct value and spread back over the rows."""
+    encoded = pc.dictionary_encode(strings)
+    return convert(encoded.dictionary).take(encoded.indices)
+
+
+def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
+    """Status rows split with Arrow compute kernels: any mix of widths; errors name the row."""
     lines = pc.list_flatten(pc.split_pattern(pa.array([rest]), "\n"))
     lines = pc.utf8_rtrim(lines, characters="\r")
     lines = lines.filter(pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
@@ -413,7 +522,7 @@ def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
         status = pc.cast(column[4], pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
-    table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
             column[0],
             column[1],
@@ -425,7 +534,6 @@ def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
         ],
         schema=STATUS_PAGE_SCHEMA,
     )
-    return StatusPage(total, table)
 
 
 _JSON_STATUS_KEYS = {

@@ -22,6 +22,8 @@ cell_text = st.text(
     max_size=20,
 )
 mobiles = st.from_regex(r"\+8869[0-9]{8}", fullmatch=True)
+# pyarrow imports pandas (and loads time zones) on first use: pay that here, not inside a Hypothesis deadline.
+wire.parse_status_page("1\n\t+886912000001\t2024/01/02 03:04:05\t1.0\t100\t2024/01/02 03:05:00\n")
 listing_times = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)
 ).map(lambda moment: moment.replace(microsecond=0, tzinfo=wire.TAIPEI))
@@ -284,3 +286,93 @@ def test_mms_image_checks():
 def test_status_table(code, group, final):
     info = wire.status_info(code)
     assert (info.group, info.final) == (group, final)
+
+
+# -- the status page's two paths: Arrow's CSV reader (fast) and the compute kernels (any page) -----
+
+def _status_cells(name, mobile, sent, cost, status, received, columns):
+    cells = [name, mobile, sent.strftime(wire.LISTING_TIME_FORMAT), str(cost), str(status)]
+    if columns == 6:
+        cells.append(received.strftime(wire.LISTING_TIME_FORMAT) if received else "")
+    return "\t".join(cells)
+
+
+status_row = st.tuples(
+    cell_text, mobiles, listing_times, st.decimals(min_value=0, max_value=99, places=1),
+    st.sampled_from(sorted(wire.STATUS_CODES)), st.one_of(st.none(), listing_times),
+)
+good_lines = st.tuples(status_row, st.sampled_from([5, 6])).map(lambda pair: _status_cells(*pair[0], pair[1]))
+# Lines a gateway (or a broken proxy) might put on a page besides well-formed rows.
+odd_lines = st.one_of(
+    st.just(""),
+    st.sampled_from([" ", "\t", "\t\t\t\t\t", " \t \t \t \t \t ", "\u3000\t\t\t\t", "\r", "0", "oops"]),
+    st.lists(st.text(alphabet=st.sampled_from("ab1 .:/+-\u3000\r"), max_size=6), min_size=4, max_size=8)
+    .map("\t".join),
+    # a bad SEND_TIME, COST or STATUS
+    st.tuples(status_row, st.sampled_from([2, 3, 4]), st.sampled_from(["x", "1.0.0", "", " 1", "2024/13/01"]))
+    .map(lambda bad: _with_cell(_status_cells(*bad[0], 6), bad[1], bad[2])),
+)
+
+
+def _with_cell(line, index, value):
+    cells = line.split("\t")
+    cells[index] = value
+    return "\t".join(cells)
+
+
+@settings(max_examples=200)
+@given(rows=st.lists(status_row, min_size=1, max_size=25), columns=st.sampled_from([5, 6]),
+       newline=st.sampled_from(["\n", "\r\n"]), trailing=st.sampled_from(["", "\n", "\r\n", "\r\n\r\n"]))
+def test_uniform_pages_take_the_fast_path_and_match_the_kernels(rows, columns, newline, trailing):
+    rest = newline.join(_status_cells(*row, columns) for row in rows) + trailing
+    fast = wire._status_rows_csv(rest, wire.DELIVERY_STATUS)
+    assert fast is not None
+    assert fast.equals(wire._status_rows_kernels(rest, wire.DELIVERY_STATUS))
+    assert fast.schema == wire.STATUS_PAGE_SCHEMA
+
+
+@settings(max_examples=400)
+@given(
+    lines=st.lists(st.one_of(good_lines, odd_lines), min_size=1, max_size=12),
+    newline=st.sampled_from(["\n", "\r\n", "\r", "\r\r\n"]),
+)
+def test_fast_path_agrees_with_the_kernels_or_steps_aside(lines, newline):
+    rest = newline.join(lines)
+    fast = wire._status_rows_csv(rest, wire.DELIVERY_STATUS)
+    try:
+        slow = wire._status_rows_kernels(rest, wire.DELIVERY_STATUS)
+    except WireFormatError:
+        assert fast is None  # the fast path never accepts what the kernel path refuses
+        return
+    if fast is not None:
+        assert fast.equals(slow)
+        assert fast.schema == slow.schema
+
+
+def test_mixed_widths_blank_lines_and_stray_returns_still_parse():
+    text = (
+        "4\r\n"
+        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\r\n"
+        "\r\n"
+        "A\rB\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\r\n"
+        "  \t \r\n"
+        "\t+886912000003\t2024/01/02 03:04:05\t1.0\t101\t\n"
+    )
+    assert wire._status_rows_csv(text.partition("\n")[2], wire.DELIVERY_STATUS) is None
+    page = wire.parse_status_page(text)
+    assert [r.name for r in page.records()] == ["", "A\rB", ""]
+    assert [r.status for r in page.records()] == [0, 100, 101]
+
+
+def test_remembered_times_survive_a_full_cache(monkeypatch):
+    monkeypatch.setattr(wire, "_UTC_CACHE_SIZE", 3)
+    monkeypatch.setattr(wire, "_utc_cache", {})
+    for minute in range(8):
+        rest = "".join(
+            f"\t+88691200000{i}\t2024/01/02 03:{minute:02d}:05\t1.0\t100"
+            f"\t2024/01/02 03:{minute:02d}:{i:02d}\r\n"
+            for i in range(3)
+        )
+        fast = wire._status_rows_csv(rest, wire.DELIVERY_STATUS)
+        assert fast is not None and fast.equals(wire._status_rows_kernels(rest, wire.DELIVERY_STATUS))
+    assert len(wire._utc_cache) <= 4

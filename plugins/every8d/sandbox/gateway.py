@@ -301,14 +301,27 @@ def _delivery_status(state: SandboxState, params: dict[str, str], kind: str) -> 
     if not rows:
         return text(str(len(messages)) + ("\r\n" if account.empty_status_newline else ""))
     six = account.status_columns == 6
+    # A line changes only when the clock crosses one of the message's two
+    # instants, when the state's outcome rules change, or with the column count.
+    epoch = state.version * 8 + (4 if six else 0)
     lines = [str(len(messages))]
+    append = lines.append
     for m in rows:
-        line = f"{_clean(m.name)}\t{m.mobile}\t{taipei_slash(m.send_at)}\t{points_text(m.points)}\t{state.status(m, now)}"
-        if six:
-            received = state.received_at(m, now)
-            line += "\t" + (taipei_slash(received) if received is not None else "")
-        lines.append(line)
+        key = epoch + (0 if now < m.send_at else 1 if now < m.final_at else 2)
+        if m.row_key != key:
+            m.row, m.row_key = status_line(state, m, now, six), key
+        append(m.row)
     return text("\r\n".join(lines))
+
+
+def status_line(state: SandboxState, m, now: float, six: bool) -> str:
+    """One message's getDeliveryStatus row, byte for byte as the gateway writes it."""
+    line = (f"{_clean(m.name)}\t{m.mobile}\t{taipei_slash(m.send_at)}\t{points_text(m.points)}"
+            f"\t{state.status(m, now)}")
+    if six:
+        received = state.received_at(m, now)
+        line += "\t" + (taipei_slash(received) if received is not None else "")
+    return line
 
 
 def get_delivery_status(state: SandboxState, params: dict[str, str]) -> Answer:

@@ -91,9 +91,22 @@ def parse_taipei(text: str) -> float:
     return moment.timestamp()
 
 
+_SLASH_CACHE: dict[float, str] = {}
+_SLASH_CACHE_SIZE = 65536
+
+
 def taipei_slash(ts: float) -> str:
-    """``yyyy/MM/dd HH:mm:ss`` Taipei, the format of status and reply rows."""
-    return datetime.fromtimestamp(ts, TAIPEI).strftime("%Y/%m/%d %H:%M:%S")
+    """``yyyy/MM/dd HH:mm:ss`` Taipei, the format of status and reply rows.
+
+    Remembered per instant: a batch's messages share a send time and a
+    handful of receive times, and ``strftime`` was most of a status page's cost.
+    """
+    text = _SLASH_CACHE.get(ts)
+    if text is None:
+        if len(_SLASH_CACHE) >= _SLASH_CACHE_SIZE:
+            _SLASH_CACHE.clear()
+        text = _SLASH_CACHE[ts] = datetime.fromtimestamp(ts, TAIPEI).strftime("%Y/%m/%d %H:%M:%S")
+    return text
 
 
 def taipei_compact(ts: float) -> str:
@@ -129,9 +142,17 @@ def normalize_mobile(raw: str) -> str:
     raise error(-306, raw)
 
 
+_POINTS_CACHE: dict[Decimal, str] = {}
+
+
 def points_text(points: Decimal) -> str:
-    """Points with one decimal, as in COST and status rows (``1.0``)."""
-    return f"{points:.1f}"
+    """Points with one decimal, as in COST and status rows (``1.0``); a message costs one of a few values."""
+    text = _POINTS_CACHE.get(points)
+    if text is None:
+        if len(_POINTS_CACHE) >= 1024:
+            _POINTS_CACHE.clear()
+        text = _POINTS_CACHE[points] = f"{points:.1f}"
+    return text
 
 
 # ---------------------------------------------------------------- clock
@@ -245,11 +266,18 @@ class Batch:
 
 
 class Message:
-    """One recipient of a batch; its status is derived, never stored."""
+    """One recipient of a batch; its status is derived, never stored.
+
+    ``row``/``row_key`` cache the message's status-listing line (see
+    ``gateway.status_line``): the line only changes when the clock crosses
+    ``send_at`` or ``final_at``, when the state's ``version`` moves (outcome
+    rules changed) or when the message itself changes (``invalidate``).
+    """
 
     __slots__ = (
         "id", "batch", "mobile", "name", "text", "mr", "email", "points",
         "send_at", "final_at", "expires_at", "fixed_status", "cancelled_at", "last_pushed",
+        "row", "row_key",
     )
 
     def __init__(self, id, batch, mobile, name, text, mr, email, points, send_at, final_at, expires_at):
@@ -267,6 +295,12 @@ class Message:
         self.fixed_status: int | None = None
         self.cancelled_at: float | None = None
         self.last_pushed: int | None = None
+        self.row: str | None = None
+        self.row_key: int = -1
+
+    def invalidate(self) -> None:
+        """Forget the cached listing line after changing the message."""
+        self.row_key = -1
 
 
 @dataclass
@@ -324,7 +358,8 @@ class SandboxState:
         self.clock = Clock(frozen=self._frozen_default)
         self.accounts: dict[str, Account] = {}
         self.batches: dict[str, Batch] = {}
-        self.outcomes: dict[str, int] = {}
+        self.version = getattr(self, "version", 0) + 1
+        self.outcomes = {}
         self.outbox: list[Notification] = []
         self._events: list[tuple[float, int, Message]] = []
         self._seq = 0
@@ -354,6 +389,16 @@ class SandboxState:
         return account
 
     # -- status
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Final statuses by number suffix (longest match wins); assign a new dict to change them."""
+        return self._outcomes
+
+    @outcomes.setter
+    def outcomes(self, rules: dict[str, int]) -> None:
+        self._outcomes = rules
+        self.version += 1  # every cached listing line may be stale now
 
     def outcome(self, mobile: str) -> int:
         best, best_len = DELIVERED, 0
@@ -481,6 +526,7 @@ class SandboxState:
                 m.cancelled_at = now
                 refund += m.points
                 m.points = Decimal(0)
+                m.invalidate()
                 count += 1
                 self._notify(m, CANCELLED, now)
         if not count:

@@ -1,11 +1,19 @@
-"""Merge staged observations into current status and history, in SQL both DuckDB and Postgres speak.
+"""Merge staged observations into current status and history.
 
 Observations (a polled batch, or push events resolved to messages) wait in
-``every8d_status_staging``.  Two statements settle them: the history gets a
-row for every observed change, then ``every8d_messages`` is upserted.  A final
-status is never replaced: later observations of a final message only fill in
-what was missing (received time, points, MR), so a late or duplicated push
-cannot undo a delivery.  Replaying the same observations changes nothing.
+``every8d_status_staging``.  The history gets a row for every observed
+change, then ``every8d_messages`` is upserted.  A final status is never
+replaced: later observations of a final message only fill in what was
+missing (received time, points, MR), so a late or duplicated push cannot
+undo a delivery.  Replaying the same observations changes nothing.
+
+Postgres (and other warehouses) keep the two tables' keys as primary keys
+and the merge is ``INSERT ... ON CONFLICT``.  DuckDB has no index on them
+(see :class:`~every8d.warehouse.tables.TableSpec`), so there the same
+statements are spelled with anti-joins: history rows already recorded and
+messages already known are left out of the inserts, and known messages are
+changed by one ``UPDATE ... FROM`` the staged rows.  Both spellings leave
+the same rows.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from every8d.warehouse.base import Warehouse
+from every8d.warehouse.sqltypes import create_table_sql
 from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HISTORY, STATUS_STAGING
 
 EXPIRED_MEANING_EN = "no final status within the validity window (closed by the sync)"
@@ -24,66 +33,122 @@ _FINAL = "COALESCE(c.is_final, FALSE)"
 _MEANING_EN = "COALESCE(c.meaning_en, 'unknown status ' || CAST(s.status AS VARCHAR))"
 _MEANING_ZH = "COALESCE(c.meaning_zh, '')"
 
-HISTORY_FROM_STAGING = f"""
-INSERT INTO {STATUS_HISTORY.name}
-    (batch_id, mobile, seq, mr, status, status_group, is_final, previous_status, source, observed_at)
-SELECT s.batch_id, s.mobile, s.seq, COALESCE(s.mr, m.mr), s.status, {_GROUP}, {_FINAL}, m.status,
-       s.source, s.observed_at
+_HISTORY_COLUMNS = (
+    "batch_id, mobile, seq, mr, status, status_group, is_final, previous_status, source, observed_at"
+)
+_HISTORY_SELECT = f"""
+SELECT s.batch_id, s.mobile, s.seq, COALESCE(s.mr, m.mr) AS mr, s.status, {_GROUP} AS status_group,
+       {_FINAL} AS is_final, m.status AS previous_status, s.source, s.observed_at
 FROM {STATUS_STAGING.name} s
 JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
 LEFT JOIN every8d_status_codes c ON c.status = s.status
 LEFT JOIN {MESSAGES.name} m ON m.batch_id = s.batch_id AND m.mobile = s.mobile AND m.seq = s.seq
 WHERE m.batch_id IS NULL
    OR (NOT m.is_final AND (m.status <> s.status OR m.status_group <> {_GROUP}))
+"""
+
+HISTORY_FROM_STAGING = f"""
+INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
+{_HISTORY_SELECT}
 ON CONFLICT DO NOTHING
 """
 
 
-def _keep_if_final(column: str) -> str:
-    return f"{column} = CASE WHEN t.is_final THEN t.{column} ELSE excluded.{column} END"
+def _new_history(select: str) -> str:
+    """DuckDB: insert the history rows ``select`` yields, but not those already recorded.
+
+    The history key: a message passes through each (status, group) once.
+    """
+    return f"""
+INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
+SELECT x.* FROM ({select}) x
+ANTI JOIN {STATUS_HISTORY.name} h
+    ON h.batch_id = x.batch_id AND h.mobile = x.mobile AND h.seq = x.seq
+   AND h.status = x.status AND h.status_group = x.status_group
+"""
 
 
-MESSAGES_FROM_STAGING = f"""
-INSERT INTO {MESSAGES.name} AS t
-    (batch_id, mobile, seq, mr, campaign_id, kind, name, sent_at, received_at, points, status, status_group,
-     meaning_en, meaning_zh, is_final, final_at, first_seen_at, updated_at, source)
+HISTORY_FROM_STAGING_DUCKDB = _new_history(_HISTORY_SELECT)
+
+
+_MESSAGE_COLUMNS = (
+    "batch_id, mobile, seq, mr, campaign_id, kind, name, sent_at, received_at, points, status, status_group, "
+    "meaning_en, meaning_zh, is_final, final_at, first_seen_at, updated_at, source"
+)
+# The staged rows as message rows; parameters: first_seen_at, updated_at.
+_MESSAGES_SELECT = f"""
 SELECT s.batch_id, s.mobile, s.seq, s.mr, b.campaign_id, b.kind, s.name, s.sent_at, s.received_at, s.points,
-       s.status, {_GROUP}, {_MEANING_EN}, {_MEANING_ZH}, {_FINAL},
-       CASE WHEN {_FINAL} THEN COALESCE(s.received_at, s.observed_at) END,
-       CAST(? AS TIMESTAMP WITH TIME ZONE), CAST(? AS TIMESTAMP WITH TIME ZONE), s.source
+       s.status, {_GROUP} AS status_group, {_MEANING_EN} AS meaning_en, {_MEANING_ZH} AS meaning_zh,
+       {_FINAL} AS is_final, CASE WHEN {_FINAL} THEN COALESCE(s.received_at, s.observed_at) END AS final_at,
+       CAST(? AS TIMESTAMP WITH TIME ZONE) AS first_seen_at,
+       CAST(? AS TIMESTAMP WITH TIME ZONE) AS updated_at, s.source
 FROM {STATUS_STAGING.name} s
 JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
 LEFT JOIN every8d_status_codes c ON c.status = s.status
-ON CONFLICT (batch_id, mobile, seq) DO UPDATE SET
-    {_keep_if_final("status")},
-    {_keep_if_final("status_group")},
-    {_keep_if_final("meaning_en")},
-    {_keep_if_final("meaning_zh")},
-    {_keep_if_final("final_at")},
-    {_keep_if_final("source")},
-    is_final = t.is_final OR excluded.is_final,
-    mr = COALESCE(t.mr, excluded.mr),
-    name = COALESCE(excluded.name, t.name),
-    sent_at = COALESCE(excluded.sent_at, t.sent_at),
-    received_at = COALESCE(excluded.received_at, t.received_at),
-    points = COALESCE(excluded.points, t.points),
-    updated_at = excluded.updated_at
-WHERE (NOT t.is_final AND (t.status <> excluded.status OR t.status_group <> excluded.status_group))
-   OR (t.mr IS NULL AND excluded.mr IS NOT NULL)
-   OR (excluded.name IS NOT NULL AND t.name IS DISTINCT FROM excluded.name)
-   OR (excluded.sent_at IS NOT NULL AND t.sent_at IS DISTINCT FROM excluded.sent_at)
-   OR (excluded.received_at IS NOT NULL AND t.received_at IS DISTINCT FROM excluded.received_at)
-   OR (excluded.points IS NOT NULL AND t.points IS DISTINCT FROM excluded.points)
 """
 
-EXPIRE_HISTORY = f"""
-INSERT INTO {STATUS_HISTORY.name}
-    (batch_id, mobile, seq, mr, status, status_group, is_final, previous_status, source, observed_at)
-SELECT batch_id, mobile, seq, mr, status, 'expired', TRUE, status, 'close', CAST(? AS TIMESTAMP WITH TIME ZONE)
+
+def _message_update(new: str) -> tuple[str, str]:
+    """``(SET list, WHERE condition)`` of a known message ``t`` observed again as ``new``."""
+
+    def keep_if_final(column: str) -> str:
+        return f"{column} = CASE WHEN t.is_final THEN t.{column} ELSE {new}.{column} END"
+
+    sets = ",\n    ".join([
+        *map(keep_if_final, ("status", "status_group", "meaning_en", "meaning_zh", "final_at", "source")),
+        f"is_final = t.is_final OR {new}.is_final",
+        f"mr = COALESCE(t.mr, {new}.mr)",
+        f"name = COALESCE({new}.name, t.name)",
+        f"sent_at = COALESCE({new}.sent_at, t.sent_at)",
+        f"received_at = COALESCE({new}.received_at, t.received_at)",
+        f"points = COALESCE({new}.points, t.points)",
+        f"updated_at = {new}.updated_at",
+    ])
+    changed = f"""(NOT t.is_final AND (t.status <> {new}.status OR t.status_group <> {new}.status_group))
+   OR (t.mr IS NULL AND {new}.mr IS NOT NULL)
+   OR ({new}.name IS NOT NULL AND t.name IS DISTINCT FROM {new}.name)
+   OR ({new}.sent_at IS NOT NULL AND t.sent_at IS DISTINCT FROM {new}.sent_at)
+   OR ({new}.received_at IS NOT NULL AND t.received_at IS DISTINCT FROM {new}.received_at)
+   OR ({new}.points IS NOT NULL AND t.points IS DISTINCT FROM {new}.points)"""
+    return sets, changed
+
+
+_UPSERT_SET, _UPSERT_WHERE = _message_update("excluded")
+MESSAGES_FROM_STAGING = f"""
+INSERT INTO {MESSAGES.name} AS t ({_MESSAGE_COLUMNS})
+{_MESSAGES_SELECT}
+ON CONFLICT (batch_id, mobile, seq) DO UPDATE SET
+    {_UPSERT_SET}
+WHERE {_UPSERT_WHERE}
+"""
+
+_MESSAGE_KNOWN = f"t.batch_id = x.batch_id AND t.mobile = x.mobile AND t.seq = x.seq"
+_UPDATE_SET, _UPDATE_WHERE = _message_update("x")
+# DuckDB: known messages first (parameters: first_seen_at, updated_at), then the new ones (the same).
+UPDATE_MESSAGES_DUCKDB = f"""
+UPDATE {MESSAGES.name} t SET
+    {_UPDATE_SET}
+FROM ({_MESSAGES_SELECT}) x
+WHERE {_MESSAGE_KNOWN} AND ({_UPDATE_WHERE})
+"""
+INSERT_MESSAGES_DUCKDB = f"""
+INSERT INTO {MESSAGES.name} ({_MESSAGE_COLUMNS})
+SELECT x.* FROM ({_MESSAGES_SELECT}) x
+ANTI JOIN {MESSAGES.name} t ON {_MESSAGE_KNOWN}
+"""
+
+_EXPIRE_SELECT = f"""
+SELECT batch_id, mobile, seq, mr, status, 'expired' AS status_group, TRUE AS is_final,
+       status AS previous_status, 'close' AS source, CAST(? AS TIMESTAMP WITH TIME ZONE) AS observed_at
 FROM {MESSAGES.name}
 WHERE batch_id = ? AND NOT is_final
+"""
+EXPIRE_HISTORY = f"""
+INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
+{_EXPIRE_SELECT}
 ON CONFLICT DO NOTHING
 """
+EXPIRE_HISTORY_DUCKDB = _new_history(_EXPIRE_SELECT)
 
 EXPIRE_MESSAGES = f"""
 UPDATE {MESSAGES.name}
@@ -116,7 +181,7 @@ MARK_DIRTY = f"""
 INSERT INTO {PARQUET_DIRTY.name} (send_date, kind, marked_at)
 SELECT DISTINCT {SEND_DATE}, b.kind, CAST(? AS TIMESTAMP WITH TIME ZONE)
 FROM {BATCHES.name} b
-WHERE b.batch_id IN (SELECT batch_id FROM {STATUS_STAGING.name}) OR b.batch_id = ?
+WHERE b.batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}) OR b.batch_id = ?
 ON CONFLICT (send_date, kind) DO UPDATE SET marked_at = excluded.marked_at
 """
 
@@ -135,18 +200,29 @@ class MergeCounts:
 
 def merge_staged(warehouse: Warehouse, *, now: datetime) -> MergeCounts:
     """Apply everything in the staging table to history and messages (call inside a transaction)."""
+    if warehouse.dialect == "duckdb":
+        history = warehouse.execute(HISTORY_FROM_STAGING_DUCKDB)
+        updated = warehouse.execute(UPDATE_MESSAGES_DUCKDB, [now, now])
+        inserted = warehouse.execute(INSERT_MESSAGES_DUCKDB, [now, now])
+        return MergeCounts(max(history, 0), max(updated, 0) + max(inserted, 0))
     history = warehouse.execute(HISTORY_FROM_STAGING)
     messages = warehouse.execute(MESSAGES_FROM_STAGING, [now, now])
     return MergeCounts(max(history, 0), max(messages, 0))
 
 
 def clear_staging(warehouse: Warehouse) -> None:
+    """Empty the staging table (on DuckDB: create this transaction's ``TEMP`` staging table first)."""
+    if warehouse.dialect == "duckdb" and STATUS_STAGING.duckdb_temporary:
+        warehouse.execute(
+            create_table_sql(STATUS_STAGING.name, STATUS_STAGING.schema, (), "duckdb", temporary=True)
+        )
     warehouse.execute(f"DELETE FROM {STATUS_STAGING.name}")
 
 
 def expire_pending(warehouse: Warehouse, batch_id: str, *, now: datetime) -> int:
     """Close every non-final message of a batch as ``expired``; returns how many."""
-    warehouse.execute(EXPIRE_HISTORY, [now, batch_id])
+    expire_history = EXPIRE_HISTORY_DUCKDB if warehouse.dialect == "duckdb" else EXPIRE_HISTORY
+    warehouse.execute(expire_history, [now, batch_id])
     count = warehouse.execute(EXPIRE_MESSAGES, [EXPIRED_MEANING_EN, EXPIRED_MEANING_ZH, now, now, batch_id])
     return max(count, 0)
 

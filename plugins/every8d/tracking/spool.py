@@ -1,11 +1,14 @@
-"""A batch's status pages, spooled to a local Parquet file as they arrive.
+"""A batch's status pages, spooled to a local Arrow file as they arrive.
 
-Memory stays flat however big the batch: each page becomes one row group
-and is dropped.  Once the listing is complete, a local DuckDB numbers each
-number's messages (``seq``: the n-th line of that number in the listing) and
-streams the rows out in the ``every8d_status_staging`` shape, spilling to disk
-if it must.  The warehouse is not touched here, so no lock is held while the
-gateway is slow.
+Memory stays flat however big the batch: pages are appended to an Arrow IPC
+stream (uncompressed: the spool lives for one sync and is read once, so
+writing it must cost next to nothing) in record batches of up to
+``BATCH_ROWS`` rows, and dropped.  Once the listing is complete, DuckDB (the
+warehouse itself, or a local one for other warehouses) reads the file back
+as a stream, numbers each number's messages (``seq``: the n-th line of that
+number in the listing) and produces the rows in the ``every8d_status_staging``
+shape, spilling to disk if it must.  The warehouse is not touched while
+pages arrive, so no lock is held while the gateway is slow.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from every8d import wire
 from every8d.tracking.numbers import to_e164
@@ -29,10 +31,12 @@ SPOOL_SCHEMA = pa.schema(
     + [field for field in wire.STATUS_PAGE_SCHEMA]
 )
 LOCAL_MEMORY_LIMIT = "256MB"
+#: Pages are gathered into record batches of about this many rows (DuckDB works in vectors of 2048).
+BATCH_ROWS = 32_768
 
 
 class PageSpool:
-    """Status pages of one batch in a Parquet file; ``total`` is the gateway's count line.
+    """Status pages of one batch in an Arrow IPC stream file; ``total`` is the gateway's count line.
 
     :param path: the spool file (replaced if it exists: a rerun starts over).
     """
@@ -44,29 +48,39 @@ class PageSpool:
         self.pages = 0
 
     def write(self, pages: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
-        """Write ``(page_no, page)`` pairs, each as it arrives; the file appears only when complete.
-
-        Uncompressed: the spool lives for one sync and is read once, so speed beats size.
-        """
+        """Write ``(page_no, page)`` pairs as they arrive; the file appears only when complete."""
         partial = self.path.with_name(f".{self.path.name}.partial")
-        with pq.ParquetWriter(partial, SPOOL_SCHEMA, compression="none") as writer:
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, SPOOL_SCHEMA) as writer:
             for page_no, page in pages:
                 if page_no == 1 or page.total > self.total:
                     self.total = page.total
                 if page.rows:
-                    writer.write_table(_spool_rows(page_no, page.table))
+                    pending.append(_spool_rows(page_no, page.table))
+                    pending_rows += page.rows
+                    if pending_rows >= BATCH_ROWS:
+                        writer.write_batch(_one_batch(pending))
+                        pending, pending_rows = [], 0
                 self.rows += page.rows
                 self.pages += 1
+            if pending:
+                writer.write_batch(_one_batch(pending))
         os.replace(partial, self.path)
         return self
 
-    def staging_select(self) -> str:
-        """SELECT of the spooled rows in the staging shape, for a DuckDB that can read the spool file.
+    @contextmanager
+    def reader(self) -> Iterator[pa.RecordBatchReader]:
+        """The spooled rows as a stream (``SPOOL_SCHEMA``), read from disk batch by batch."""
+        with pa.OSFile(str(self.path), "rb") as source:
+            yield pa.ipc.open_stream(source)
 
-        Parameters: batch id, observed time, source.  The spool path is our own
-        temporary file, embedded as a literal because DuckDB cannot bind table functions' paths.
+    @staticmethod
+    def staging_select(source: str) -> str:
+        """SELECT of the spooled rows (readable as ``source`` in DuckDB) in the staging shape.
+
+        Parameters: batch id, observed time, source.
         """
-        path = str(self.path).replace("'", "''")
         return f"""
             SELECT CAST(? AS VARCHAR) AS batch_id,
                    mobile,
@@ -75,7 +89,7 @@ class PageSpool:
                    name, sent_at, received_at, points, status,
                    CAST(? AS TIMESTAMPTZ) AS observed_at,
                    CAST(? AS VARCHAR) AS source
-            FROM read_parquet('{path}')
+            FROM {source}
         """
 
     @contextmanager
@@ -85,10 +99,12 @@ class PageSpool:
         """The spooled rows as ``every8d_status_staging`` batches, ``seq`` numbered per mobile."""
         import duckdb
 
-        with duckdb.connect(":memory:", config={"memory_limit": LOCAL_MEMORY_LIMIT}) as local:
+        config = {"memory_limit": LOCAL_MEMORY_LIMIT}
+        with duckdb.connect(":memory:", config=config) as local, self.reader() as spool:
             local.execute("SET TimeZone = 'UTC'")
             local.execute("SET temp_directory = ?", [str(self.path.parent / ".duckdb_tmp")])
-            relation = local.sql(self.staging_select(), params=[batch_id, observed_at, source])
+            local.register("every8d_spool", spool)
+            relation = local.sql(self.staging_select("every8d_spool"), params=[batch_id, observed_at, source])
             reader = relation.to_arrow_reader(batch_size)
             yield pa.RecordBatchReader.from_batches(
                 STATUS_STAGING.schema, (_conform(b, STATUS_STAGING.schema) for b in reader)
@@ -104,6 +120,11 @@ def _spool_rows(page_no: int, table: pa.Table) -> pa.Table:
         + table.columns,
         schema=SPOOL_SCHEMA,
     )
+
+
+def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:
+    """Pages gathered into one record batch (one copy of a few MB)."""
+    return pa.concat_tables(tables).combine_chunks().to_batches()[0]
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -1,10 +1,10 @@
 """The delivery-status sync: which batches to poll, and polling one batch into the tables.
 
-One batch's sync is: page through its status (spooled to local Parquet as
-pages arrive), then, in one warehouse transaction, stage the rows, merge
-them, apply the close rules and book the poll.  A crash anywhere leaves the
-tables as they were, and a rerun with the same ``now`` leaves them exactly as
-one run would (the DAG passes its run's time as ``now``).
+One batch's sync is: page through its status (parsed into Arrow and spooled
+to a local Arrow file as pages arrive), then, in one warehouse transaction,
+stage the rows, merge them, apply the close rules and book the poll.  A crash
+anywhere leaves the tables as they were, and a rerun with the same ``now``
+leaves them exactly as one run would (the DAG passes its run's time as ``now``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -99,6 +100,9 @@ class BatchSyncResult:
     replies: int
     closed_reason: str | None
     next_poll_at: datetime | None
+    #: Seconds spent reading the gateway (pages and replies), and in the warehouse transaction.
+    fetch_seconds: float = 0.0
+    merge_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,10 +175,12 @@ def merge_spool(
         merge.clear_staging(warehouse)
         if warehouse.dialect == "duckdb":  # the warehouse reads the spool file itself
             columns = ", ".join(STATUS_STAGING.schema.names)
-            warehouse.execute(
-                f"INSERT INTO {STATUS_STAGING.name} ({columns}) {spool.staging_select()}",
-                [batch.batch_id, now, "poll"],
-            )
+
+            def stage(source: str) -> str:
+                return f"INSERT INTO {STATUS_STAGING.name} ({columns}) {spool.staging_select(source)}"
+
+            with spool.reader() as rows:
+                warehouse.execute_over(rows, stage, [batch.batch_id, now, "poll"])
         else:
             with spool.staged(batch.batch_id, source="poll", observed_at=now) as staged:
                 warehouse.append(STATUS_STAGING.name, staged)
@@ -210,19 +216,27 @@ def sync_batch(
     """Poll one batch's status (and replies) from the gateway into the tables."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     ensure_tracking_tables(warehouse)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="every8d-spool-", dir=options.spool_dir) as folder:
-        spool = PageSpool(Path(folder) / "pages.parquet").write(
+        spool = PageSpool(Path(folder) / "pages.arrows").write(
             fetch_status_pages(
                 hook, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
             )
         )
         replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
+        fetched = time.perf_counter()
         with warehouse.transaction():
             result = merge_spool(warehouse, batch, spool, now=now, grace=options.expiry_grace)
             added = record_replies(warehouse, replies, now=now) if replies is not None else 0
+    merged = time.perf_counter()
     log.info(
-        "batch %s: %d listed in %d page(s), %d change(s), %d expired, %d new repl(ies)%s",
+        "batch %s: %d listed in %d page(s), %d change(s), %d expired, %d new repl(ies)%s; "
+        "read in %.1fs, merged in %.1fs",
         batch.batch_id, result.listed, result.pages, result.history_rows, result.expired, added,
         f", closed ({result.closed_reason})" if result.closed_reason else "",
+        fetched - started, merged - fetched,
     )
-    return BatchSyncResult(**{**asdict(result), "replies": added})
+    return BatchSyncResult(**{
+        **asdict(result), "replies": added, "fetch_seconds": round(fetched - started, 3),
+        "merge_seconds": round(merged - fetched, 3),
+    })

@@ -147,6 +147,14 @@ class DuckDbWarehouse(Warehouse):
             if not yielded:
                 yield pa.RecordBatch.from_pylist([], schema=reader.schema)
 
+    def execute_over(
+        self, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str],
+        parameters: Sequence[Any] | None = None,
+    ) -> int:
+        """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name."""
+        with self.transaction():
+            return self._with_view(reader, lambda view: self.execute(sql_for_source(view), parameters))
+
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
         names = ", ".join(quote(c) for c in reader.schema.names)
         return self._with_view(

@@ -27,14 +27,32 @@ def _field(name: str, arrow_type: pa.DataType, nullable: bool = True) -> pa.Fiel
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table's name, Arrow schema and primary key."""
+    """A table's name, Arrow schema and primary key.
+
+    :param duckdb_primary_key: declare the key on DuckDB too.  The two big
+        tables do not: DuckDB keeps an ART index of every key of a table,
+        loaded when the file opens and updated row by row, and it was most
+        of a million-row merge.  Their keys are kept by the merge itself
+        (anti-joins, see :mod:`every8d.tracking.merge`); Postgres and other
+        warehouses still enforce them.
+    :param duckdb_temporary: on DuckDB, a ``TEMP`` table created in each
+        transaction that uses it (memory, spilling to disk), never written to the file.
+    """
 
     name: str
     schema: pa.Schema
     primary_key: tuple[str, ...] = ()
+    duckdb_primary_key: bool = True
+    duckdb_temporary: bool = False
+
+    def key_on(self, dialect: str) -> tuple[str, ...]:
+        """The primary key the table is declared with on ``dialect``."""
+        return self.primary_key if dialect != "duckdb" or self.duckdb_primary_key else ()
 
     def ensure(self, warehouse: Warehouse) -> None:
-        warehouse.ensure_table(self.name, self.schema, self.primary_key)
+        if warehouse.dialect == "duckdb" and self.duckdb_temporary:
+            return  # created by the transaction that fills it
+        warehouse.ensure_table(self.name, self.schema, self.key_on(warehouse.dialect))
 
 
 BATCHES = TableSpec(
@@ -87,6 +105,7 @@ MESSAGES = TableSpec(
         _field("source", pa.string(), False),  # poll | push | close
     ]),
     ("batch_id", "mobile", "seq"),
+    duckdb_primary_key=False,
 )
 
 #: Append-only: one row per observed change of a message's status.
@@ -106,6 +125,7 @@ STATUS_HISTORY = TableSpec(
     ]),
     # A message passes through each (status, group) once, so a replayed change is a no-op.
     ("batch_id", "mobile", "seq", "status", "status_group"),
+    duckdb_primary_key=False,
 )
 
 #: The gateway's status code table, for joins in SQL.
@@ -189,6 +209,7 @@ STATUS_STAGING = TableSpec(
         _field("source", pa.string(), False),  # poll | push
     ]),
     (),  # no index: rows are unique by construction, and an index makes clearing it slow
+    duckdb_temporary=True,
 )
 
 #: Parquet partitions (send date, kind) whose files are older than the tables.
@@ -230,5 +251,8 @@ def ensure_tracking_tables(warehouse: Warehouse) -> None:
     with warehouse.transaction():
         for spec in TRACKING_TABLES:
             spec.ensure(warehouse)
+            if warehouse.dialect == "duckdb" and spec.duckdb_temporary:
+                # Files written by earlier versions hold it as a (always empty) table of their own.
+                warehouse.execute(f"DROP TABLE IF EXISTS {spec.name}")
         warehouse.upsert(STATUS_CODES.name, status_codes_table(), STATUS_CODES.primary_key)
     warehouse._tracking_tables_ready = True  # type: ignore[attr-defined]
