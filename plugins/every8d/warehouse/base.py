@@ -13,7 +13,7 @@ import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
 import pyarrow as pa
@@ -90,12 +90,38 @@ class Warehouse(ABC):
     """
 
     dialect: str
+    _active: Any = None  # the open connection of the current transaction
+    _depth: int = 0  # how many nested ``transaction()`` blocks are open
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit on exit, roll back on an exception; nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        connection = self._begin()
+        self._active, self._depth = connection, 1
+        committed = False
+        try:
+            yield
+            committed = True
+        finally:
+            self._active, self._depth = None, 0
+            self._finish(connection, commit=committed)
 
     # -- what implementations provide ---------------------------------------------------
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[None]:
-        """Commit on exit, roll back on an exception; nested calls join the outer transaction."""
+    def _begin(self) -> Any:
+        """Open (or reuse) a connection and start a transaction on it; return the connection."""
+
+    @abstractmethod
+    def _finish(self, connection: Any, *, commit: bool) -> None:
+        """Commit or roll back the transaction on ``connection``, then release it."""
 
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:

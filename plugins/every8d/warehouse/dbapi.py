@@ -13,7 +13,6 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -98,31 +97,19 @@ class DbApiWarehouse(Warehouse):
 
     # -- connections ------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> Any:
         connection = self.hook.get_conn()
         if getattr(connection, "autocommit", False):
             connection.autocommit = False
-        self._active, self._depth = connection, 1
+        if self.dialect == "postgres":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TIME ZONE 'UTC'")
+        return connection
+
+    def _finish(self, connection: Any, *, commit: bool) -> None:
         try:
-            if self.dialect == "postgres":
-                with connection.cursor() as cursor:
-                    cursor.execute("SET TIME ZONE 'UTC'")
-            yield
-        except BaseException:
-            connection.rollback()
-            raise
-        else:
-            connection.commit()
+            connection.commit() if commit else connection.rollback()
         finally:
-            self._active, self._depth = None, 0
             connection.close()
 
     def _sql(self, sql: str, parameters: Sequence[Any] | None) -> str:

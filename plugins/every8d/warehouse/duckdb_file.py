@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,27 +77,15 @@ class DuckDbWarehouse(Warehouse):
             connection.execute("SET TimeZone = 'UTC'")
             return connection
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> duckdb.DuckDBPyConnection:
         connection = self._kept or self._open()
         connection.execute("BEGIN TRANSACTION")
-        self._active, self._depth = connection, 1
+        return connection
+
+    def _finish(self, connection: duckdb.DuckDBPyConnection, *, commit: bool) -> None:
         try:
-            yield
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        else:
-            connection.execute("COMMIT")
+            connection.execute("COMMIT" if commit else "ROLLBACK")
         finally:
-            self._active, self._depth = None, 0
             if connection is not self._kept:
                 connection.close()
 
