@@ -397,110 +397,110 @@ def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
     bad values) through the Arrow compute kernels, which give the same table
     and say which row is wrong.  Either way, no Python loop per row.
     """
-    total, rest = _split_total(text, endpoint)
-    if not rest or rest.isspace():
+    return parse_status_pages([text], endpoint)
+
+
+def parse_status_pages(texts: Sequence[str], endpoint: str = DELIVERY_STATUS) -> StatusPage:
+    """Several consecutive text pages of one listing as one table, rows in listing order.
+
+    The pages' rows are joined and parsed in one CSV call (a few MB at once,
+    on Arrow's threads), which is far cheaper than a call per 1000-row page.
+    When that joined text is not uniform, each page is parsed on its own as
+    :func:`parse_status_page` would.  ``total`` is the largest count line seen.
+    """
+    totals_and_rows = [_split_total(text, endpoint) for text in texts]
+    total = max((count for count, _ in totals_and_rows), default=0)
+    rests = [rest if rest.endswith("\n") else rest + "\n"
+             for _, rest in totals_and_rows if rest and not rest.isspace()]
+    if not rests:
         return StatusPage(total, _empty_status_table())
-    table = _status_rows_csv(rest, endpoint)
+    table = _status_rows_csv("".join(rests), endpoint)
     if table is None:
-        table = _status_rows_kernels(rest, endpoint)
+        table = pa.concat_tables(
+            [_status_rows_csv(rest, endpoint) or _status_rows_kernels(rest, endpoint) for rest in rests]
+        )
     return StatusPage(total, table)
 
 
+_TIME_TEXT = pa.dictionary(pa.int32(), pa.string())
+#: Rows of a status listing as the CSV reader should type them: times stay text (dictionary-encoded,
+#: since a batch repeats a few send and receive times) and are converted once per distinct value.
+_CSV_COLUMN_TYPES = (pa.string(), pa.string(), _TIME_TEXT, pa.decimal128(12, 2), pa.int32(), _TIME_TEXT)
+#: Blocks the CSV reader hands to its threads; one page (~64 KB) stays one block.
+_CSV_BLOCK_SIZE = 1 << 20
+
+
 @functools.cache
-def _csv_reader() -> tuple[Any, Any, Any, Any]:
-    """``pyarrow.csv`` and its options for status rows: tabs, no quoting, every cell kept as text."""
+def _csv_parse_options() -> Any:
+    """Status rows are tab-separated with no quoting; blank lines are skipped."""
     import pyarrow.csv as pacsv
 
-    read = pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 22)
-    parse = pacsv.ParseOptions(
+    return pacsv.ParseOptions(
         delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False,
         ignore_empty_lines=True,
     )
+
+
+@functools.cache
+def _csv_convert_options(columns: int) -> Any:
+    """Column types for ``columns``-wide rows; an empty COST or STATUS must fail, not become null."""
+    import pyarrow.csv as pacsv
+
     # Text from a Python str is valid UTF-8 already.
-    convert = pacsv.ConvertOptions(
-        column_types={f"f{index}": pa.string() for index in range(6)}, strings_can_be_null=False,
-        quoted_strings_can_be_null=False, check_utf8=False,
+    return pacsv.ConvertOptions(
+        column_types={f"f{index}": kind for index, kind in enumerate(_CSV_COLUMN_TYPES[:columns])},
+        null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=False,
     )
-    return pacsv, read, parse, convert
 
 
 def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
     """The fast path: all rows in one ``pyarrow.csv`` call when they have one width (5 or 6), else None.
 
-    The CSV reader insists on one width for the whole page, skips only truly
-    empty lines and treats a lone ``\\r`` as a line break.  So a page with
+    The CSV reader insists on one width for the whole text, skips only truly
+    empty lines and treats a lone ``\\r`` as a line break.  So text with
     mixed widths, a lone ``\\r``, a whitespace-only line (its STATUS cannot
     convert) or any bad value returns None and takes the kernel path, which
-    decides what it means.  Times repeat a lot within a page and across a
-    batch's pages: each distinct time string is converted once, and remembered.
+    decides what it means.  COST and STATUS are typed by the reader itself.
     """
+    import pyarrow.csv as pacsv
+
     if "\r" in rest and _BARE_CR.search(rest):
         return None
-    pacsv, read, parse, convert = _csv_reader()
     try:
         # The reader cannot size a last line that has no line break.
-        data = rest.encode("utf-8") if rest.endswith("\n") else (rest + "\n").encode("utf-8")
-        if len(data) >= read.block_size:
-            return None  # one block keeps every column in one chunk
-        table = pacsv.open_csv(pa.py_buffer(data), read_options=read, parse_options=parse,
-                               convert_options=convert).read_all()
-    except (UnicodeEncodeError, pa.ArrowInvalid):
+        data = (rest if rest.endswith("\n") else rest + "\n").encode("utf-8")
+    except UnicodeEncodeError:
         return None
-    if table.num_columns not in (5, 6) or table.column(0).num_chunks != 1:
+    width = data[: data.find(b"\n")].count(b"\t") + 1
+    if width not in (5, 6):
         return None
-    columns = [column.chunk(0) for column in table.columns]
-    rows = table.num_rows
+    read = pacsv.ReadOptions(
+        autogenerate_column_names=True, use_threads=len(data) > _CSV_BLOCK_SIZE, block_size=_CSV_BLOCK_SIZE
+    )
     try:
-        points = pc.cast(columns[3], pa.decimal128(12, 2))
-        status = pc.cast(columns[4], pa.int32())
-        sent_at = _each_distinct(columns[2], lambda values: _taipei_to_utc_cached(values, endpoint))
-        received_at = (
-            _each_distinct(columns[5], lambda values: _taipei_to_utc_cached(values, endpoint))
-            if len(columns) == 6 else pa.nulls(rows, _UTC)
-        )
+        table = pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=_csv_parse_options(),
+                               convert_options=_csv_convert_options(width))
+        rows = table.num_rows
+        sent_at = _times(table.column(2), endpoint)
+        received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, _UTC)
     except (WireFormatError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return pa.Table.from_arrays(
-        [columns[0], columns[1], sent_at, points, status, received_at, pa.nulls(rows, pa.string())],
+        [table.column(0), table.column(1), sent_at, table.column(3), table.column(4), received_at,
+         pa.nulls(rows, pa.string())],
         schema=STATUS_PAGE_SCHEMA,
     )
 
 
 _BARE_CR = re.compile(r"\r(?!\n)")
 _UTC = pa.timestamp("us", tz="UTC")
-_UTC_CACHE_SIZE = 4096
-_utc_cache: dict[str, int | None] = {}
 
 
-def _taipei_to_utc_cached(strings: pa.Array, endpoint: str) -> pa.Array:
-    """:func:`_taipei_to_utc` of a few distinct strings, remembering each string's instant.
-
-    The pages of a batch repeat the same send and receive times, so after the
-    first page most convert nothing.  Bounded; only strings that converted are
-    kept (a bad time raises every time it is seen).  Pages are parsed on
-    several threads: entries are never removed from a dict in use, a full
-    cache is replaced by a new one.
-    """
-    global _utc_cache
-    texts = strings.to_pylist()
-    cache = _utc_cache
-    missing = [text for text in texts if text not in cache]
-    if not missing:
-        return pa.array([cache[text] for text in texts], _UTC)
-    converted = _taipei_to_utc(pa.array(missing, pa.string()), endpoint).cast(pa.int64()).to_pylist()
-    found = dict(zip(missing, converted))
-    instants = [found[text] if text in found else cache[text] for text in texts]
-    if len(cache) + len(found) > _UTC_CACHE_SIZE:
-        _utc_cache = found
-    else:
-        cache.update(found)
-    return pa.array(instants, _UTC)
-
-
-def _each_distinct(strings: pa.Array, convert: Any) -> pa.Array:
-    """``convert(strings)``, computed once per distinct value and spread back over the rows."""
-    encoded = pc.dictionary_encode(strings)
-    return convert(encoded.dictionary).take(encoded.indices)
+def _times(column: pa.ChunkedArray, endpoint: str) -> pa.ChunkedArray:
+    """Dictionary-encoded Taipei time text → UTC timestamps, converting each distinct text once."""
+    return pa.chunked_array(
+        [_taipei_to_utc(chunk.dictionary, endpoint).take(chunk.indices) for chunk in column.chunks], _UTC
+    )
 
 
 def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
@@ -518,8 +518,9 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
         raise WireFormatError(endpoint, f"row {first_bad + 1} of the page does not have 5 or 6 columns")
     column = [pc.list_element(cells, index) for index in range(6)]
     try:
-        points = pc.cast(column[3], pa.decimal128(12, 2))
-        status = pc.cast(column[4], pa.int32())
+        # Padding around a number is accepted, as Arrow's CSV reader on the fast path accepts it.
+        points = pc.cast(pc.utf8_trim_whitespace(column[3]), pa.decimal128(12, 2))
+        status = pc.cast(pc.utf8_trim_whitespace(column[4]), pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
     return pa.Table.from_arrays(

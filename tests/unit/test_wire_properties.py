@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -364,15 +365,25 @@ def test_mixed_widths_blank_lines_and_stray_returns_still_parse():
     assert [r.status for r in page.records()] == [0, 100, 101]
 
 
-def test_remembered_times_survive_a_full_cache(monkeypatch):
-    monkeypatch.setattr(wire, "_UTC_CACHE_SIZE", 3)
-    monkeypatch.setattr(wire, "_utc_cache", {})
-    for minute in range(8):
-        rest = "".join(
-            f"\t+88691200000{i}\t2024/01/02 03:{minute:02d}:05\t1.0\t100"
-            f"\t2024/01/02 03:{minute:02d}:{i:02d}\r\n"
-            for i in range(3)
+def test_several_pages_parse_as_one_table_in_listing_order():
+    pages = [
+        f"2500\r\n" + "".join(
+            f"N{page}-{i}\t+8869120{page:02d}{i:03d}\t2024/01/02 03:{page:02d}:05\t1.0\t100\t2024/01/02 03:{page:02d}:{i % 60:02d}\r\n"
+            for i in range(rows)
         )
-        fast = wire._status_rows_csv(rest, wire.DELIVERY_STATUS)
-        assert fast is not None and fast.equals(wire._status_rows_kernels(rest, wire.DELIVERY_STATUS))
-    assert len(wire._utc_cache) <= 4
+        for page, rows in ((1, 1000), (2, 1000), (3, 500))
+    ]
+    joined = wire.parse_status_pages(pages)
+    assert joined.total == 2500 and joined.rows == 2500
+    one_by_one = pa.concat_tables([wire.parse_status_page(page).table for page in pages])
+    assert joined.table.equals(one_by_one)
+    assert joined.table.column("name")[1000].as_py() == "N2-0"
+
+
+def test_pages_of_different_widths_fall_back_to_one_page_at_a_time():
+    five = "2\r\nA\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\r\n"
+    six = "2\r\nB\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\r\n"
+    page = wire.parse_status_pages([five, six])
+    assert [r.status for r in page.records()] == [0, 100]
+    assert page.table.column("received_at").null_count == 1
+

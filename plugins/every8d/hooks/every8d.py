@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -248,11 +249,18 @@ class Every8dHook(BaseHook):
             raise_on_status=False,
         )
         session = requests.Session()
+        # Proxy and CA-bundle settings come from the environment once, here, not on every call
+        # (requests looks them up, netrc included, per request when ``trust_env`` is on).
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(self.settings.base_url))
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["User-Agent"] = f"airflow-provider-every8d/{__version__}"
-        session.verify = self.settings.verify
+        verify = self.settings.verify
+        if verify is True:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.verify = verify
         return session
 
     @cached_property
@@ -470,12 +478,22 @@ class Every8dHook(BaseHook):
 
         :param with_record_ids: ask for the JSON form, which also carries each message's MR.
         """
+        text = self.get_delivery_status_text(batch_id, page, mms=mms, with_record_ids=with_record_ids)
+        endpoint = wire.MMS_DELIVERY_STATUS if mms else wire.DELIVERY_STATUS
+        if with_record_ids:
+            return wire.parse_status_page_json(text, endpoint)
+        return wire.parse_status_page(text, endpoint)
+
+    def get_delivery_status_text(
+        self, batch_id: str, page: int = 1, *, mms: bool = False, with_record_ids: bool = False
+    ) -> str:
+        """One status page as the gateway wrote it, for callers that parse many pages at once
+        (:func:`every8d.wire.parse_status_pages`, or ``parse_status_page_json`` for the JSON form)."""
         endpoint = wire.MMS_DELIVERY_STATUS if mms else wire.DELIVERY_STATUS
         form = {"BID": batch_id, "PNO": str(page)}
         if with_record_ids:
             form["RESPFORMAT"] = "1"
-            return wire.parse_status_page_json(self._post(endpoint, form), endpoint)
-        return wire.parse_status_page(self._post(endpoint, form), endpoint)
+        return self._post(endpoint, form)
 
     def iter_delivery_status_pages(
         self, batch_id: str, *, mms: bool = False, with_record_ids: bool = False

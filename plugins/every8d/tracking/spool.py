@@ -1,6 +1,6 @@
 """A batch's status pages, spooled to a local Arrow file as they arrive.
 
-Memory stays flat however big the batch: pages are appended to an Arrow IPC
+Memory stays flat however big the batch: parsed pages are appended to an Arrow IPC
 stream (uncompressed: the spool lives for one sync and is read once, so
 writing it must cost next to nothing) in record batches of up to
 ``BATCH_ROWS`` rows, and dropped.  Once the listing is complete, DuckDB (the
@@ -26,10 +26,8 @@ from every8d import wire
 from every8d.tracking.numbers import to_e164
 from every8d.warehouse.tables import STATUS_STAGING
 
-SPOOL_SCHEMA = pa.schema(
-    [pa.field("page_no", pa.int32(), nullable=False), pa.field("row_no", pa.int32(), nullable=False)]
-    + [field for field in wire.STATUS_PAGE_SCHEMA]
-)
+#: The listing's rows with their place in it (``ordinal``: 0, 1, ... across all pages).
+SPOOL_SCHEMA = pa.schema([pa.field("ordinal", pa.int64(), nullable=False), *wire.STATUS_PAGE_SCHEMA])
 LOCAL_MEMORY_LIMIT = "256MB"
 #: Pages are gathered into record batches of about this many rows (DuckDB works in vectors of 2048).
 BATCH_ROWS = 32_768
@@ -47,23 +45,22 @@ class PageSpool:
         self.rows = 0
         self.pages = 0
 
-    def write(self, pages: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
-        """Write ``(page_no, page)`` pairs as they arrive; the file appears only when complete."""
+    def write(self, chunks: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
+        """Write ``(pages, rows)`` chunks of the listing as they arrive; the file appears only when complete."""
         partial = self.path.with_name(f".{self.path.name}.partial")
         pending: list[pa.Table] = []
         pending_rows = 0
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, SPOOL_SCHEMA) as writer:
-            for page_no, page in pages:
-                if page_no == 1 or page.total > self.total:
-                    self.total = page.total
-                if page.rows:
-                    pending.append(_spool_rows(page_no, page.table))
-                    pending_rows += page.rows
+            for pages, chunk in chunks:
+                self.total = max(self.total, chunk.total)
+                if chunk.rows:
+                    pending.append(_spool_rows(self.rows, chunk.table))
+                    pending_rows += chunk.rows
                     if pending_rows >= BATCH_ROWS:
                         writer.write_batch(_one_batch(pending))
                         pending, pending_rows = [], 0
-                self.rows += page.rows
-                self.pages += 1
+                self.rows += chunk.rows
+                self.pages += pages
             if pending:
                 writer.write_batch(_one_batch(pending))
         os.replace(partial, self.path)
@@ -84,7 +81,7 @@ class PageSpool:
         return f"""
             SELECT CAST(? AS VARCHAR) AS batch_id,
                    mobile,
-                   CAST(row_number() OVER (PARTITION BY mobile ORDER BY page_no, row_no) AS INTEGER) AS seq,
+                   CAST(row_number() OVER (PARTITION BY mobile ORDER BY ordinal) AS INTEGER) AS seq,
                    NULLIF(record_id, '') AS mr,
                    name, sent_at, received_at, points, status,
                    CAST(? AS TIMESTAMPTZ) AS observed_at,
@@ -111,15 +108,11 @@ class PageSpool:
             )
 
 
-def _spool_rows(page_no: int, table: pa.Table) -> pa.Table:
-    count = table.num_rows
+def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
     mobiles = to_e164(table.column("mobile"))
     table = table.set_column(table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles)
-    return pa.Table.from_arrays(
-        [pa.array(np.full(count, page_no, dtype=np.int32)), pa.array(np.arange(count, dtype=np.int32))]
-        + table.columns,
-        schema=SPOOL_SCHEMA,
-    )
+    ordinals = pa.array(np.arange(first_ordinal, first_ordinal + table.num_rows, dtype=np.int64))
+    return pa.Table.from_arrays([ordinals, *table.columns], schema=SPOOL_SCHEMA)
 
 
 def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:

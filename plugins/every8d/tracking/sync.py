@@ -13,12 +13,15 @@ import logging
 import math
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from every8d import wire
 from every8d.tracking import merge
@@ -125,41 +128,62 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
     ]
 
 
-def _bounded_map(function: Callable[[int], Any], items: Iterable[int], workers: int) -> Iterator[Any]:
-    """``map`` in order with at most ``workers`` calls in flight (so results never pile up)."""
+#: Status pages parsed together in one CSV call (about 2 MB of text).
+PAGES_PER_PARSE = 32
+
+
+def _prefetched(function: Callable[[int], Any], items: Iterable[int], workers: int, window: int) -> Iterator[Any]:
+    """``map`` in order, ``workers`` calls at a time, at most ``window`` results fetched ahead of the
+    consumer: the network stays busy while the consumer parses, and memory stays bounded."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="every8d-pages") as pool:
-        pending: list[Future] = []
+        pending: deque[Future] = deque()
         for item in items:
             pending.append(pool.submit(function, item))
-            if len(pending) >= workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def fetch_status_pages(
-    hook: Every8dHook, batch: DueBatch, *, with_record_ids: bool = False, concurrency: int = 1
+    hook: Every8dHook,
+    batch: DueBatch,
+    *,
+    with_record_ids: bool = False,
+    concurrency: int = 1,
+    pages_per_parse: int = PAGES_PER_PARSE,
 ) -> Iterator[tuple[int, wire.StatusPage]]:
-    """``(page_no, page)`` for every page of a batch; after page 1 the page count is known, so the
-    rest may be fetched ``concurrency`` at a time."""
+    """A batch's whole listing as ``(pages, rows)`` chunks in listing order: each chunk holds
+    ``pages`` consecutive pages parsed as one table.
 
-    def page(number: int) -> wire.StatusPage:
-        return hook.get_delivery_status_page(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
+    Page 1 gives the batch's count, hence the number of pages; the rest are
+    fetched ``concurrency`` at a time while earlier ones are parsed.
+    """
+    endpoint = wire.MMS_DELIVERY_STATUS if batch.mms else wire.DELIVERY_STATUS
 
-    first = page(1)
+    def text(number: int) -> str:
+        return hook.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
+
+    def parse(texts: list[str]) -> wire.StatusPage:
+        if not with_record_ids:
+            return wire.parse_status_pages(texts, endpoint)
+        pages = [wire.parse_status_page_json(page, endpoint) for page in texts]
+        return wire.StatusPage(max(page.total for page in pages), pa.concat_tables([page.table for page in pages]))
+
+    first = parse([text(1)])
     yield 1, first
     if first.rows < wire.STATUS_PAGE_SIZE or first.rows >= first.total:
         return
-    pages = math.ceil(first.total / wire.STATUS_PAGE_SIZE)
-    if concurrency <= 1:
-        for number in range(2, pages + 1):
-            current = page(number)
-            yield number, current
-            if current.rows < wire.STATUS_PAGE_SIZE:
-                return
-        return
-    for number, current in zip(range(2, pages + 1), _bounded_map(page, range(2, pages + 1), concurrency)):
-        yield number, current
+    numbers = range(2, math.ceil(first.total / wire.STATUS_PAGE_SIZE) + 1)
+    workers = max(concurrency, 1)
+    texts: list[str] = []
+    for page_text in _prefetched(text, numbers, workers, window=workers + pages_per_parse):
+        texts.append(page_text)
+        if len(texts) >= pages_per_parse:
+            yield len(texts), parse(texts)
+            texts = []
+    if texts:
+        yield len(texts), parse(texts)
 
 
 def merge_spool(

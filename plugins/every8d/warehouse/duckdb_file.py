@@ -75,6 +75,9 @@ class DuckDbWarehouse(Warehouse):
                 continue
             # After connecting, so that the bundled ICU extension is loaded: UTC in, UTC out.
             connection.execute("SET TimeZone = 'UTC'")
+            # Bulk inserts then run on every thread within the memory limit; every query that
+            # cares about order says ORDER BY.
+            connection.execute("SET preserve_insertion_order = false")
             return connection
 
     def _begin(self) -> duckdb.DuckDBPyConnection:
