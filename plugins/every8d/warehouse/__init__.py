@@ -7,7 +7,9 @@
 - ``duckdb:///abs/path.duckdb`` or ``duckdb:///:memory:``;
 - ``airflow://<conn_id>``: the connection's common-sql hook (Postgres tested).
 
-``EVERY8D_DUCKDB_MEMORY_LIMIT`` (e.g. ``512MB``) caps DuckDB's memory per connection.
+``EVERY8D_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory per connection: ``512MB`` unless set
+(DuckDB's own default, 80% of the machine, is too much for a process among Airflow's
+workers; beyond the cap DuckDB spills to disk).
 Implementations load lazily, so importing this package stays cheap.
 """
 
@@ -24,6 +26,7 @@ __all__ = ["ENV_WAREHOUSE", "Warehouse", "default_warehouse_target", "open_wareh
 
 ENV_WAREHOUSE = "EVERY8D_WAREHOUSE"
 ENV_DUCKDB_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_SCHEME = "duckdb://"
 AIRFLOW_SCHEME = "airflow://"
 
@@ -44,7 +47,7 @@ def open_warehouse(target: str | None = None) -> Warehouse:
         from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
         path = target[len(DUCKDB_SCHEME):]
-        memory_limit = os.environ.get(ENV_DUCKDB_MEMORY_LIMIT, "").strip() or None
+        memory_limit = os.environ.get(ENV_DUCKDB_MEMORY_LIMIT, "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
         if path.startswith("/:memory:") or path == ":memory:":
             return DuckDbWarehouse(":memory:", memory_limit=memory_limit)
         if not path.startswith("/"):
