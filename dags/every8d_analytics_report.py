@@ -1,7 +1,7 @@
 """Daily EVERY8D delivery report: analytics views refreshed, then HTML with PNG charts per campaign.
 
 Reads the warehouse the status sync writes (param ``warehouse`` or
-``EVERY8D_WAREHOUSE``), (re)creates the views from ``include/sql/<dialect>/``
+``EVERY8D_WAREHOUSE``), (re)creates the views from ``include/sql/``
 next to this folder (or ``EVERY8D_SQL_DIR``), and writes the report to param
 ``report_dir`` or ``EVERY8D_REPORT_DIR`` (default ``$AIRFLOW_HOME/every8d/reports``).
 """

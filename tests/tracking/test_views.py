@@ -13,7 +13,7 @@ from every8d import wire
 from every8d.hooks.every8d import Every8dHook
 from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS as OPT_OUT_KEYWORDS
 from every8d.tracking.sync import sync_batch
-from every8d.tracking.views import VIEWS, apply_views, default_sql_dir
+from every8d.tracking.views import VIEWS, apply_views, view_files
 from tests.tracking.helpers import numbers, send_batch
 
 pytestmark = pytest.mark.usefixtures("every8d_conn_env")
@@ -85,7 +85,7 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
 def test_views_count_opt_outs_from_the_suppression_list(dialect):
     """Opt-outs are decided once, by the shared matcher; the views must not keep their own keyword list."""
-    for path in sorted((default_sql_dir() / dialect).glob("*.sql")):
+    for path in view_files(dialect):
         text = path.read_text(encoding="utf-8")
         if "opt_outs" in text:
             assert "every8d_suppressions" in text, path.name

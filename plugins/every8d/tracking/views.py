@@ -1,8 +1,12 @@
 """The analytics views: SQL files per dialect, applied to a warehouse.
 
-The SQL lives in ``include/sql/<dialect>/*.sql`` (one view per file, applied
-in file-name order) so analysts can read and change it without Python.  Views
-are dropped and recreated, so a changed column list applies cleanly.
+The SQL lives in ``include/sql/*.sql`` (one view per file, applied in
+file-name order) so analysts can read and change it without Python.  It is
+written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
+WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
+file serves every warehouse; a ``<dialect>/`` folder beside them, when there
+is one, replaces them for that dialect.  Views are dropped and recreated, so a
+changed column list applies cleanly.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ def default_sql_dir() -> Path:
 
 
 def view_files(dialect: str, sql_dir: Path | None = None) -> list[Path]:
-    """The dialect's view files in apply order."""
-    folder = Path(sql_dir or default_sql_dir()) / dialect
+    """The view files for ``dialect`` in apply order: its own folder's if it has one, else the shared ones."""
+    folder = Path(sql_dir or default_sql_dir())
+    if (folder / dialect).is_dir():
+        folder = folder / dialect
     files = sorted(folder.glob("*.sql"))
     if not files:
         raise FileNotFoundError(f"no analytics views for dialect {dialect!r} in {folder}")
