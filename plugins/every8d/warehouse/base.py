@@ -141,9 +141,21 @@ class Warehouse(ABC):
     def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Any) -> int:
         """Stage ``reader`` where SQL can see it, then run ``sql_for_source(source_name)``; rows affected."""
 
-    @abstractmethod
     def table_columns(self, name: str) -> list[str]:
-        """Column names of table ``name`` (empty when it does not exist)."""
+        """Column names of table ``name`` (empty when it does not exist), from ``information_schema``.
+
+        An unqualified name on Postgres means the table in ``current_schema()``, as in any query.
+        """
+        schema, _, table = check_identifier(name).rpartition(".")
+        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+        parameters: list[Any] = [table]
+        if schema:
+            sql += " AND table_schema = ?"
+            parameters.append(schema)
+        elif self.dialect == "postgres":
+            sql += " AND table_schema = current_schema()"
+        result = self.query_arrow(sql + " ORDER BY ordinal_position", parameters)
+        return [str(value) for value in result.column(0).to_pylist()]
 
     @abstractmethod
     def close(self) -> None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from every8d.warehouse.base import Warehouse, translate_placeholders
-from every8d.warehouse.sqltypes import check_identifier, create_table_sql, quote
+from every8d.warehouse.sqltypes import create_table_sql, quote
 
 log = logging.getLogger(__name__)
 
@@ -215,18 +215,6 @@ class DbApiWarehouse(Warehouse):
                 return self.execute(sql_for_source(staging))
             finally:
                 self.execute(f"DROP TABLE IF EXISTS {staging}")
-
-    def table_columns(self, name: str) -> list[str]:
-        schema, _, table = check_identifier(name).rpartition(".")
-        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
-        parameters: list[Any] = [table]
-        if schema:
-            sql += " AND table_schema = ?"
-            parameters.append(schema)
-        elif self.dialect == "postgres":
-            sql += " AND table_schema = current_schema()"
-        result = self.query_arrow(sql + " ORDER BY ordinal_position", parameters)
-        return [str(value) for value in result.column(0).to_pylist()]
 
     def close(self) -> None:
         """Nothing is held between operations."""

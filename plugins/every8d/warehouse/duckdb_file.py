@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from every8d.warehouse.base import CountingReader, Warehouse
-from every8d.warehouse.sqltypes import check_identifier, quote
+from every8d.warehouse.sqltypes import quote
 
 log = logging.getLogger(__name__)
 
@@ -154,16 +154,6 @@ class DuckDbWarehouse(Warehouse):
 
     def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]) -> int:
         return self._with_view(reader, lambda view: self.execute(sql_for_source(view)))
-
-    def table_columns(self, name: str) -> list[str]:
-        schema, _, table = check_identifier(name).rpartition(".")
-        sql = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
-        parameters: list[Any] = [table]
-        if schema:
-            sql += " AND table_schema = ?"
-            parameters.append(schema)
-        result = self.query_arrow(sql + " ORDER BY ordinal_position", parameters)
-        return result.column("column_name").to_pylist()
 
     def close(self) -> None:
         if self._kept is not None:
