@@ -218,14 +218,18 @@ def _count(value: str, endpoint: str, what: str, body: str) -> int:
     return int(value)
 
 
-_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: A batch id is a whole UUID (the spec's example: ``220478cc-8506-49b2-93b7-2505f651c12e``).  Anything
+#: shorter is an answer cut in transit, never a batch: a prefix of a UUID, or the ``0`` of a cut UNSEND.
+_BATCH_ID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
 
 def parse_send_response(text: str, endpoint: str = SEND_SMS) -> SendResult:
     """Parse ``CREDIT,SENDED,COST,UNSEND,BATCH_ID`` (plus ``,FILTERED`` on the filter endpoint).
 
     The legacy four-field answer ``CREDIT,SENDED,COST,BATCH_ID`` (the spec's own
-    example) parses too, with ``unsent=0``.  Error bodies raise.
+    example) parses too, with ``unsent=0``.  Error bodies raise, and so does an
+    answer without a complete batch id: a cut answer still splits into fields, so
+    only a whole UUID in the batch-id field proves the answer arrived whole.
     """
     body = text.strip()
     if not body:
@@ -244,7 +248,7 @@ def parse_send_response(text: str, endpoint: str = SEND_SMS) -> SendResult:
         raise WireFormatError(endpoint, f"a send answer has 4 to 6 fields, not {len(fields)}", body)
     batch_id = batch_id.strip()
     if not _BATCH_ID.match(batch_id):
-        raise WireFormatError(endpoint, "batch id missing or malformed", body)
+        raise WireFormatError(endpoint, "batch id missing, cut or malformed (a whole UUID is required)", body)
     return SendResult(
         credit=_decimal(credit, endpoint, "CREDIT", body),
         sent=_count(sent, endpoint, "SENDED", body),

@@ -125,3 +125,29 @@ def test_connection_survives_faults_on_others(sandbox, gw):
     with pytest.raises(requests.ConnectionError):
         gw.post("getCredit")
     assert gw.call("getCredit") == "100000.00"
+
+
+def test_body_serves_the_chosen_text_without_executing(sandbox, gw):
+    sandbox.inject_fault("sendSMS", "body", message="999500.00,1,1.0,0,cfa91f2", status=200)
+    assert gw.post("sendSMS", **SEND).text == "999500.00,1,1.0,0,cfa91f2"
+    assert sandbox.batches() == []
+
+
+def test_cut_at_a_byte_executes_and_serves_a_prefix(sandbox, gw):
+    sandbox.inject_fault("sendSMS", "cut", at=-5)
+    response = gw.post("sendSMS", **SEND)
+    [batch] = sandbox.batches()
+    assert response.text == f"99999.00,1,1.0,0,{batch['batch_id']}"[:-5]
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_cut_at_a_row_keeps_whole_lines(sandbox, gw):
+    *_, batch_id = gw.call("sendSMS", MSG="hi", DEST="0912345678,0912345679,0912345670").split(",")
+    sandbox.inject_fault("getDeliveryStatus", "cut", rows=2)
+    lines = gw.post("getDeliveryStatus", BID=batch_id, PNO="1").text.splitlines()
+    assert lines[0] == "3" and len(lines) == 2
+
+
+def test_cut_needs_a_cut_point(sandbox):
+    with pytest.raises(Exception):
+        sandbox.inject_fault("sendSMS", "cut")

@@ -115,7 +115,16 @@ def test_arbitrary_text_never_escapes_the_error_hierarchy(text):
             pass
 
 
-@pytest.mark.parametrize("body", ["", "   ", "<html><body>Server Error</body></html>", "OK", "1,2"])
+@given(whole=st.builds(lambda credit, sent, cost, unsent, batch_id: f"{credit},{sent},{cost},{unsent},{batch_id}",
+                       decimals, counts, decimals, counts, batch_ids), data=st.data())
+def test_a_send_answer_cut_short_never_parses(whole, data):
+    cut = data.draw(st.integers(min_value=0, max_value=len(whole) - 1))
+    with pytest.raises(WireFormatError):
+        wire.parse_send_response(whole[:cut])
+
+
+@pytest.mark.parametrize("body", ["", "   ", "<html><body>Server Error</body></html>", "OK", "1,2",
+                                  "999500.00,100,100.0,0,cfa91f2", "999500.00,100,100.0,0"])
 def test_malformed_send_answers_are_wire_format_errors(body):
     with pytest.raises(WireFormatError) as raised:
         wire.parse_send_response(body)
@@ -248,8 +257,8 @@ def test_reply_page_round_trip(replies):
 
 
 def test_param_answer_success_and_failure():
-    ok = wire.parse_param_send_response('{"Result":true,"Status":"0","Msg":"99.00,2,2.0,0,abc-123"}')
-    assert (ok.sent, ok.batch_id) == (2, "abc-123")
+    ok = wire.parse_param_send_response('{"Result":true,"Status":"0","Msg":"99.00,2,2.0,0,220478cc-8506-49b2-93b7-2505f651c12e"}')
+    assert (ok.sent, ok.batch_id) == (2, "220478cc-8506-49b2-93b7-2505f651c12e")
     with pytest.raises(AuthenticationError):
         wire.parse_param_send_response('{"Result":false,"Status":"-100","Msg":"帳號或密碼錯誤"}')
     with pytest.raises(WireFormatError):

@@ -102,7 +102,11 @@ class SandboxClient:
     # ------------------------------------------------------------ faults
 
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> list[dict]:
-        """Arm a fault; options: count, delay, retry_after, code, message, execute."""
+        """Arm a fault; options: count, delay, retry_after, code, message, execute, status, at, rows.
+
+        ``body`` serves ``message`` verbatim (with ``status``); ``cut`` executes the request and
+        serves its real answer cut to ``at`` bytes (negative: minus that many) or to ``rows`` lines.
+        """
         return self._call("POST", "faults", json_body={"endpoint": endpoint, "kind": kind, **options})
 
     def faults(self) -> list[dict]:

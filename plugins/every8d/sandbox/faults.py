@@ -37,6 +37,8 @@ KINDS: dict[str, bool] = {
     "garbage": False,
     "html": False,
     "empty": False,
+    "body": False,
+    "cut": True,
 }
 
 HTML_PAGE = (
@@ -56,6 +58,12 @@ class Fault:
     code: int = -99
     message: str | None = None
     execute: bool = False
+    #: ``body``: the HTTP status of the chosen body.
+    status: int = 200
+    #: ``cut``: keep this many bytes of the real answer (negative: drop that many from its end).
+    at: int | None = None
+    #: ``cut``: keep this many lines of the real answer (a page cut at a row boundary).
+    rows: int | None = None
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -82,7 +90,7 @@ class FaultRegistry:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(KINDS)}")
         execute = spec.pop("execute", None)
         fault = Fault(endpoint=endpoint, kind=kind, execute=KINDS[kind] if execute is None else bool(execute))
-        for name in ("count", "retry_after", "code"):
+        for name in ("count", "retry_after", "code", "status", "at", "rows"):
             if spec.get(name) is not None:
                 setattr(fault, name, int(spec.pop(name)))
         if spec.get("delay") is not None:
@@ -94,6 +102,10 @@ class FaultRegistry:
             raise ValueError(f"unknown fault option(s) {unknown}")
         if fault.count == 0:
             raise ValueError("count must be positive or -1 (forever)")
+        if kind == "cut" and (fault.at is None) == (fault.rows is None):
+            raise ValueError("a cut fault needs exactly one of at (bytes) or rows (lines)")
+        if kind == "body" and fault.message is None:
+            raise ValueError("a body fault needs message (the body to serve)")
         self.faults.append(fault)
         return fault
 
@@ -148,6 +160,17 @@ def reset(scope: dict) -> None:
     transport.abort()
 
 
+def cut_answer(fault: Fault, answer: Answer) -> Answer:
+    """The real answer cut short, with a Content-Length that matches the cut (as a truncating proxy does)."""
+    body = answer.body
+    if fault.rows is not None:
+        body = b"".join(body.splitlines(keepends=True)[: fault.rows])
+    else:
+        assert fault.at is not None
+        body = body[: fault.at] if fault.at >= 0 else body[: max(0, len(body) + fault.at)]
+    return Answer(answer.status, body, answer.headers)
+
+
 def fault_answer(fault: Fault, endpoint: str) -> Answer:
     """The answer of a fault that still speaks HTTP."""
     kind = fault.kind
@@ -163,6 +186,9 @@ def fault_answer(fault: Fault, endpoint: str) -> Answer:
         return text(f"{fault.code},{message}")
     if kind == "garbage":
         return Answer(200, b"\x00\xff\xfe" + os.urandom(29), TEXT)
+    if kind == "body":
+        assert fault.message is not None
+        return Answer(fault.status, fault.message.encode("utf-8"), TEXT)
     if kind == "html":
         return Answer(200, HTML_PAGE.encode(), [(b"content-type", b"text/html; charset=utf-8")])
     return text("")  # empty
@@ -185,5 +211,7 @@ async def serve_with_fault(
     elif kind == "slow":
         await asyncio.sleep(fault.delay)
         await respond(answer if answer is not None else execute())
+    elif kind == "cut":
+        await respond(cut_answer(fault, answer if answer is not None else execute()))
     else:
         await respond(fault_answer(fault, endpoint))
