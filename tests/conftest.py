@@ -1,7 +1,9 @@
 """Shared test setup: a throw-away AIRFLOW_HOME, the sandbox gateway, Postgres.
 
 Airflow reads its configuration when first imported, so the environment is
-set here, at import time, before any test module imports airflow.
+set here, at import time, before any test module imports airflow.  The
+services come from ``provisioning``: used where they answer, provisioned where
+they can be, else the fixture fails with one sentence naming what is missing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+import provisioning
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="every8d-airflow-home-"))
@@ -32,7 +36,6 @@ pytest_plugins = ["every8d.sandbox.pytest_plugin"]
 settings.register_profile("every8d", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("every8d")
 
-POSTGRES_DSN = os.environ.get("EVERY8D_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -51,15 +54,44 @@ def airflow_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_database() -> str:
+def postgres_server() -> str:
+    """The admin DSN of a PostgreSQL server: the configured one when it answers, else an embedded one."""
+    dsn = provisioning.configured_postgres_dsn()
+    if provisioning.postgres_answers(dsn):
+        yield dsn
+        return
+    try:
+        server = provisioning.start_embedded_postgres()
+    except provisioning.MissingService as missing:
+        pytest.fail(str(missing), pytrace=False)
+    print(f"\nno PostgreSQL at {provisioning.describe(dsn)}: using an embedded server at "
+          f"{provisioning.describe(server.dsn)}", file=sys.stderr)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> tuple[str, int]:
+    """The MariaDB server (127.0.0.1:3306) for warehouse tests; a clear failure when none answers."""
+    try:
+        return provisioning.ensure_mariadb()
+    except provisioning.MissingService as missing:
+        pytest.fail(str(missing), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> str:
     """A fresh PostgreSQL database for this test session; its URI (dropped afterwards)."""
-    psycopg2 = pytest.importorskip("psycopg2")
+    import psycopg2
+
     name = f"every8d_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(POSTGRES_DSN)
+    admin = psycopg2.connect(postgres_server)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = POSTGRES_DSN.rpartition("/")
+    base, _, _ = postgres_server.rpartition("/")
     yield f"{base}/{name}"
     with admin.cursor() as cursor:
         cursor.execute(

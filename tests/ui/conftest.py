@@ -1,8 +1,8 @@
 """A real api-server on loopback and a headless Chromium driving its UI.
 
-Chromium and ChromeDriver come from Debian's packages (`.ci/run` installs them
-when missing); the tests are skipped, loudly, only outside CI when they are
-absent.  The api-server runs with the simple auth manager's all-admins switch
+Chromium and ChromeDriver come from the system's packages (``chromium``,
+``chromium-driver``), which the ``browser`` fixture installs with apt-get when
+they are missing and it may; otherwise it fails with one sentence saying so.  The api-server runs with the simple auth manager's all-admins switch
 so no login page stands in the way.
 """
 
@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+import provisioning
 import pytest
 import requests
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -79,20 +78,20 @@ def api_server(airflow_home: Path, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def browser():
-    """A headless Chromium session (Debian's chromium + chromium-driver)."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed (.ci/run installs them)")
-        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    """A headless Chromium session (the system's chromium + chromium-driver, installed when missing)."""
+    try:
+        chromium, chromedriver = provisioning.ensure_chromium()
+    except provisioning.MissingService as missing:
+        pytest.fail(str(missing), pytrace=False)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={Path(shutil.os.environ.get('TMPDIR', '/tmp')) / f'every8d-chromium-{os.getpid()}'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.implicitly_wait(15)
     yield driver
     driver.quit()

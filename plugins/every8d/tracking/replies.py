@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from every8d.wire import Reply
 
 #: Reply texts (trimmed, upper-cased) that mean "stop texting me".  The analytics
-#: views in include/sql/ list the same words.
+#: views in every8d/tracking/sql/ list the same words.
 OPT_OUT_REASON = "opt-out reply"
 
 

@@ -1,7 +1,8 @@
 """The analytics views: SQL files per dialect, applied to a warehouse.
 
-The SQL lives in ``include/sql/*.sql`` (one view per file, applied in
-file-name order) so analysts can read and change it without Python.  It is
+The SQL ships inside the package, in ``every8d/tracking/sql/*.sql`` (one view
+per file, applied in file-name order), so a wheel install has it and analysts
+can read it without Python; ``EVERY8D_SQL_DIR`` points at a changed copy.  It is
 written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
 WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
 file serves every warehouse; a ``<dialect>/`` folder beside them, when there
@@ -24,11 +25,11 @@ _VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*
 
 
 def default_sql_dir() -> Path:
-    """``EVERY8D_SQL_DIR``, else the project's ``include/sql`` next to the package's ``plugins/``."""
+    """``EVERY8D_SQL_DIR``, else the ``sql/`` folder shipped beside this module."""
     configured = os.environ.get(ENV_SQL_DIR, "").strip()
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "include" / "sql"
+    return Path(__file__).resolve().parent / "sql"
 
 
 def view_files(dialect: str, sql_dir: Path | None = None) -> list[Path]:
