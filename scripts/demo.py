@@ -99,14 +99,20 @@ def main() -> None:
     print(f"{'sent':>8} {'delivered':>10} {'failed':>8} {'pending':>8} {'points':>8}")
     print(f"{sent:>8} {delivered:>10} {failed:>8} {pending:>8} {points:>8}")
     print(f"credit left on the sandbox account: {credit}\n")
-    reports = sorted(report.rglob("*.html"))
+    reports = sorted(report.rglob("index.html")) or sorted(report.rglob("*.html"))
+    analyst = DEMO / "every8d.analyst.duckdb"
+    every8d = Path(sys.executable).with_name("every8d").relative_to(REPO) if Path(sys.executable).is_relative_to(REPO) \
+        else "every8d"
     print("Where things are:")
-    print(f"  DuckDB warehouse   {warehouse.relative_to(REPO)}   (duckdb {warehouse.relative_to(REPO)} "
-          "-c 'select * from every8d_campaign_summary')")
+    print(f"  DuckDB warehouse   {warehouse.relative_to(REPO)}   (the pipeline's file)")
+    print(f"  analysts' DuckDB   {analyst.relative_to(REPO)}   (yours: never blocks the pipeline)")
     print(f"  Parquet            {parquet.relative_to(REPO)}/")
     print(f"  HTML report        {reports[0].relative_to(REPO) if reports else report.relative_to(REPO)}")
-    print(f"  rejected rows      {(DEMO / 'staging').relative_to(REPO)}/ and the campaign's rejects output")
-
+    print(f"  rejected rows      {(DEMO / 'staging').relative_to(REPO)}/ and table every8d_send_rejects")
+    print("Try:")
+    print(f"  {every8d} query --db {analyst.relative_to(REPO)} 'select * from every8d_campaign_summary'")
+    print(f"  {every8d} query --db {analyst.relative_to(REPO)} "
+          "'select reason, count(*) from every8d_send_rejects group by reason'")
 
 if __name__ == "__main__":
     main()

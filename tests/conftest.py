@@ -99,3 +99,40 @@ def postgres_database(postgres_server: str) -> str:
         )
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def demo_campaign(airflow_home: Path, tmp_path_factory):
+    """A demo-like campaign sent and tracked by the real DAGs, an analyst's session open all along.
+
+    The analyst opens the analysts' DuckDB file after a first (empty) status pass and keeps
+    it open while the campaign is sent and its statuses are synced; a DAG failing would
+    fail this fixture.  Yields the run and the sandbox's own record of its batches.
+    """
+    import demo_run
+    from every8d.sandbox.server import SandboxServer
+
+    root = tmp_path_factory.mktemp("demo")
+    with SandboxServer(frozen_clock=True, prefix="/demo") as server:
+        sandbox = server.client()
+        run = demo_run.demo_env(root, airflow_home, sandbox.connection_json())
+        demo_run.run_dag(run, "every8d_delivery_status")  # nothing to poll yet; writes the analysts' file
+        analyst = demo_run.AnalystSession(run.analyst_db)
+        try:
+            audience = demo_run.small_audience(root / "audience.csv")
+            demo_run.run_dag(run, "every8d_send_campaign", {"dry_run": False, "audience": str(audience)})
+            run.batch_ids = [b["batch_id"] for b in sandbox.batches()]
+            first = sandbox.messages(run.batch_ids[0])
+            sandbox.add_reply(run.batch_ids[0], first[0]["mobile"], "謝謝，收到")
+            sandbox.add_reply(run.batch_ids[0], first[1]["mobile"], "STOP")
+            sandbox.advance(2 * 3600)  # two hours later on the gateway's clock: statuses are final
+            demo_run.run_dag(run, "every8d_delivery_status")
+            record = {batch_id: sandbox.messages(batch_id) for batch_id in run.batch_ids}
+            account = sandbox.account()
+            run.campaign_id, run.run_id = demo_run.last_campaign(run)
+            run.analyst_alive_throughout = analyst.alive()
+            run.analyst_first_count = analyst.first[0]
+            run.analyst_old_session_count = int(analyst.query("SELECT count(*) FROM every8d_messages")[0])
+        finally:
+            analyst.close()
+    yield run, record, account

@@ -264,6 +264,67 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _query_database(args: argparse.Namespace) -> str:
+    """The DuckDB file to query: ``--db``, else the analysts' file, else (``--warehouse``) the warehouse file."""
+    from every8d.tracking.analyst import analyst_db_path
+    from every8d.warehouse import DUCKDB_SCHEME, default_warehouse_target
+
+    if args.db:
+        path = args.db
+    elif args.warehouse:
+        target = default_warehouse_target()
+        if not target.startswith(DUCKDB_SCHEME):
+            raise UsageError(f"the warehouse is not a DuckDB file ({target.split(':', 1)[0]}): query it with its "
+                             "own client")
+        path = "/" + target[len(DUCKDB_SCHEME):].lstrip("/")
+    else:
+        analyst = analyst_db_path(None)
+        if analyst is None:
+            raise UsageError("no analysts' DuckDB file is configured: give --db PATH (or --warehouse)")
+        path = str(analyst)
+    if not os.path.exists(path):
+        raise UsageError(f"{path} does not exist yet (the status DAG's export_parquet task writes the analysts' "
+                         "file)")
+    return path
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """One SQL statement on a DuckDB file opened read-only for just this command, then closed."""
+    import duckdb
+
+    path = _query_database(args)
+    sql = " ".join(args.sql).strip()
+    if sql == "-":
+        sql = sys.stdin.read()
+    if not sql:
+        raise UsageError("no SQL given")
+    try:
+        with duckdb.connect(path, read_only=True) as connection:
+            result = connection.execute(sql)
+            headers = [column[0] for column in result.description or []]
+            rows = result.fetchmany(args.limit + 1) if args.limit else result.fetchall()
+    except duckdb.IOException as error:
+        raise UsageError(f"could not open {path}: {error}") from None
+    except duckdb.Error as error:
+        raise UsageError(f"the query failed: {str(error).splitlines()[0]}") from None
+    truncated = bool(args.limit) and len(rows) > args.limit
+    rows = rows[: args.limit] if args.limit else rows
+    if args.format == "json":
+        _print_json([dict(zip(headers, row, strict=True)) for row in rows])
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(headers)
+        writer.writerows([[_json_default(v) if isinstance(v, (Decimal, datetime)) else v for v in row]
+                          for row in rows])
+    else:
+        print(_table(headers, [[_iso(v) if isinstance(v, datetime) else v for v in row] for row in rows]))
+    if truncated:
+        print(f"(first {args.limit} rows; --limit 0 for all)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_sandbox(argv: Sequence[str]) -> int:
     """Run the local sandbox gateway in the foreground (``python -m every8d.sandbox``'s options)."""
     from every8d.sandbox.__main__ import main as sandbox_main
@@ -329,6 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("batch_id", metavar="BATCH_ID")
     cancel.add_argument("--mms", action="store_true", help="the batch is an MMS batch")
     cancel.set_defaults(run=cmd_cancel)
+
+    query = verbs.add_parser(
+        "query",
+        help="SQL on the analysts' DuckDB file (never the pipeline's lock), opened and closed for this command",
+    )
+    query.add_argument("sql", nargs="+", metavar="SQL", help="one SQL statement ('-' reads it from stdin)")
+    where = query.add_mutually_exclusive_group()
+    where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside EVERY8D_WAREHOUSE)")
+    where.add_argument("--warehouse", action="store_true",
+                       help="the warehouse file itself, read-only: waits for and briefly blocks the pipeline")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--limit", type=int, default=200, help="rows to print (0: all; default %(default)s)")
+    query.set_defaults(run=cmd_query)
 
     verbs.add_parser(
         "sandbox",

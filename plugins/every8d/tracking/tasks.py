@@ -111,14 +111,16 @@ def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], n
     return result.to_json()
 
 
-def export_parquet(params: Mapping[str, Any] | None) -> dict[str, int]:
-    """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed."""
+def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed; refresh the analysts' file."""
     from dataclasses import asdict
 
+    from every8d.tracking.analyst import refresh_for
     from every8d.warehouse.parquet import ParquetExporter
 
     root = parquet_root_from(params)
-    if root is None:
-        return {"partitions": 0, "rows": 0}
     with warehouse_from(params) as warehouse:
-        return asdict(ParquetExporter(root).export(warehouse))
+        result: dict[str, Any] = (asdict(ParquetExporter(root).export(warehouse)) if root is not None
+                                  else {"partitions": 0, "rows": 0})
+        result.update(refresh_for(params, warehouse))  # the analysts' own file (every8d.tracking.analyst)
+        return result
