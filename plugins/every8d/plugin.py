@@ -4,7 +4,9 @@ It makes Airflow load this package when the api-server, scheduler and workers
 start, and registers the inbound status/reply push receiver as a FastAPI app
 under ``/every8d`` of ``airflow api-server``.  Every Airflow process imports
 this module, but only the api-server reads ``fastapi_apps``: the app (and
-FastAPI itself) is built on that first read, not at import.
+FastAPI itself) is built on that first read, not at import.  The campaign
+pages (``/every8d-ui``, :mod:`every8d.ui.app`) sit behind Airflow's own auth
+and appear as an EVERY8D nav entry and a Campaign tab on DAG runs.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class _PushApps:
     def __get__(self, instance: object, owner: type | None = None) -> list[dict[str, Any]]:
         with self._lock:
             if self._apps is None:
+                from every8d.ui.app import UI_URL_PREFIX, create_ui_app
+
                 self._apps = [
-                    {"app": _create_push_app(), "url_prefix": PUSH_URL_PREFIX, "name": "EVERY8D pushes"}
+                    {"app": _create_push_app(), "url_prefix": PUSH_URL_PREFIX, "name": "EVERY8D pushes"},
+                    {"app": create_ui_app(), "url_prefix": UI_URL_PREFIX, "name": "EVERY8D campaigns"},
                 ]
             return self._apps
 
@@ -47,7 +52,13 @@ def _create_push_app():
 
 
 class Every8dPlugin(AirflowPlugin):
-    """EVERY8D provider plugin: the push receiver at ``/every8d/push``."""
+    """EVERY8D provider plugin: the push receiver at ``/every8d/push`` and the campaign pages."""
 
     name = "every8d"
     fastapi_apps = _PushApps()  # type: ignore[assignment]
+    external_views = [  # plain data: cheap for every process that imports the plugin
+        {"name": "EVERY8D", "href": "/every8d-ui/", "destination": "nav", "url_route": "every8d",
+         "category": "browse"},
+        {"name": "Campaign", "href": "/every8d-ui/campaign/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
+         "url_route": "every8d-campaign"},
+    ]

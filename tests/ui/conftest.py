@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import provisioning
@@ -33,20 +34,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def api_server(airflow_home: Path, tmp_path_factory) -> str:
-    """``airflow api-server`` on a free loopback port; its base URL."""
+@contextmanager
+def running_api_server(log_path: Path, extra_env: dict[str, str]):
+    """``airflow api-server`` on a free loopback port with ``extra_env``; yields its base URL."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("api-server") / "api-server.log"
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__PARALLELISM": "2",
-    }
-    # The UI reads DAGs from the metadata DB: serialize the dags folder first.
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
-                   capture_output=True, timeout=300)
+    env = {**os.environ, "AIRFLOW__API__WORKERS": "1", "AIRFLOW__CORE__PARALLELISM": "2", **extra_env}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
@@ -59,7 +51,7 @@ def api_server(airflow_home: Path, tmp_path_factory) -> str:
             if process.poll() is not None:
                 pytest.fail(f"api-server exited early:\n{log_path.read_text()[-3000:]}")
             try:
-                if requests.get(f"{base}/api/v2/version", timeout=2).ok:
+                if requests.get(f"{base}/api/v2/version", timeout=2).status_code in (200, 401, 403):
                     break
             except requests.RequestException:
                 pass
@@ -74,6 +66,35 @@ def api_server(airflow_home: Path, tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def api_server(airflow_home: Path, demo_campaign, tmp_path_factory) -> str:
+    """The api-server with every visitor an admin (no login page), reading the demo campaign's warehouse."""
+    run, _, _ = demo_campaign
+    # The UI reads DAGs from the metadata DB: serialize the dags folder first.
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=os.environ.copy(), check=True,
+                   capture_output=True, timeout=300)
+    log_path = tmp_path_factory.mktemp("api-server") / "api-server.log"
+    with running_api_server(log_path, {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                                       "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"]}) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def api_server_with_login(api_server, demo_campaign, tmp_path_factory) -> tuple[str, str, str]:
+    """The api-server as deployed: the simple auth manager with a real login; (base URL, user, password)."""
+    run, _, _ = demo_campaign
+    folder = tmp_path_factory.mktemp("api-server-login")
+    passwords = folder / "passwords.json"
+    passwords.write_text('{"viewer1": "a-long-test-password"}')
+    with running_api_server(folder / "api-server.log", {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer1:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
+    }) as base:
+        yield base, "viewer1", "a-long-test-password"
 
 
 @pytest.fixture(scope="session")
