@@ -1,19 +1,18 @@
-"""Daily EVERY8D delivery report: analytics views refreshed, then HTML with PNG charts per campaign.
+"""Daily EVERY8D delivery report: analytics views refreshed, then HTML per campaign and an overview.
 
 Reads the warehouse the status sync writes (param ``warehouse`` or
-``EVERY8D_WAREHOUSE``), (re)creates the views from ``include/sql/``
-next to this folder (or ``EVERY8D_SQL_DIR``), and writes the report to param
-``report_dir`` or ``EVERY8D_REPORT_DIR`` (default ``$AIRFLOW_HOME/every8d/reports``).
+``EVERY8D_WAREHOUSE``), (re)creates the views from the SQL shipped in the
+package (or ``EVERY8D_SQL_DIR``), refreshes the analysts' DuckDB file, and
+writes the report to param ``report_dir`` or ``EVERY8D_REPORT_DIR`` (default
+``$AIRFLOW_HOME/every8d/reports``): ``index.html`` across campaigns and one
+self-contained HTML file per campaign, times in ``timezone`` (UTC or Asia/Taipei).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 from airflow.sdk import Param, dag, task
-
-SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 
 
 @dag(
@@ -27,28 +26,32 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
     params={
         "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
         "report_dir": Param(None, type=["null", "string"], description="output folder; default EVERY8D_REPORT_DIR"),
+        "timezone": Param("Asia/Taipei", type="string", enum=["UTC", "Asia/Taipei"],
+                          description="the zone the report shows times in"),
     },
 )
 def every8d_analytics_report():
     @task
-    def refresh_views(params=None) -> list[str]:
-        import os
-
+    def refresh_views(params=None) -> dict:
+        from every8d.tracking.analyst import refresh_for
         from every8d.tracking.tasks import warehouse_from
-        from every8d.tracking.views import ENV_SQL_DIR, apply_views
+        from every8d.tracking.views import apply_views
 
-        sql_dir = Path(os.environ[ENV_SQL_DIR]) if os.environ.get(ENV_SQL_DIR) else SQL_DIR
         with warehouse_from(params) as warehouse:
-            return apply_views(warehouse, sql_dir)
+            views = apply_views(warehouse)
+            return {"views": views, **refresh_for(params, warehouse)}
 
     @task
-    def write_report(views: list[str], params=None) -> dict:
+    def write_report(views: dict, params=None) -> dict:
+        from pathlib import Path
+
         from every8d.tracking.report import build_report
         from every8d.tracking.tasks import warehouse_from
 
         out_dir = (params or {}).get("report_dir")
         with warehouse_from(params) as warehouse:
-            report = build_report(warehouse, Path(out_dir) if out_dir else None)
+            report = build_report(warehouse, Path(out_dir) if out_dir else None,
+                                  timezone=(params or {}).get("timezone") or "UTC")
         return {"index": str(report.index), "campaigns": report.campaigns, "charts": report.charts}
 
     write_report(refresh_views())

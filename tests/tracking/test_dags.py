@@ -63,7 +63,7 @@ def test_the_delivery_status_dag_syncs_due_batches_into_tables_and_parquet(sandb
     assert messages.count_rows() == 1206
 
 
-def test_the_report_dag_writes_html_and_png_charts(sandbox, places):
+def test_the_report_dag_writes_self_contained_html_per_campaign_and_an_overview(sandbox, places):
     warehouse = open_warehouse(places["target"])
     sandbox.set_outcomes({"0001": 103})
     batch = send_batch(sandbox, warehouse, numbers(20))
@@ -75,7 +75,10 @@ def test_the_report_dag_writes_html_and_png_charts(sandbox, places):
     index = places["report"] / "index.html"
     page = index.read_text(encoding="utf-8")
     assert "spring" in page and "delivery rate" in page
-    charts = sorted(places["report"].glob("*.png"))
-    assert len(charts) == 2  # messages per day, failure reasons
-    assert all(chart.read_bytes().startswith(b"\x89PNG") for chart in charts)
-    assert all(chart.name in page for chart in charts)
+    assert page.count("data:image/png;base64,") == 2  # over time, worst failure reasons
+    campaign_pages = [p for p in places["report"].glob("*.html") if p.name != "index.html"]
+    assert len(campaign_pages) == 1 and campaign_pages[0].name in page
+    campaign = campaign_pages[0].read_text(encoding="utf-8")
+    assert campaign.count("data:image/png;base64,") == 2  # time-to-deliver curve, failure reasons
+    assert "points estimated before sending" in campaign and "Taipei" in campaign and "UTC" in campaign
+    assert not list(places["report"].glob("*.png"))  # nothing beside the pages: they stand alone
