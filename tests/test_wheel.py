@@ -73,8 +73,9 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     # The dependencies come from this venv's site-packages (a path, whose .pth files, like the
     # editable install of this project, are not processed); the provider itself from the wheel.
     (site / "every8d-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--python", str(python), str(wheel)], check=True, capture_output=True, timeout=300)
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                                "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-2000:]
     assert (site / "every8d" / "tracking" / "sql").is_dir()
 
     home = tmp_path / "airflow"
