@@ -108,7 +108,7 @@ def main() -> None:
     print(f"  analysts' DuckDB   {analyst.relative_to(REPO)}   (yours: never blocks the pipeline)")
     print(f"  Parquet            {parquet.relative_to(REPO)}/")
     print(f"  HTML report        {reports[0].relative_to(REPO) if reports else report.relative_to(REPO)}")
-    print(f"  rejected rows      {(DEMO / 'staging').relative_to(REPO)}/ and table every8d_send_rejects")
+    print("  rejected rows      table every8d_send_rejects (in both DuckDB files)")
     print("Try:")
     print(f"  {every8d} query --db {analyst.relative_to(REPO)} 'select * from every8d_campaign_summary'")
     print(f"  {every8d} query --db {analyst.relative_to(REPO)} "

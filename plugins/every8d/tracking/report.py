@@ -118,18 +118,30 @@ def _delivery_curve(seconds: list[float], sent: int, title: str) -> str:
     return _png(figure)
 
 
+def _short(campaign: str | None, width: int = 22) -> str:
+    text = campaign or "(none)"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _over_time(rows: list[dict], title: str) -> str:
-    """Delivery rate and points per delivered per campaign, by first send date."""
-    figure = _figure(7.5, 3.2)
+    """Delivery rate and points per delivered per campaign, in send order (one tick per campaign)."""
+    figure = _figure(7.5, 3.4)
     rate_axes = figure.add_subplot()
-    days = [r["first_send_date"] for r in rows]
-    rate_axes.plot(days, [(r["delivery_rate"] or 0) * 100 for r in rows], "o-", color=GREEN, label="delivery rate %")
+    positions = list(range(len(rows)))
+    labels = [f"{r['first_send_date']}\n{_short(r['campaign_id'])}" for r in rows]
+    rate_axes.plot(positions, [(r["delivery_rate"] or 0) * 100 for r in rows], "o-", color=GREEN,
+                   label="delivery rate %")
     rate_axes.set_ylabel("delivery rate %", fontsize=9, color=GREEN)
     rate_axes.set_ylim(0, 105)
+    rate_axes.set_xlim(-0.5, len(rows) - 0.5)
     cost_axes = rate_axes.twinx()
-    cost_axes.plot(days, [float(r["points_per_delivered"] or 0) for r in rows], "s--", color=RED)
+    cost_axes.plot(positions, [float(r["points_per_delivered"] or 0) for r in rows], "s--", color=RED,
+                   label="points per delivered")
     cost_axes.set_ylabel("points per delivered", fontsize=9, color=RED)
-    rate_axes.tick_params(axis="x", labelsize=8, rotation=20)
+    cost_axes.set_ylim(0, max([float(r["points_per_delivered"] or 0) for r in rows] + [1]) * 1.3)
+    step = max(1, len(rows) // 12)  # at most about twelve readable labels
+    rate_axes.set_xticks(positions[::step], labels[::step], fontsize=7)
+    figure.legend(loc="lower left", fontsize=8)
     rate_axes.set_title(title, fontsize=10, loc="left")
     return _png(figure)
 
@@ -198,7 +210,12 @@ FIGURES = (
 )
 
 
+COUNTS = {"sent", "delivered", "failed", "expired", "pending", "cancelled", "replies", "opt_outs"}
+
+
 def _cell(key: str, value: Any) -> str:
+    if key in COUNTS and value is not None:
+        return f"{int(value):,}"
     if key == "delivery_rate":
         return _fmt(value, percent=True)
     if key.endswith("seconds_to_deliver"):
@@ -206,10 +223,15 @@ def _cell(key: str, value: Any) -> str:
     return _fmt(value, 2 if key == "points_per_delivered" else 1)
 
 
-def _campaign_page(campaign: dict, plan: dict, failures: list[dict], seconds: list[float], zone: str) -> tuple[bytes, int]:
+def _campaign_page(campaign: dict, plan: dict, failures: list[dict], seconds: list[float], zone: str,
+                   rejects: list[dict]) -> tuple[bytes, int]:
     cid = campaign["campaign_id"] if campaign["campaign_id"] is not None else "(no campaign)"
     rows = "".join(f"<tr><td>{label}</td><td>{_cell(key, campaign.get(key))}</td></tr>" for key, label in FIGURES)
     estimated = plan.get("points")
+    before = (f"<tr><td>audience rows</td><td>{_fmt(plan.get('audience_rows'))}</td></tr>"
+              f"<tr><td>recipients</td><td>{_fmt(plan.get('recipients'))}</td></tr>"
+              + "".join(f"<tr><td>rejected: {html.escape(r['reason'])}</td><td>{int(r['rows']):,}</td></tr>"
+                        for r in rejects))
     cost = (f"<tr><td>points estimated before sending</td><td>{_fmt(estimated)}</td></tr>"
             f"<tr><td>points spent (gateway)</td><td>{_fmt(campaign.get('points_spent'))}</td></tr>")
     charts = [_image(_delivery_curve(seconds, int(campaign["sent"] or 0), "Share of sent messages delivered over time"),
@@ -220,6 +242,7 @@ def _campaign_page(campaign: dict, plan: dict, failures: list[dict], seconds: li
                                          "messages", RED), "failure reasons"))
     body = (f"<h1>Campaign {html.escape(cid)}</h1><p class='muted'>sent {_when(campaign.get('first_send_date'))}"
             f" · planned {_when(plan.get('planned_at'))} · finished {_when(plan.get('finished_at'))}</p>"
+            f"<h2>Before sending</h2><table>{before}</table><h2>Delivery</h2>"
             f"<table>{rows}</table><h2>Cost</h2><table>{cost}</table>{''.join(charts)}"
             "<p class='muted'><a href='index.html'>all campaigns</a></p>")
     return _page(f"EVERY8D campaign {cid}", body, zone), len(charts)
@@ -228,8 +251,19 @@ def _campaign_page(campaign: dict, plan: dict, failures: list[dict], seconds: li
 def _plans(warehouse: Warehouse) -> dict[str, dict]:
     if not warehouse.table_columns("every8d_campaigns"):
         return {}
-    rows = warehouse.query_arrow("SELECT campaign_id, points, planned_at, finished_at FROM every8d_campaigns")
+    rows = warehouse.query_arrow("SELECT campaign_id, audience_rows, recipients, points, planned_at, finished_at "
+                                 "FROM every8d_campaigns")
     return {r["campaign_id"]: r for r in rows.to_pylist()}
+
+
+def _rejects(warehouse: Warehouse) -> dict[str, list[dict]]:
+    if not warehouse.table_columns("every8d_send_rejects"):
+        return {}
+    found: dict[str, list[dict]] = {}
+    for r in warehouse.query_arrow("SELECT campaign_id, reason, count(*) AS rows FROM every8d_send_rejects "
+                                   "GROUP BY campaign_id, reason ORDER BY campaign_id, rows DESC").to_pylist():
+        found.setdefault(r["campaign_id"], []).append(r)
+    return found
 
 
 def build_report(warehouse: Warehouse, out_dir: Path | None = None, *, timezone: str = "UTC") -> Report:
@@ -247,12 +281,12 @@ def build_report(warehouse: Warehouse, out_dir: Path | None = None, *, timezone:
     for batch in warehouse.query_batches("SELECT campaign_id, seconds_to_deliver FROM every8d_delivery_times"):
         for cid, seconds in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             times.setdefault(cid, []).append(seconds)
-    plans = _plans(warehouse)
+    plans, rejects = _plans(warehouse), _rejects(warehouse)
     charts, pages, lines = 0, [], []
     for campaign in summary:
         cid = campaign["campaign_id"]
         page, count = _campaign_page(campaign, plans.get(cid, {}), [r for r in reasons if r["campaign_id"] == cid],
-                                     times.get(cid, []), timezone)
+                                     times.get(cid, []), timezone, rejects.get(cid, []))
         path = out / f"{_slug(cid)}.html"
         _write_atomic(path, page)
         pages.append(path)
