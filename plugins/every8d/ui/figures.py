@@ -19,11 +19,16 @@ BUCKETS = ((10, "< 10 s"), (30, "10–30 s"), (60, "30–60 s"), (120, "1–2 mi
 
 
 def mask_phone(value: str | None) -> str | None:
-    """Every digit but the last two hidden: ``+886912345678`` -> ``+886•••••••78``."""
+    """Every digit hidden but the last two (and a ``+`` country code of a full number).
+
+    ``+886912345678`` -> ``+886•••••••78``; fewer than six digits are hidden whole.
+    """
     if value is None:
         return None
     digits = [i for i, ch in enumerate(value) if ch.isdigit()]
-    keep = set(digits[-2:]) | set(digits[:3] if value.startswith("+") else [])
+    keep = set(digits[-2:]) if len(digits) >= 6 else set()
+    if value.lstrip().startswith("+") and len(digits) >= 10:
+        keep |= set(digits[:3])
     return "".join(ch if (not ch.isdigit() or i in keep) else "•" for i, ch in enumerate(value))
 
 

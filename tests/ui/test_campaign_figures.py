@@ -1,0 +1,73 @@
+"""The Campaign tab's figures: live while messages are pending, final after, numbers masked."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from every8d.hooks.every8d import Every8dHook
+from every8d.tracking.analyst import refresh_analyst_db
+from every8d.tracking.sync import sync_batch
+from every8d.tracking.views import apply_views
+from every8d.ui.app import render_campaign
+from every8d.ui.figures import campaign_figures, mask_phone, open_reader
+from every8d.warehouse.duckdb_file import DuckDbWarehouse
+
+
+def _numbers(count: int) -> list[str]:
+    return [f"0912{index:06d}" for index in range(count)]
+
+
+def test_a_live_campaign_reloads_and_a_final_one_does_not(every8d_conn_env, tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tracking"))
+    from helpers import send_batch
+
+    sandbox = every8d_conn_env
+    target = f"duckdb://{tmp_path / 'warehouse.duckdb'}"
+    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
+    warehouse = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
+    sandbox.set_outcomes({"0003": 101})
+    batch = send_batch(sandbox, warehouse, _numbers(12), campaign="autumn")
+    sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at)  # right after sending: still pending
+    apply_views(warehouse)
+    refresh_analyst_db(warehouse, tmp_path / "warehouse.analyst.duckdb")
+    with open_reader(target) as reader:
+        live = campaign_figures(reader, "autumn")
+    assert live["sent"] == 12 and live["pending"] > 0 and live["live"]
+    assert '<meta http-equiv="refresh"' in render_campaign(live, "rejects", "UTC")
+
+    sandbox.advance(3600)
+    sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at + timedelta(hours=1))
+    refresh_analyst_db(warehouse, tmp_path / "warehouse.analyst.duckdb")
+    with open_reader(target) as reader:
+        final = campaign_figures(reader, "autumn")
+    expected = {m["status"] for m in sandbox.messages(batch.batch_id)}
+    assert final["pending"] == 0 and not final["live"]
+    assert final["delivered"] + final["failed"] + final["expired"] == 12
+    assert {r["status"] for r in final["failed_by_reason"]} == expected - {100}
+    assert sum(b["messages"] for b in final["time_to_deliver"]) == final["delivered"]
+    page = render_campaign(final, "rejects", "Asia/Taipei")
+    assert "refresh" not in page.split("<body>")[0]
+    warehouse.close()
+
+
+@given(st.from_regex(r"\+?[0-9 \-]{1,20}", fullmatch=True))
+def test_a_masked_number_shows_at_most_its_country_code_and_last_two_digits(number):
+    masked = mask_phone(number)
+    assert len(masked) == len(number)
+    digits = sum(ch.isdigit() for ch in number)
+    visible = sum(ch.isdigit() for ch in masked)
+    assert visible <= 5
+    assert visible <= max(digits - 4, 0)  # at least four digits hidden, all of a short one
+
+
+def test_a_full_number_never_survives_masking():
+    assert mask_phone("+886912345678") == "+886•••••••78"
+    assert mask_phone("0912345678") == "••••••••78"
+    assert mask_phone(None) is None
