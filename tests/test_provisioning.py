@@ -47,3 +47,10 @@ def test_a_missing_service_is_named_in_one_sentence(monkeypatch):
     monkeypatch.setattr(provisioning, "MARIADB_ADDRESS", ("127.0.0.1", provisioning.free_port()))
     with pytest.raises(provisioning.MissingService, match=r"^No MariaDB server answers at 127\.0\.0\.1:\d+"):
         provisioning.ensure_mariadb()
+
+
+def test_missing_chromium_that_may_not_be_installed_is_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(provisioning, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(provisioning, "_may_install_packages", lambda: None)
+    with pytest.raises(provisioning.MissingService, match=r"^The browser tests need Chromium and ChromeDriver"):
+        provisioning.ensure_chromium()
