@@ -10,7 +10,7 @@ self-contained HTML file per campaign, times in ``timezone`` (UTC or Asia/Taipei
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag, task
 
@@ -18,7 +18,7 @@ from airflow.sdk import Param, dag, task
 @dag(
     dag_id="every8d_analytics_report",
     schedule="0 1 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["every8d"],

@@ -15,10 +15,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import provisioning
 import pytest
 from hypothesis import HealthCheck, settings
-
-import provisioning
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="every8d-airflow-home-"))

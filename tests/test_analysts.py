@@ -9,7 +9,6 @@ import textwrap
 
 import duckdb
 import pytest
-
 from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
 

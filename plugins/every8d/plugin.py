@@ -12,7 +12,7 @@ and appear as an EVERY8D nav entry and a Campaign tab on DAG runs.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -56,7 +56,7 @@ class Every8dPlugin(AirflowPlugin):
 
     name = "every8d"
     fastapi_apps = _PushApps()  # type: ignore[assignment]
-    external_views = [  # plain data: cheap for every process that imports the plugin
+    external_views: ClassVar[list[dict[str, Any]]] = [  # plain data: cheap for every process that imports the plugin
         {"name": "EVERY8D", "href": "/every8d-ui/", "destination": "nav", "url_route": "every8d",
          "category": "browse"},
         {"name": "Campaign", "href": "/every8d-ui/campaign/{DAG_ID}/{RUN_ID}", "destination": "dag_run",

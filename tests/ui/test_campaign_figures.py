@@ -7,19 +7,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
-from hypothesis import given
-from hypothesis import strategies as st
-
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.analyst import refresh_analyst_db
 from every8d.tracking.sync import sync_batch
-from every8d.tracking.views import apply_views
+from every8d.tracking.views import VIEWS, apply_views
 from every8d.ui.app import render_campaign
 from every8d.ui.figures import campaign_figures, mask_phone, open_reader
-from every8d.tracking.views import VIEWS
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.tables import TRACKING_TABLES
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def _numbers(count: int) -> list[str]:

@@ -26,7 +26,7 @@ def _count(text: str) -> int:
 
 
 def test_the_campaign_tab_shows_the_sandboxs_numbers(api_server, browser, demo_campaign):
-    run, record, account = demo_campaign
+    run, record, _ = demo_campaign
     messages = [m for batch in record.values() for m in batch]
     statuses = Counter(m["status"] for m in messages)
     browser.get(f"{api_server}/dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}")

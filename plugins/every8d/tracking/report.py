@@ -195,7 +195,7 @@ def _page(title: str, body: str, zone: str) -> bytes:
              "img{max-width:100%;display:block;margin:8px 0}.switch{float:right;font-size:13px}"
              "body[data-tz=utc] .tz-taipei,body[data-tz=taipei] .tz-utc{display:none}.muted{color:#718096}")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body data-tz='{chosen}'>{switch}{body}</body></html>").encode("utf-8")
+            f"<style>{style}</style></head><body data-tz='{chosen}'>{switch}{body}</body></html>").encode()
 
 
 def _image(data: str, alt: str) -> str:

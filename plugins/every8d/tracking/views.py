@@ -20,7 +20,9 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
 ENV_SQL_DIR = "EVERY8D_SQL_DIR"
-VIEWS = ("every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times")
+VIEWS = (
+    "every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times",
+)
 _VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 

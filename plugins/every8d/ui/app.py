@@ -130,11 +130,11 @@ def render_overview(rows: list[dict[str, Any]]) -> str:
 
 def create_ui_app():
     """The FastAPI app mounted at ``/every8d-ui``; every route behind Airflow's auth."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import requires_access_dag
     from every8d.ui import figures as fig
 
     app = FastAPI(title="EVERY8D campaigns", docs_url=None, redoc_url=None, openapi_url=None)
