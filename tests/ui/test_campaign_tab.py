@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +14,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The README's screenshots are refreshed on request only, so a test run leaves the checkout clean:
+# EVERY8D_UPDATE_SCREENSHOTS=1 make test (or pytest tests/ui) writes them to docs/img/.
+IMAGES = (Path(__file__).resolve().parents[2] / "docs" / "img" if os.environ.get("EVERY8D_UPDATE_SCREENSHOTS")
+          else Path(tempfile.gettempdir()) / "every8d-screenshots")
 DAG_ID = "every8d_send_campaign"
 
 
