@@ -10,6 +10,7 @@ numbers (counted, and kept in an attribute for code that needs them).
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 from urllib.parse import quote, quote_plus
@@ -17,6 +18,8 @@ from urllib.parse import quote, quote_plus
 EXCERPT_CHARS = 120
 REDACTED = "***"
 NUMBER_PLACEHOLDER = "<number>"
+#: Shorter secrets are not scrubbed by value (only as ``PWD=`` fields).
+MIN_SECRET_CHARS = 4
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -36,15 +39,17 @@ _PHONE = re.compile(r"(?<![\w\-.])(?:\+|%2[bB])?\d{8,15}(?![\w\-])")
 def register_secret(secret: str | None) -> None:
     """Scrub ``secret`` (and its URL/form encodings) from every excerpt from now on (the hook calls this)."""
     global _secret_pattern
-    if not secret:
-        return
-    variants = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret), secret.replace(" ", "+")}
+    if not secret or len(secret) < MIN_SECRET_CHARS:
+        return  # a tiny secret would blot out every word it occurs in; ``PWD=`` fields are still scrubbed
+    variants = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret), secret.replace(" ", "+"),
+                html.escape(secret)}
     with _secrets_lock:
         if variants <= _secrets:
             return
         _secrets.update(v for v in variants if v)
         ordered = sorted(_secrets, key=len, reverse=True)
-        _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        # Case-insensitive: proxies re-encode ``%2F`` as ``%2f``; redacting more than the secret is harmless.
+        _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
@@ -57,8 +62,25 @@ def scrub(text: str) -> str:
 
 
 def phone_numbers(text: str | None) -> tuple[str, ...]:
-    """The phone numbers in a gateway text (e.g. ``-306,手機格式不符:0912...``), in order."""
+    """The phone numbers in a text (8 to 15 digits), in order."""
     return tuple(match.group(0) for match in _PHONE.finditer(text or ""))
+
+
+#: Gateway codes whose text lists numbers: -306 ``手機格式不符:<number>`` (after the colon; the number
+#: may be anything the caller sent, not only digits) and -98 ``<number>/<number>`` (the whole text).
+_NUMBER_LIST_CODES = frozenset({-306, -98})
+
+
+def _split_gateway_numbers(code: int, message: str) -> tuple[str, tuple[str, ...]]:
+    """``(message to show, numbers)``: the numbers in a gateway error text, replaced by their count."""
+    if code in _NUMBER_LIST_CODES and message:
+        match = re.match(r"^([^:：]*[:：])?(.*)$", message, re.DOTALL)
+        assert match is not None
+        head, tail = match.group(1) or "", match.group(2)
+        numbers = tuple(part for part in re.split(r"[\s,/;、]+", tail) if part)
+        if numbers:
+            return f"{head}<{len(numbers)} number(s)>", numbers
+    return _PHONE.sub(NUMBER_PLACEHOLDER, message), phone_numbers(message)
 
 
 def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
@@ -109,8 +131,8 @@ class GatewayError(TerminalError):
         self.code = code
         self.meaning = meaning
         self.gateway_message = gateway_message
-        self.numbers = phone_numbers(gateway_message)
-        detail = f" (gateway said: {excerpt(gateway_message)})" if gateway_message else ""
+        shown, self.numbers = _split_gateway_numbers(code, gateway_message)
+        detail = f" (gateway said: {excerpt(shown)})" if gateway_message else ""
         if self.numbers:
             detail += f" [{len(self.numbers)} phone number(s) in the attribute 'numbers']"
         super().__init__(f"EVERY8D {endpoint} failed with code {code}: {meaning}{detail}")
