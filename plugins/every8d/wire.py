@@ -560,6 +560,8 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
         received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, _UTC)
     except (WireFormatError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    if width == 6 and _delivered_without_receipt(table.column(4), received_at) is not None:
+        return None
     return pa.Table.from_arrays(
         [table.column(0), table.column(1), sent_at, table.column(3), table.column(4), received_at,
          pa.nulls(rows, pa.string())],
@@ -576,6 +578,18 @@ def _times(column: pa.ChunkedArray, endpoint: str) -> pa.ChunkedArray:
     return pa.chunked_array(
         [_taipei_to_utc(chunk.dictionary, endpoint).take(chunk.indices) for chunk in column.chunks], _UTC
     )
+
+
+def _delivered_without_receipt(status: Any, received: Any) -> int | None:
+    """Index of the first delivered (100) row without RECEIVED_TIME in a 6-column page, or None.
+
+    The gateway gives every delivered SMS its receipt time; a page cut just
+    after the tab before it would otherwise parse as a smaller truth.
+    """
+    bad = pc.and_(pc.equal(status, 100), pc.is_null(received))
+    if not pc.any(bad).as_py():
+        return None
+    return pc.index(bad, True).as_py()
 
 
 def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
@@ -623,6 +637,10 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
     received = _taipei_to_utc(from_right(5), endpoint) if columns == 6 else pa.nulls(len(lines), _UTC)
+    if columns == 6:
+        odd = _delivered_without_receipt(status, received)
+        if odd is not None:
+            raise WireFormatError(endpoint, f"row {odd + 1} is delivered (100) without its RECEIVED_TIME (a cut answer)")
     return pa.Table.from_arrays(
         [
             names,
