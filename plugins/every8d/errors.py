@@ -33,7 +33,8 @@ _PWD_FIELD = re.compile(
     """
 )
 #: A phone number: 8 to 15 digits, maybe with a leading + (or %2B), not part of a longer word or id.
-_PHONE = re.compile(r"(?<![\w\-.])(?:\+|%2[bB])?\d{8,15}(?![\w\-])")
+#: (A percent escape before it, e.g. the ``%2C`` between numbers of a URL-encoded DEST, is a separator.)
+_PHONE = re.compile(r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![\w\-.]))(?:\+|%2[bB])?\d{8,15}(?![\w\-])")
 
 
 def register_secret(secret: str | None) -> None:
