@@ -28,7 +28,7 @@ _secret_pattern: re.Pattern[str] | None = None
 #: ``PWD=...`` in a form or query, ``"PWD": "..."`` in JSON, ``PWD: ...`` in a header-like echo.
 _PWD_FIELD = re.compile(
     r"""(?ix)
-    (\bpwd(?:%22)?\s*(?:=|%3d|:|%3a)\s*(?:%22|")?)   # the key and its separator (maybe quoted)
+    (\bpwd(?:%22|"|')?\s*(?:=|%3d|:|%3a)\s*(?:%22|"|')?)   # the key and its separator (maybe quoted)
     ([^&\s"'<>,;}\]]*)                              # the value, up to the next separator
     """
 )
