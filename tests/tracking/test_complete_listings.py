@@ -194,3 +194,15 @@ def test_every_cut_of_every_page_lands_the_exact_listing_or_changes_nothing(cut_
         return
     assert result.listed == 2005
     assert table_rows(warehouse, batch.batch_id) == sandbox_rows(sandbox, batch.batch_id)
+
+
+@pytest.mark.parametrize("dropped", [1, 2, 10, 40, 200])
+def test_a_cut_json_status_page_merges_nothing(sandbox, warehouse, dropped):
+    batch = send_batch(sandbox, warehouse, numbers(3))
+    sandbox.advance(3600)
+    before = snapshot(warehouse)
+    sandbox.inject_fault("getDeliveryStatus", "cut", at=-dropped)
+    with pytest.raises(RETRY_SAFE):
+        sync(warehouse, batch, batch.sent_at + timedelta(hours=1), with_record_ids=True)
+    assert snapshot(warehouse) == before
+    assert sync(warehouse, batch, batch.sent_at + timedelta(hours=1), with_record_ids=True).listed == 3
