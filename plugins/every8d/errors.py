@@ -2,22 +2,98 @@
 
 Whether a caller may retry is decided by class, never by reading messages:
 ``TransientError`` subclasses are safe to retry as they are, ``TerminalError``
-subclasses are not.  No message built here holds a password or a list of
-phone numbers; raw gateway text is cut to a short excerpt.
+subclasses are not.  No message built here holds a password or a phone
+number: every excerpt of gateway text is scrubbed of registered secrets (raw,
+URL- and form-encoded), of anything that looks like ``PWD=...``, and of phone
+numbers (counted, and kept in an attribute for code that needs them).
 """
 
 from __future__ import annotations
 
+import html
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
 EXCERPT_CHARS = 120
+REDACTED = "***"
+NUMBER_PLACEHOLDER = "<number>"
+#: Shorter secrets are not scrubbed by value (only as ``PWD=`` fields).
+MIN_SECRET_CHARS = 4
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_secret_pattern: re.Pattern[str] | None = None
+
+#: ``PWD=...`` in a form or query, ``"PWD": "..."`` in JSON, ``PWD: ...`` in a header-like echo.
+_PWD_FIELD = re.compile(
+    r"""(?ix)
+    (\bpwd(?:%22|"|')?\s*(?:=|%3d|:|%3a)\s*(?:%22|"|')?)   # the key and its separator (maybe quoted)
+    ([^&\s"'<>,;}\]]*)                              # the value, up to the next separator
+    """
+)
+#: A phone number: 8 to 15 digits, maybe with a leading + (or %2B), not part of a longer word or id.
+#: (A percent escape before it, e.g. the ``%2C`` between numbers of a URL-encoded DEST, is a separator.)
+_PHONE = re.compile(r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![\w\-.]))(?:\+|%2[bB])?\d{8,15}(?![\w\-])")
+
+
+def register_secret(secret: str | None) -> None:
+    """Scrub ``secret`` (and its URL/form encodings) from every excerpt from now on (the hook calls this)."""
+    global _secret_pattern
+    if not secret or len(secret) < MIN_SECRET_CHARS:
+        return  # a tiny secret would blot out every word it occurs in; ``PWD=`` fields are still scrubbed
+    variants = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret), secret.replace(" ", "+"),
+                html.escape(secret)}
+    with _secrets_lock:
+        if variants <= _secrets:
+            return
+        _secrets.update(v for v in variants if v)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        # Case-insensitive: proxies re-encode ``%2F`` as ``%2f``; redacting more than the secret is harmless.
+        _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` without registered secrets, ``PWD=`` values and phone numbers."""
+    pattern = _secret_pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    text = _PWD_FIELD.sub(lambda m: m.group(1) + (REDACTED if m.group(2) else ""), text)
+    return _PHONE.sub(NUMBER_PLACEHOLDER, text)
+
+
+def phone_numbers(text: str | None) -> tuple[str, ...]:
+    """The phone numbers in a text (8 to 15 digits), in order."""
+    return tuple(match.group(0) for match in _PHONE.finditer(text or ""))
+
+
+#: Gateway codes whose text lists numbers: -306 ``手機格式不符:<number>`` (after the colon; the number
+#: may be anything the caller sent, not only digits) and -98 ``<number>/<number>`` (the whole text).
+_NUMBER_LIST_CODES = frozenset({-306, -98})
+
+
+def _split_gateway_numbers(code: int, message: str) -> tuple[str, tuple[str, ...]]:
+    """``(message to show, numbers)``: the numbers in a gateway error text, replaced by their count."""
+    if code in _NUMBER_LIST_CODES and message:
+        match = re.match(r"^([^:：]*[:：])?(.*)$", message, re.DOTALL)
+        assert match is not None
+        head, tail = match.group(1) or "", match.group(2)
+        numbers = tuple(part for part in re.split(r"[\s,/;、]+", tail) if part)
+        if numbers:
+            return f"{head}<{len(numbers)} number(s)>", numbers
+    return _PHONE.sub(NUMBER_PLACEHOLDER, message), phone_numbers(message)
 
 
 def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
-    """A short, printable, single-line excerpt of a response body for error messages."""
+    """A short, printable, single-line, scrubbed excerpt of a response body for error messages.
+
+    The whole body is scrubbed before it is cut, so a secret cannot survive half-cut.
+    """
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    flat = " ".join(text.split())
+    flat = scrub(" ".join(text[: limit * 8].split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -45,7 +121,10 @@ class GatewayError(TerminalError):
     :param endpoint: the endpoint's file name, e.g. ``sendSMS.ashx``.
     :param code: the gateway's (negative) code, e.g. ``-306``.
     :param meaning: the code's meaning in English, from our code table.
-    :param gateway_message: the gateway's own message text (Chinese, as sent).
+    :param gateway_message: the gateway's own message text (Chinese, as sent; never shown whole).
+
+    The gateway's text often names phone numbers (``-306,手機格式不符:<number>``,
+    ``-98,<numbers>``): the message says how many, ``numbers`` holds them.
     """
 
     def __init__(self, endpoint: str, code: int, meaning: str, gateway_message: str = "") -> None:
@@ -53,7 +132,10 @@ class GatewayError(TerminalError):
         self.code = code
         self.meaning = meaning
         self.gateway_message = gateway_message
-        detail = f" (gateway said: {excerpt(gateway_message)})" if gateway_message else ""
+        shown, self.numbers = _split_gateway_numbers(code, gateway_message)
+        detail = f" (gateway said: {excerpt(shown)})" if gateway_message else ""
+        if self.numbers:
+            detail += f" [{len(self.numbers)} phone number(s) in the attribute 'numbers']"
         super().__init__(f"EVERY8D {endpoint} failed with code {code}: {meaning}{detail}")
 
 
@@ -85,7 +167,59 @@ class HttpStatusError(Every8dError):
         self.endpoint = endpoint
         self.status = status
         self.retry_safe = status >= 500 or status == 429
-        super().__init__(f"EVERY8D {endpoint} answered HTTP {status}: {excerpt(body)!r}")
+        self.body_excerpt = excerpt(body)
+        super().__init__(f"EVERY8D {endpoint} answered HTTP {status}: {self.body_excerpt!r}")
+
+
+class RedirectRefusedError(TerminalError):
+    """The gateway (or a proxy) answered with a redirect, which is never followed.
+
+    Following one would turn a POST into a bodiless GET (301/302) or re-post UID
+    and PWD to whatever host it names (307/308).  Fix the connection's host instead.
+
+    :param target_host: the host the redirect pointed to (no path, no query).
+    """
+
+    def __init__(self, endpoint: str, status: int, target_host: str) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.target_host = target_host
+        super().__init__(
+            f"EVERY8D {endpoint} answered HTTP {status} redirecting to host {target_host or '(none)'}; "
+            "redirects are never followed: set the connection's host to the gateway's real address"
+        )
+
+
+class IncompleteListingError(TransientError):
+    """A status or reply listing did not add up (a short page, missing rows, a count that moved).
+
+    Nothing was merged and no poll was booked: reading the listing again is safe.
+    """
+
+    def __init__(self, endpoint: str, problem: str) -> None:
+        self.endpoint = endpoint
+        self.problem = problem
+        super().__init__(f"EVERY8D {endpoint} listing is incomplete ({problem}); nothing was merged")
+
+
+class UnknownStatusCodeError(TransientError):
+    """A listing holds status codes our code table does not know, so it is not merged.
+
+    Usually a row cut inside its STATUS field (``10`` from ``101``), which a new
+    read fixes; if the gateway really added a code, it must be added to
+    ``every8d.wire`` before the batch can be read.
+
+    :param codes: the unknown codes (sorted); :param rows: how many rows carry them.
+    """
+
+    def __init__(self, endpoint: str, codes: tuple[int, ...], rows: int) -> None:
+        self.endpoint = endpoint
+        self.codes = codes
+        self.rows = rows
+        super().__init__(
+            f"EVERY8D {endpoint} listed unknown status code(s) {', '.join(map(str, codes))} in {rows} row(s); "
+            "the listing was not merged (a cut answer, or a code missing from the code table)"
+        )
 
 
 class GatewayUnreachableError(TransientError):

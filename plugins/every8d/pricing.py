@@ -11,7 +11,8 @@ Rules (spec 2.0.3, table in section 1.1, and later revisions for MMS):
   split by the gateway into parts of at most 333 characters, each priced by
   the same table.
 * International numbers (not +886) cost three times as much.
-* MMS: 3 points up to 50 KB of image, 5 points up to 300 KB; larger is refused.
+* MMS: 3 points up to 50 KB of image plus text (圖加文), 5 points up to 300 KB;
+  larger is refused.  The text counts in UTF-8 bytes, as it travels.
 
 Characters are counted in UTF-16 code units, as the gateway (a .NET service)
 counts them: an emoji outside the Basic Multilingual Plane counts as two.
@@ -62,15 +63,21 @@ def sms_points(text: str, *, international: bool = False) -> Decimal:
     return Decimal(points)
 
 
-def mms_points(image_bytes: int) -> Decimal:
-    """Points charged for one MMS whose image is ``image_bytes`` long.
-
-    :raises ValueError: when the image exceeds the largest MMS size.
-    """
+def mms_size(image_bytes: int, text: str = "") -> int:
+    """Bytes the gateway weighs an MMS by: the image plus the text (圖加文), the text in UTF-8."""
     if image_bytes < 0:
         raise ValueError("image size cannot be negative")
-    if image_bytes <= MMS_SMALL_BYTES:
+    return image_bytes + len(text.encode("utf-8"))
+
+
+def mms_points(image_bytes: int, text: str = "") -> Decimal:
+    """Points charged for one MMS of an ``image_bytes`` image and ``text``.
+
+    :raises ValueError: when image plus text exceed the largest MMS size.
+    """
+    size = mms_size(image_bytes, text)
+    if size <= MMS_SMALL_BYTES:
         return MMS_SMALL_POINTS
-    if image_bytes <= MMS_LARGE_BYTES:
+    if size <= MMS_LARGE_BYTES:
         return MMS_LARGE_POINTS
-    raise ValueError(f"MMS image of {image_bytes} bytes exceeds the {MMS_LARGE_BYTES}-byte limit")
+    raise ValueError(f"an MMS of {size} bytes (image plus text) exceeds the {MMS_LARGE_BYTES}-byte limit")

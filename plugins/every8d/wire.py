@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from every8d.errors import (
     AuthenticationError,
     GatewayError,
     TemporaryGatewayError,
+    UnknownStatusCodeError,
     WireFormatError,
 )
 
@@ -255,8 +257,18 @@ def parse_send_response(text: str, endpoint: str = SEND_SMS) -> SendResult:
         cost=_decimal(cost, endpoint, "COST", body),
         unsent=_count(unsent, endpoint, "UNSEND", body),
         batch_id=batch_id,
-        filtered=tuple(number.strip() for number in filtered.split("/") if number.strip()),
+        filtered=_filtered_numbers(filtered, endpoint, body),
     )
+
+
+def _filtered_numbers(field_text: str, endpoint: str, body: str) -> tuple[str, ...]:
+    """The sixth field, ``number/number/...``: an empty part (``a/`` or ``a//b``) is a cut answer."""
+    if not field_text.strip():
+        return ()
+    numbers = tuple(number.strip() for number in field_text.split("/"))
+    if not all(numbers):
+        raise WireFormatError(endpoint, "the filtered numbers field has an empty entry (a cut answer)", body)
+    return numbers
 
 
 def parse_param_send_response(text: str, endpoint: str = SEND_PARAM_SMS) -> SendResult:
@@ -296,6 +308,8 @@ class EraseResult:
     found: bool
     deleted: int = 0
     refunded: Decimal = Decimal(0)
+    #: True when the answer was lost and the cancellation was read from the batch's status (303 rows).
+    confirmed_by_status: bool = False
 
 
 def parse_erase_response(text: str, endpoint: str = ERASE_BOOKING) -> EraseResult:
@@ -348,10 +362,16 @@ class DeliveryStatus:
 
 @dataclass(frozen=True)
 class StatusPage:
-    """One page of a batch's status: the batch's total count and this page's rows as Arrow."""
+    """One or more pages of a batch's status: the batch's count line and the rows as Arrow.
+
+    ``page_rows`` and ``page_totals`` keep what each page held and what its count
+    line said, so a caller can prove the listing complete (:func:`listing_problem`).
+    """
 
     total: int
     table: pa.Table = field(repr=False)
+    page_rows: tuple[int, ...] = ()
+    page_totals: tuple[int, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -361,6 +381,29 @@ class StatusPage:
         """The page as dataclasses, for callers who want objects rather than columns."""
         for row in self.table.to_pylist():
             yield DeliveryStatus(**row)
+
+
+def listing_problem(total: int, page_rows: Sequence[int], page_size: int, page_totals: Sequence[int] = ()) -> str | None:
+    """Why the pages read so far are not a complete listing of ``total`` rows, or None when they are.
+
+    Complete means: the pages needed for ``total`` (at least one) were all read,
+    every page but the last holds exactly ``page_size`` rows, the rows add up to
+    ``total``, and every page's count line says ``total``.  A cut page still parses,
+    so nothing short of this proves the listing whole.
+    """
+    moved = sorted({count for count in page_totals if count != total})
+    if moved:
+        return f"the count line changed between pages ({total} then {moved[0]})"
+    expected = max(1, math.ceil(total / page_size))
+    if len(page_rows) != expected:
+        return f"{len(page_rows)} page(s) read, {expected} needed for {total} row(s)"
+    for number, rows in enumerate(page_rows[:-1], start=1):
+        if rows != page_size:
+            return f"page {number} holds {rows} row(s), not {page_size}"
+    seen = sum(page_rows)
+    if seen != total:
+        return f"{seen} row(s) listed, the count line says {total}"
+    return None
 
 
 def _taipei_to_utc(strings: pa.Array, endpoint: str) -> pa.Array:
@@ -391,15 +434,37 @@ def _split_total(text: str, endpoint: str) -> tuple[int, str]:
     return int(head), rest
 
 
+#: A line with something on it (whitespace-only lines are not rows, on either parsing path).
+_CONTENT_LINE = re.compile(r"^[^\S\n]*\S", re.MULTILINE)
+KNOWN_STATUS_CODES = pa.array(sorted(STATUS_CODES), pa.int32())
+
+
+def check_known_statuses(table: pa.Table, endpoint: str) -> None:
+    """Raise :class:`UnknownStatusCodeError` when ``table`` holds a code the code table lacks.
+
+    A row cut inside STATUS (``10`` from ``101``) parses; merging it would write a
+    transition that never happened into the append-only history.
+    """
+    if table.num_rows == 0:
+        return
+    unknown = pc.invert(pc.is_in(table.column("status"), value_set=KNOWN_STATUS_CODES))
+    rows = pc.sum(unknown).as_py() or 0
+    if rows:
+        codes = pc.unique(table.column("status").filter(unknown)).to_pylist()
+        raise UnknownStatusCodeError(endpoint, tuple(sorted(codes)), rows)
+
+
 def parse_status_page(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
     """Parse a text status page: a count line, then tab-separated rows.
 
     Rows carry NAME, MOBILE, SEND_TIME, COST, STATUS and, in later revisions,
-    RECEIVED_TIME; 5- and 6-column rows may even be mixed.  NAME may be empty.
-    A page whose rows all have the same width goes through Arrow's CSV reader
-    in one C++ call; anything else (mixed widths, blank lines, stray ``\\r``,
-    bad values) through the Arrow compute kernels, which give the same table
-    and say which row is wrong.  Either way, no Python loop per row.
+    RECEIVED_TIME; all rows of one page have the same shape.  NAME may be empty,
+    and is read as whatever precedes the fixed columns, so a stray tab in it
+    cannot shift MOBILE or STATUS.  A page whose rows all have the same width
+    goes through Arrow's CSV reader in one C++ call; anything else (a tab in a
+    name, blank lines, stray ``\\r``, bad values) through the Arrow compute
+    kernels, which give the same table and say which row is wrong.  Either way,
+    no Python loop per row.  Unknown status codes raise.
     """
     return parse_status_pages([text], endpoint)
 
@@ -410,20 +475,26 @@ def parse_status_pages(texts: Sequence[str], endpoint: str = DELIVERY_STATUS) ->
     The pages' rows are joined and parsed in one CSV call (a few MB at once,
     on Arrow's threads), which is far cheaper than a call per 1000-row page.
     When that joined text is not uniform, each page is parsed on its own as
-    :func:`parse_status_page` would.  ``total`` is the largest count line seen.
+    :func:`parse_status_page` would.  ``total`` is the first page's count line;
+    ``page_rows`` / ``page_totals`` say what each page held.
     """
     totals_and_rows = [_split_total(text, endpoint) for text in texts]
-    total = max((count for count, _ in totals_and_rows), default=0)
+    page_totals = tuple(count for count, _ in totals_and_rows)
+    page_rows = tuple(len(_CONTENT_LINE.findall(rest)) for _, rest in totals_and_rows)
+    total = page_totals[0] if page_totals else 0
     rests = [rest if rest.endswith("\n") else rest + "\n"
              for _, rest in totals_and_rows if rest and not rest.isspace()]
     if not rests:
-        return StatusPage(total, _empty_status_table())
+        return StatusPage(total, _empty_status_table(), page_rows, page_totals)
     table = _status_rows_csv("".join(rests), endpoint)
     if table is None:
         table = pa.concat_tables(
             [_status_rows_csv(rest, endpoint) or _status_rows_kernels(rest, endpoint) for rest in rests]
         )
-    return StatusPage(total, table)
+    if table.num_rows != sum(page_rows):
+        raise WireFormatError(endpoint, f"{table.num_rows} rows parsed from {sum(page_rows)} lines")
+    check_known_statuses(table, endpoint)
+    return StatusPage(total, table, page_rows, page_totals)
 
 
 _TIME_TEXT = pa.dictionary(pa.int32(), pa.string())
@@ -463,8 +534,8 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
     The CSV reader insists on one width for the whole text, skips only truly
     empty lines and treats a lone ``\\r`` as a line break.  So text with
     mixed widths, a lone ``\\r``, a whitespace-only line (its STATUS cannot
-    convert) or any bad value returns None and takes the kernel path, which
-    decides what it means.  COST and STATUS are typed by the reader itself.
+    convert), a tab in every NAME (the columns do not type) or any bad value
+    returns None and takes the kernel path, which decides what it means.
     """
     import pyarrow.csv as pacsv
 
@@ -489,6 +560,8 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
         received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, _UTC)
     except (WireFormatError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    if width == 6 and _delivered_without_receipt(table.column(4), received_at) is not None:
+        return None
     return pa.Table.from_arrays(
         [table.column(0), table.column(1), sent_at, table.column(3), table.column(4), received_at,
          pa.nulls(rows, pa.string())],
@@ -507,72 +580,159 @@ def _times(column: pa.ChunkedArray, endpoint: str) -> pa.ChunkedArray:
     )
 
 
+def _delivered_without_receipt(status: Any, received: Any) -> int | None:
+    """Index of the first delivered (100) row without RECEIVED_TIME in a 6-column page, or None.
+
+    The gateway gives every delivered SMS its receipt time; a page cut just
+    after the tab before it would otherwise parse as a smaller truth.
+    """
+    bad = pc.and_(pc.equal(status, 100), pc.is_null(received))
+    if not pc.any(bad).as_py():
+        return None
+    return pc.index(bad, True).as_py()
+
+
 def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
-    """Status rows split with Arrow compute kernels: any mix of widths; errors name the row."""
+    """Status rows split with Arrow compute kernels, read by their fixed columns; errors name the row.
+
+    A row's shape comes from its last cell: a number is STATUS (5 columns), a
+    time or nothing is RECEIVED_TIME (6 columns).  All rows of a page must have
+    one shape: a row cut inside STATUS (``...\\t10`` among 6-column rows) does not.
+    The fixed columns are counted from the right and NAME is whatever is left,
+    so a tab inside a name cannot shift the other columns.
+    """
     lines = pc.list_flatten(pc.split_pattern(pa.array([rest]), "\n"))
     lines = pc.utf8_rtrim(lines, characters="\r")
     lines = lines.filter(pc.not_equal(pc.utf8_trim_whitespace(lines), ""))
-    # A trailing tab makes 5-column rows look like 6-column rows with an empty
-    # RECEIVED_TIME, and 6-column rows gain an empty seventh cell.
-    cells = pc.split_pattern(pc.binary_join_element_wise(lines, "\t", ""), "\t")
-    widths = pc.list_value_length(cells)
-    bad = pc.invert(pc.is_in(widths, pa.array([6, 7], pa.int32())))
-    if pc.any(bad).as_py():
-        first_bad = pc.index(bad, True).as_py()
-        raise WireFormatError(endpoint, f"row {first_bad + 1} of the page does not have 5 or 6 columns")
-    column = [pc.list_element(cells, index) for index in range(6)]
+    if len(lines) == 0:
+        return _empty_status_table()
+    cells = pc.split_pattern(lines, "\t")
+    widths = pc.list_value_length(cells).cast(pa.int64())
+    flat = pc.list_flatten(cells)
+    ends = pc.cumulative_sum(widths)
+    last = flat.take(pc.subtract(ends, 1))
+    five_shaped = pc.match_substring_regex(last, r"^\s*-?\d+\s*$")
+    shapes = pc.unique(five_shaped).to_pylist()
+    if len(shapes) > 1:
+        odd = pc.index(five_shaped, not five_shaped[0].as_py()).as_py()
+        raise WireFormatError(endpoint, f"row {odd + 1} of the page does not have the shape of row 1")
+    columns = 5 if shapes[0] else 6
+    short = pc.less(widths, columns)
+    if pc.any(short).as_py():
+        raise WireFormatError(endpoint, f"row {pc.index(short, True).as_py() + 1} of the page has too few columns")
+
+    def from_right(position: int) -> pa.Array:  # 1 = MOBILE ... columns - 1 = the last column
+        return flat.take(pc.subtract(ends, columns - position))
+
+    starts = pc.subtract(ends, widths)
+    names = flat.take(starts)
+    extra = pc.subtract(widths, columns)
+    if pc.any(pc.greater(extra, 0)).as_py():  # tabs inside NAME: rare, joined back row by row
+        cell_lists, extras = cells.to_pylist(), extra.to_pylist()
+        names = pa.array(["\t".join(row[: more + 1]) for row, more in zip(cell_lists, extras)], pa.string())
     try:
         # Padding around a number is accepted, as Arrow's CSV reader on the fast path accepts it.
-        points = pc.cast(pc.utf8_trim_whitespace(column[3]), pa.decimal128(12, 2))
-        status = pc.cast(pc.utf8_trim_whitespace(column[4]), pa.int32())
+        points = pc.cast(pc.utf8_trim_whitespace(from_right(3)), pa.decimal128(12, 2))
+        status = pc.cast(pc.utf8_trim_whitespace(from_right(4)), pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
+    received = _taipei_to_utc(from_right(5), endpoint) if columns == 6 else pa.nulls(len(lines), _UTC)
+    if columns == 6:
+        odd = _delivered_without_receipt(status, received)
+        if odd is not None:
+            raise WireFormatError(endpoint, f"row {odd + 1} is delivered (100) without its RECEIVED_TIME (a cut answer)")
     return pa.Table.from_arrays(
         [
-            column[0],
-            column[1],
-            _taipei_to_utc(column[2], endpoint),
+            names,
+            from_right(1),
+            _taipei_to_utc(from_right(2), endpoint),
             points,
             status,
-            _taipei_to_utc(column[5], endpoint),
+            received,
             pa.nulls(len(lines), pa.string()),
         ],
         schema=STATUS_PAGE_SCHEMA,
     )
 
 
-_JSON_STATUS_KEYS = {
-    "name": "Name",
-    "mobile": "Mobile",
-    "send_time": "SendTime",
-    "points": "Cost",
-    "status": "Status",
-    "received_time": "ReceivedTime",
-    "record_id": "MR",
+#: The JSON status form is not in the spec; implementations spell its keys their own way.  Keys are
+#: compared lower-cased without ``_``/``-``/spaces; the first spelling found wins.
+_JSON_COUNT_KEYS = ("count", "smscount", "total", "totalcount", "recordcount")
+_JSON_RECORDS_KEYS = ("records", "data", "list", "rows", "items", "record")
+_JSON_STATUS_KEYS: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "mobile": ("mobile", "phone", "phonenumber", "mobilephone", "dest", "number"),
+    "send_time": ("sendtime", "senttime", "sendat", "sentat"),
+    "points": ("cost", "points", "charge", "credit"),
+    "status": ("status", "statuscode", "state"),
+    "received_time": ("receivedtime", "receivetime", "recvtime", "receivedat", "deliveredtime"),
+    "record_id": ("mr", "msgrecord", "recordid", "messagerecord"),
 }
+_REQUIRED_JSON_FIELDS = ("mobile", "status")
+
+
+def _key(name: Any) -> str:
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
+def _pick(document: dict, spellings: Sequence[str]) -> Any:
+    by_key = {_key(name): value for name, value in document.items()}
+    for spelling in spellings:
+        if spelling in by_key:
+            return by_key[spelling]
+    return None
 
 
 def _json_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _json_times(strings: pa.Array, endpoint: str) -> pa.Array:
+    """Times as JSON implementations write them (``2026/05/01 12:00:00``, ``2026-05-01T12:00:00``,
+    ``20260501120000``, with or without fractions) → UTC, read as Taipei time."""
+    text = pc.utf8_trim_whitespace(strings)
+    text = pc.replace_substring_regex(text, r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$", r"\1/\2/\3 \4:\5:\6")
+    text = pc.replace_substring_regex(text, r"^(\d{4})-(\d{1,2})-(\d{1,2})[T ]", r"\1/\2/\3 ")
+    text = pc.replace_substring_regex(text, r"\.\d+$", "")
+    return _taipei_to_utc(text, endpoint)
+
+
 def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> StatusPage:
-    """Parse the JSON status form (``RESPFORMAT=1``), which also carries each message's MR."""
+    """Parse the JSON status form (``RESPFORMAT=1``), which also carries each message's MR.
+
+    The form is undocumented, so plausible spellings of its keys (``Count`` /
+    ``SMS_COUNT``, ``Records`` / ``DATA``, ``SendTime`` / ``SEND_TIME``) and of
+    its dates are accepted; anything else fails naming the keys received (never values).
+    """
     stripped = text.strip()
     if stripped.startswith("-"):
         raise_for_error_body(stripped, endpoint)
     try:
         document = json.loads(stripped)
-        total = int(document["Count"])
-        records = document.get("Records") or []
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (json.JSONDecodeError, TypeError):
         raise WireFormatError(endpoint, "not a JSON status page", text) from None
-    if not records:
-        return StatusPage(total, _empty_status_table())
+    if not isinstance(document, dict):
+        raise WireFormatError(endpoint, "a JSON status page is not an object")
+    keys = ", ".join(sorted(map(str, document))) or "none"
+    count, records = _pick(document, _JSON_COUNT_KEYS), _pick(document, _JSON_RECORDS_KEYS)
     try:
-        columns = {key: [_json_cell(r.get(src)) for r in records] for key, src in _JSON_STATUS_KEYS.items()}
-    except AttributeError:
-        raise WireFormatError(endpoint, "a status record is not an object", text) from None
+        total = int(str(count).strip())
+    except ValueError:
+        raise WireFormatError(endpoint, f"no message count in the JSON status page (keys received: {keys})") from None
+    if records is None:
+        records = []
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise WireFormatError(endpoint, f"the JSON status records are not a list of objects (keys received: {keys})")
+    if not records:
+        return StatusPage(total, _empty_status_table(), (0,), (total,))
+    first = {_key(name) for name in records[0]}
+    missing = [name for name in _REQUIRED_JSON_FIELDS if not first & set(_JSON_STATUS_KEYS[name])]
+    if missing:
+        received = ", ".join(sorted(map(str, records[0]))) or "none"
+        raise WireFormatError(
+            endpoint, f"JSON status records have no {' or '.join(missing)} (record keys received: {received})"
+        )
+    columns = {key: [_json_cell(_pick(r, spellings)) for r in records] for key, spellings in _JSON_STATUS_KEYS.items()}
     try:
         points = pc.cast(pa.array(columns["points"]), pa.decimal128(12, 2))
         status = pc.cast(pa.array(columns["status"]), pa.int32())
@@ -583,15 +743,26 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
         [
             pa.array(columns["name"]),
             pa.array(columns["mobile"]),
-            _taipei_to_utc(pa.array(columns["send_time"]), endpoint),
+            _json_times(pa.array(columns["send_time"]), endpoint),
             points,
             status,
-            _taipei_to_utc(pa.array(columns["received_time"]), endpoint),
+            _json_times(pa.array(columns["received_time"]), endpoint),
             pc.if_else(pc.equal(record_ids, ""), pa.scalar(None, pa.string()), record_ids),
         ],
         schema=STATUS_PAGE_SCHEMA,
     )
-    return StatusPage(total, table)
+    check_known_statuses(table, endpoint)
+    return StatusPage(total, table, (table.num_rows,), (total,))
+
+
+def concat_status_pages(pages: Sequence[StatusPage]) -> StatusPage:
+    """Consecutive pages of one listing as one :class:`StatusPage` (their per-page counts kept)."""
+    return StatusPage(
+        pages[0].total if pages else 0,
+        pa.concat_tables([page.table for page in pages]) if pages else _empty_status_table(),
+        tuple(rows for page in pages for rows in page.page_rows),
+        tuple(count for page in pages for count in page.page_totals),
+    )
 
 
 # -- replies ------------------------------------------------------------------------------
@@ -599,7 +770,7 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
 
 @dataclass(frozen=True)
 class Reply:
-    """A recipient's reply to a batch."""
+    """A recipient's reply to a batch; ``replied_at`` in UTC."""
 
     name: str
     mobile: str
@@ -613,8 +784,16 @@ class ReplyPage:
     replies: tuple[Reply, ...]
 
 
+_MOBILE_CELL = re.compile(r"^\s*\+?\d{8,15}\s*$")
+
+
 def parse_reply_page(text: str, endpoint: str = REPLY_MESSAGES) -> ReplyPage:
-    """Parse getReplyMessage: a count line, then rows NAME, MOBILE, CONTENT, SEND_TIME (10 a page)."""
+    """Parse getReplyMessage: a count line, then rows NAME, MOBILE, CONTENT, SEND_TIME (10 a page).
+
+    Read by fixed columns: SEND_TIME is the last cell, MOBILE the first cell after
+    NAME that is a number, CONTENT everything between (a reply may hold tabs).
+    Times are Taipei local time, returned in UTC.
+    """
     total, rest = _split_total(text, endpoint)
     replies = []
     for number, line in enumerate(rest.splitlines(), start=1):
@@ -624,10 +803,12 @@ def parse_reply_page(text: str, endpoint: str = REPLY_MESSAGES) -> ReplyPage:
         if len(cells) < 4:
             raise WireFormatError(endpoint, f"reply row {number} has fewer than 4 columns")
         try:
-            replied_at = parse_taipei_time(cells[-1])
+            replied_at = parse_taipei_time(cells[-1]).astimezone(timezone.utc)
         except ValueError:
             raise WireFormatError(endpoint, f"reply row {number} has a bad time") from None
-        replies.append(Reply(cells[0], cells[1], "\t".join(cells[2:-1]), replied_at))
+        mobile_at = next((i for i in range(1, len(cells) - 2) if _MOBILE_CELL.match(cells[i])), 1)
+        replies.append(Reply("\t".join(cells[:mobile_at]), cells[mobile_at].strip(),
+                             "\t".join(cells[mobile_at + 1:-1]), replied_at))
     return ReplyPage(total, tuple(replies))
 
 
@@ -653,6 +834,18 @@ class ParamRecipient:
     send_at: datetime | None = None
 
 
+_LISTING_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+
+
+def clean_name(value: str) -> str:
+    """``value`` with tabs, line breaks and other control characters turned into one space.
+
+    NAME comes back in every status and reply listing, which are tab- and
+    line-separated: one tab or newline there makes the batch unreadable.
+    """
+    return _LISTING_BREAKERS.sub(" ", value).strip() if value else value
+
+
 def build_param_sms_body(
     recipients: Sequence[ParamRecipient],
     *,
@@ -676,9 +869,9 @@ def build_param_sms_body(
             raise ValueError(f"recipient {index} needs exactly one non-empty text when there is no template")
         rows.append(
             {
-                "Name": recipient.name,
+                "Name": clean_name(recipient.name),
                 "Mobile": recipient.mobile,
-                "Email": recipient.email,
+                "Email": clean_name(recipient.email),
                 "SendTime": format_schedule_time(recipient.send_at) if recipient.send_at else "",
                 "Param": "|".join(params),
                 "Mr": recipient.record_id,
@@ -732,6 +925,26 @@ def check_mms_image(image: bytes, declared_type: str | None = None) -> str:
             raise ValueError(f"the MMS image is a {detected} file, not {declared}")
         return declared
     return detected
+
+
+def check_mms_size(image: bytes, text: str) -> None:
+    """Image plus text (圖加文) must fit the gateway's largest MMS.
+
+    :raises ValueError: naming the size and the limit.
+    """
+    from every8d.pricing import mms_size
+
+    size = mms_size(len(image), text)
+    if size > MMS_MAX_IMAGE_BYTES:
+        raise ValueError(f"the MMS has {size} bytes of image plus text; the gateway takes at most {MMS_MAX_IMAGE_BYTES}")
+
+
+_TAIWAN_MOBILE = re.compile(r"^(?:\+886|886|0)9\d{8}$")
+
+
+def is_taiwan_mobile(number: str) -> bool:
+    """True for a Taiwan mobile (``09xxxxxxxx``, ``+8869xxxxxxxx``), spaces and dashes ignored."""
+    return bool(_TAIWAN_MOBILE.match(re.sub(r"[\s\-()]", "", number)))
 
 
 def check_mms_subject(subject: str) -> None:

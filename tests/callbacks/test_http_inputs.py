@@ -127,3 +127,29 @@ def test_other_methods_and_paths(receiver):
     assert (status, body["error"]) == (404, "not_found")
     status, body, _ = receiver.get("", path="/health")
     assert (status, body) == (200, {"service": "every8d-pushes", "configured": True})
+
+
+def test_head_records_nothing(receiver, batch_id):
+    """Issue 12, point 15: Starlette answers HEAD with the GET endpoint; a HEAD must not record a push."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    before = receiver.count()
+    parts = urlsplit(receiver.push_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request("HEAD", parts.path + "?" + urlencode({"token": receiver.token, **good(batch_id)}))
+    response = connection.getresponse()
+    status, allow = response.status, response.getheader("allow")
+    connection.close()
+    assert status == 405 and allow == "GET"
+    assert receiver.count() == before and receiver.rows(batch_id) == []
+    assert receiver.push(**good(batch_id))[0] == 200 and len(receiver.rows(batch_id)) == 1
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_a_query_beyond_the_http_parser_gets_the_documented_414(receiver, batch_id, size):
+    """Issue 12, point 15: past uvicorn's own limit the answer is still our 414 JSON, not a bare 400."""
+    before = receiver.count()
+    status, body, _ = receiver.get(urlencode({"token": receiver.token, **good(batch_id)}) + "&pad=" + "a" * size)
+    assert (status, body.get("error")) == (414, "query_too_long")
+    assert receiver.count() == before

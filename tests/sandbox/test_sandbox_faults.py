@@ -151,3 +151,56 @@ def test_cut_at_a_row_keeps_whole_lines(sandbox, gw):
 def test_cut_needs_a_cut_point(sandbox):
     with pytest.raises(Exception):
         sandbox.inject_fault("sendSMS", "cut")
+
+
+def test_cut_inside_a_row_keeps_lines_then_bytes_of_the_next(sandbox, gw):
+    *_, batch_id = gw.call("sendSMS", MSG="hi", DEST="0912345678,0912345679,0912345670").split(",")
+    whole = gw.post("getDeliveryStatus", BID=batch_id, PNO="1").content
+    sandbox.inject_fault("getDeliveryStatus", "cut", rows=2, at=7)
+    cut = gw.post("getDeliveryStatus", BID=batch_id, PNO="1").content
+    lines = whole.splitlines(keepends=True)
+    assert cut == lines[0] + lines[1] + lines[2][:7]
+
+
+def test_a_fault_for_one_page_leaves_the_other_pages_alone(sandbox, gw):
+    *_, batch_id = gw.call("sendSMS", MSG="hi", DEST=",".join(f"09120{i:05d}" for i in range(1500))).split(",")
+    sandbox.inject_fault("getDeliveryStatus", "cut", rows=10, page=2)
+    assert len(gw.post("getDeliveryStatus", BID=batch_id, PNO="1").text.splitlines()) == 1001
+    assert len(gw.post("getDeliveryStatus", BID=batch_id, PNO="2").text.splitlines()) == 10
+    assert len(gw.post("getDeliveryStatus", BID=batch_id, PNO="2").text.splitlines()) == 501
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_points_at_another_port_and_a_following_client_resends_there(sandbox, gw, status):
+    from every8d.sandbox.catcher import RequestCatcher
+
+    with RequestCatcher() as catcher:
+        sandbox.inject_fault("getCredit", "redirect", status=status, location=catcher.url)
+        response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, allow_redirects=False)
+        assert response.status_code == status
+        assert response.headers["location"].startswith(catcher.url + "/")
+        # What a client that follows redirects does: 307/308 re-post the credentials to the other host.
+        sandbox.inject_fault("getCredit", "redirect", status=status, location=catcher.url)
+        gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"})
+    [caught] = catcher.requests
+    if status in (307, 308):
+        assert caught.method == "POST" and b"PWD=secret" in caught.body
+    else:
+        assert caught.method == "GET" and caught.body == b""
+
+
+def test_trickle_sends_the_real_answer_a_byte_at_a_time(sandbox, gw):
+    sandbox.inject_fault("getCredit", "trickle", delay=0.05)
+    response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, stream=True, timeout=5)
+    chunks = list(iter(lambda: response.raw.read1(1024), b""))
+    assert b"".join(chunks) == b"100000.00"
+    assert chunks[0] == b"1"  # bytes arrive one by one, not as one answer
+
+
+@pytest.mark.parametrize("options, status, html", [({}, 500, True), ({"status": 200, "message": "Error: "}, 200, False)])
+def test_echo_repeats_the_request_with_its_password(sandbox, gw, options, status, html):
+    sandbox.inject_fault("getCredit", "echo", **options)
+    response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "s3 cr&t"})
+    assert response.status_code == status
+    assert "PWD=s3+cr%26t" in response.text and "PWD=s3 cr&t" in response.text
+    assert response.text.startswith("<html>") is html

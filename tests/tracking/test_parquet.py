@@ -49,3 +49,62 @@ def test_a_partition_stays_dirty_until_it_is_exported(sandbox, warehouse, tmp_pa
     assert marks == [{"send_date": batch.sent_at.date(), "kind": "sms"}]
     assert ParquetExporter(tmp_path / "lake").export(warehouse).rows == 20
     assert warehouse.query_arrow("SELECT count(*) AS n FROM every8d_parquet_dirty").column("n")[0].as_py() == 0
+
+
+_KILLED_EXPORT = """
+import sys, time
+from every8d.warehouse import open_warehouse
+from every8d.warehouse.parquet import ParquetExporter
+
+warehouse = open_warehouse(sys.argv[1])
+query_batches = warehouse.query_batches
+
+def slow(sql, parameters=None, **options):
+    for batch in query_batches(sql, parameters, **options):
+        yield batch
+        if "FROM every8d_messages t" in sql:  # a partition's rows: its temporary file is open, half written
+            print("WRITING", flush=True)
+            time.sleep(600)
+
+warehouse.query_batches = slow
+ParquetExporter(sys.argv[2]).export(warehouse)
+"""
+
+
+def test_an_export_killed_midway_leaves_no_temporary_file_a_later_run_keeps(sandbox, duckdb_target, tmp_path):
+    """Issue 12, point 16: SIGKILL a real export while it writes; a later export removes what it left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from every8d.warehouse import open_warehouse
+
+    warehouse = open_warehouse(duckdb_target)
+    batch = send_batch(sandbox, warehouse, numbers(20))
+    sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at)
+    warehouse.close()  # DuckDB: one writing process at a time
+    lake = tmp_path / "lake"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, duckdb_target, str(lake)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "WRITING"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    folder = lake / "every8d_messages" / f"send_date={batch.sent_at.date().isoformat()}" / "kind=sms"
+    [left] = [p for p in folder.iterdir()]
+    assert left.name.startswith(".data.parquet.") and left.name.endswith(".tmp")
+
+    warehouse = open_warehouse(duckdb_target)
+    exporter = ParquetExporter(lake)
+    assert exporter.export(warehouse).partitions == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["data.parquet", left.name])  # young: maybe live
+    hours_ago = time.time() - 2 * 3600
+    os.utime(left, (hours_ago, hours_ago))  # the killed export's file, two hours on
+    sandbox.advance(3600)
+    sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at + timedelta(hours=1))
+    assert exporter.export(warehouse).partitions == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["data.parquet"]
+    warehouse.close()

@@ -134,3 +134,39 @@ def test_events_of_an_unregistered_batch_wait_for_its_registration(sandbox, ware
                                   "points": result.cost, "validity_minutes": 1440}])
     assert merge_push_events(warehouse, now=sent_at + timedelta(minutes=2)).claimed == 1
     assert current(warehouse) == {(A, 1): (100, "delivered", True, "push")}
+
+
+def test_two_final_pushes_for_a_number_listed_twice_reach_both_messages(sandbox, warehouse):
+    """Issue 12, point 14: without an MR we know, each final push gets its own message; no MR sticks wrongly."""
+    batch = send_batch(sandbox, warehouse, [numbers(1)[0], numbers(1)[0], numbers(2)[1]])
+    t = batch.sent_at
+    sync_batch(warehouse, Every8dHook(), batch, now=t, options=SyncOptions(poll_replies=False))
+    push(warehouse, batch.batch_id, [
+        ("f1", A, "MR-unknown-1", 100, t + timedelta(seconds=30), None),
+        ("f1-retry", A, "MR-unknown-1", 100, t + timedelta(seconds=30), None),  # the same push again
+        ("f2", A, "MR-unknown-2", 101, t + timedelta(seconds=50), None),
+    ], received_at=t + timedelta(minutes=1))
+    merge_push_events(warehouse, now=t + timedelta(minutes=2))
+    rows = warehouse.query_arrow(
+        "SELECT seq, status, mr FROM every8d_messages WHERE mobile = ? ORDER BY seq", [A]
+    ).to_pylist()
+    assert [(r["seq"], r["status"]) for r in rows] == [(1, 100), (2, 101)]
+    assert [r["mr"] for r in rows] == [None, None]  # a number listed twice: an unknown MR could be the wrong one
+
+
+def test_a_push_with_a_known_mr_goes_to_that_message(sandbox, warehouse):
+    hook = Every8dHook()
+    result = hook.send_param_sms(
+        [wire.ParamRecipient(A, ["x"], record_id="m1"), wire.ParamRecipient(A, ["y"], record_id="m2")],
+        template="%field1%",
+    )
+    t = sandbox.now()
+    register_batches(warehouse, [{"batch_id": result.batch_id, "campaign_id": "c", "kind": "sms", "sent_at": t,
+                                  "scheduled_at": None, "recipients": 2, "points": result.cost,
+                                  "validity_minutes": 1440}])
+    batch = DueBatch(result.batch_id, "sms", t, None, 1440)
+    sync_batch(warehouse, hook, batch, now=t, options=SyncOptions(with_record_ids=True, poll_replies=False))
+    push(warehouse, batch.batch_id, [("p2", A, "m2", 103, t + timedelta(seconds=9), None)], t + timedelta(minutes=1))
+    merge_push_events(warehouse, now=t + timedelta(minutes=2))
+    rows = warehouse.query_arrow("SELECT mr, status FROM every8d_messages ORDER BY mr").to_pylist()
+    assert rows == [{"mr": "m1", "status": 0}, {"mr": "m2", "status": 103}]

@@ -131,6 +131,12 @@ def test_malformed_send_answers_are_wire_format_errors(body):
     assert raised.value.endpoint == wire.SEND_SMS
 
 
+def _delivered_has_receipt(row):
+    """A delivered (100) row always carries its receipt time: without one it reads as a cut answer."""
+    name, mobile, sent, cost, status, received = row
+    return (name, mobile, sent, cost, status, received or sent) if status == 100 else row
+
+
 status_rows = st.lists(
     st.tuples(
         cell_text,
@@ -139,7 +145,7 @@ status_rows = st.lists(
         st.decimals(min_value=0, max_value=99, places=1),
         st.sampled_from(sorted(wire.STATUS_CODES)),
         st.one_of(st.none(), listing_times),
-    ),
+    ).map(_delivered_has_receipt),
     max_size=30,
 )
 
@@ -171,10 +177,10 @@ def test_status_page_round_trip(rows, columns, newline):
         assert parsed.received_at == expected_received
 
 
-def test_status_page_mixes_five_and_six_columns_and_empty_names():
+def test_status_page_with_empty_names_and_empty_received_times():
     text = (
         "3\r\n"
-        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\r\n"
+        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\t\r\n"
         "Amy\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\r\n"
         "\t+886912000003\t2024/01/02 03:04:05\t1.0\t101\t\r\n"
     )
@@ -183,6 +189,17 @@ def test_status_page_mixes_five_and_six_columns_and_empty_names():
     assert [r.status for r in records] == [0, 100, 101]
     assert records[1].received_at == datetime(2024, 1, 1, 19, 5, tzinfo=timezone.utc)
     assert records[0].received_at is None and records[2].received_at is None
+
+
+def test_rows_of_one_page_have_one_shape():
+    """Issue 12, point 2: a 6-column row cut inside STATUS (``...\t10`` from ``101``) is not a 5-column row."""
+    text = (
+        "2\n"
+        "Amy\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\n"
+        "\t+886912000003\t2024/01/02 03:04:05\t1.0\t10"
+    )
+    with pytest.raises(WireFormatError, match="row 2 of the page does not have the shape of row 1"):
+        wire.parse_status_page(text)
 
 
 @pytest.mark.parametrize("body", ["0", "0\r\n", "0\n", "\ufeff0"])
@@ -310,7 +327,7 @@ def _status_cells(name, mobile, sent, cost, status, received, columns):
 status_row = st.tuples(
     cell_text, mobiles, listing_times, st.decimals(min_value=0, max_value=99, places=1),
     st.sampled_from(sorted(wire.STATUS_CODES)), st.one_of(st.none(), listing_times),
-)
+).map(_delivered_has_receipt)
 good_lines = st.tuples(status_row, st.sampled_from([5, 6])).map(lambda pair: _status_cells(*pair[0], pair[1]))
 # Lines a gateway (or a broken proxy) might put on a page besides well-formed rows.
 odd_lines = st.one_of(
@@ -359,10 +376,10 @@ def test_fast_path_agrees_with_the_kernels_or_steps_aside(lines, newline):
         assert fast.schema == slow.schema
 
 
-def test_mixed_widths_blank_lines_and_stray_returns_still_parse():
+def test_blank_lines_and_stray_returns_still_parse():
     text = (
         "4\r\n"
-        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\r\n"
+        "\t+886912000001\t2024/01/02 03:04:05\t1.0\t0\t\r\n"
         "\r\n"
         "A\rB\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\r\n"
         "  \t \r\n"

@@ -17,6 +17,35 @@ from every8d.child_server import ChildServer, bind_listening_socket, python_modu
 READY_PREFIX = "EVERY8D push receiver listening on "
 DEFAULT_PREFIX = "/every8d"
 
+def _long_query_protocol():
+    """uvicorn's httptools protocol, answering the documented 414 JSON for a URL too long to parse.
+
+    A query beyond what the HTTP parser takes (about 64 KiB) never reaches the
+    app: uvicorn answers a bare ``400 Invalid HTTP request``.  A request line
+    that long is a query too long, and gets the same answer as one the app refuses.
+    """
+    import json
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from every8d.callbacks.params import MAX_QUERY_BYTES
+
+    body = json.dumps({"error": "query_too_long", "detail": f"the query string is over {MAX_QUERY_BYTES} bytes"})
+
+    class LongQueryProtocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            if len(getattr(self, "url", b"") or b"") <= MAX_QUERY_BYTES:
+                super().send_400_response(msg)
+                return
+            self.transport.write(
+                b"HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\n"
+                + b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body.encode()
+            )
+            self.transport.close()
+
+    return LongQueryProtocol
+
+
 def bind(host: str, port: int) -> tuple[socket.socket, str]:
     """A listening socket and its root URL (port 0: a free port)."""
     return bind_listening_socket(host, port)
@@ -41,6 +70,7 @@ def serve(
         app,
         lifespan="on",
         ws="none",
+        http=_long_query_protocol(),
         access_log=False,
         log_level=log_level,
         backlog=2048,

@@ -60,7 +60,7 @@ class CampaignSpec:
         return QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone, self.quiet_hours_policy)
 
     def mms_points(self) -> Decimal | None:
-        return mms_points(len(self.image)) if self.kind == "mms" and self.image is not None else None
+        return mms_points(len(self.image), self.message) if self.kind == "mms" and self.image is not None else None
 
     def validate(self) -> None:
         """Raise ``ValueError`` (or a subclass) naming the first bad setting; reads no data."""

@@ -99,7 +99,10 @@ class SandboxApp:
         if key is None:
             await _respond(send, gateway.NOT_FOUND)
             return
-        fault = self.faults.take(key) if self.faults else None
+        fault = None
+        if self.faults:
+            page = faults.page_of(scope["query_string"], body) if self.faults.wants_page else None
+            fault = self.faults.take(key, page)
         if fault is None:
             await _respond(send, gateway.handle(self.state, key, scope["query_string"], body))
             return
@@ -110,7 +113,10 @@ class SandboxApp:
         async def respond(answer: gateway.Answer) -> None:
             await _respond(send, answer)
 
-        await faults.serve_with_fault(fault, key, scope, execute, respond)
+        async def trickle(answer: gateway.Answer, delay: float) -> None:
+            await _trickle(send, answer, delay)
+
+        await faults.serve_with_fault(fault, key, scope, execute, respond, body=body, trickle=trickle)
 
     def _record(self, scope, body: bytes, key: str | None) -> None:
         # Raw values only: decoding is deferred to recorded_requests(), off the hot path.
@@ -174,3 +180,19 @@ async def _respond(send, answer: gateway.Answer) -> None:
         "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
     })
     await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _trickle(send, answer: gateway.Answer, delay: float) -> None:
+    """The answer with its full Content-Length, one byte every ``delay`` seconds (until the client leaves)."""
+    await send({
+        "type": "http.response.start",
+        "status": answer.status,
+        "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
+    })
+    try:
+        for index in range(len(answer.body)):
+            await send({"type": "http.response.body", "body": answer.body[index:index + 1], "more_body": True})
+            await asyncio.sleep(delay)
+        await send({"type": "http.response.body", "body": b""})
+    except (OSError, RuntimeError):  # the client gave up: that is the point of the fault
+        pass

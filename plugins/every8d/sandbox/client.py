@@ -102,10 +102,17 @@ class SandboxClient:
     # ------------------------------------------------------------ faults
 
     def inject_fault(self, endpoint: str, kind: str, **options: Any) -> list[dict]:
-        """Arm a fault; options: count, delay, retry_after, code, message, execute, status, at, rows.
+        """Arm a fault; options: count, delay, retry_after, code, message, execute, status, at, rows,
+        location, page.
 
         ``body`` serves ``message`` verbatim (with ``status``); ``cut`` executes the request and
-        serves its real answer cut to ``at`` bytes (negative: minus that many) or to ``rows`` lines.
+        serves its real answer cut to ``at`` bytes (negative: minus that many), to ``rows`` lines
+        (the count line is the first), or to ``rows`` lines plus ``at`` bytes of the next (inside a
+        row); ``redirect`` answers ``status`` (default 302) with a Location under ``location``;
+        ``trickle`` executes and serves the real answer one byte every ``delay`` seconds; ``echo``
+        answers ``status`` (default 500) with an error page repeating the request, body included
+        (``message``, if given, replaces the HTML with a plain-text prefix).  ``page`` limits the
+        fault to requests for that ``PNO``.
         """
         return self._call("POST", "faults", json_body={"endpoint": endpoint, "kind": kind, **options})
 

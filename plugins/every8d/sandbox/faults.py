@@ -6,16 +6,25 @@ timeout).  An ASGI app cannot produce them, because uvicorn answers 500 when
 an app returns nothing, so :class:`FaultInjectingProtocol` (a uvicorn
 httptools protocol) hands the connection's transport to the app through the
 ASGI scope, and :func:`drop` / :func:`reset` act on the socket itself.
+
+What servers and proxies in front of a gateway do is here too: ``redirect``
+(301/302/307/308 to another host), ``trickle`` (the real answer a byte at a
+time), ``echo`` (an error page that repeats the request, body and password
+included, as ASP.NET and some proxies do), ``body`` (any answer) and ``cut``
+(the real answer cut at a byte, at a line, or inside a line; optionally only
+on one page of a listing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import socket
 import struct
 from dataclasses import asdict, dataclass
 from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -39,7 +48,11 @@ KINDS: dict[str, bool] = {
     "empty": False,
     "body": False,
     "cut": True,
+    "redirect": False,
+    "trickle": True,
+    "echo": False,
 }
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 HTML_PAGE = (
     "<!DOCTYPE html>\r\n<html><head><title>Runtime Error</title></head>\r\n"
@@ -58,12 +71,18 @@ class Fault:
     code: int = -99
     message: str | None = None
     execute: bool = False
-    #: ``body``: the HTTP status of the chosen body.
+    #: ``body``: the HTTP status of the chosen body; ``redirect``: 301/302/303/307/308 (default 302);
+    #: ``echo``: the error page's status (default 500).
     status: int = 200
-    #: ``cut``: keep this many bytes of the real answer (negative: drop that many from its end).
+    #: ``cut``: keep this many bytes of the real answer (negative: drop that many from its end);
+    #: with ``rows``, this many bytes of the line after them (a cut inside a row).
     at: int | None = None
-    #: ``cut``: keep this many lines of the real answer (a page cut at a row boundary).
+    #: ``cut``: keep this many lines of the real answer (the count line is the first).
     rows: int | None = None
+    #: ``redirect``: base URL the Location points to (the request's path and query are kept).
+    location: str | None = None
+    #: Only requests for this page (``PNO``) match the fault.
+    page: int | None = None
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -90,9 +109,15 @@ class FaultRegistry:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(KINDS)}")
         execute = spec.pop("execute", None)
         fault = Fault(endpoint=endpoint, kind=kind, execute=KINDS[kind] if execute is None else bool(execute))
-        for name in ("count", "retry_after", "code", "status", "at", "rows"):
+        if kind == "redirect":
+            fault.status = 302
+        elif kind == "echo":
+            fault.status = 500
+        for name in ("count", "retry_after", "code", "status", "at", "rows", "page"):
             if spec.get(name) is not None:
                 setattr(fault, name, int(spec.pop(name)))
+        if spec.get("location") is not None:
+            fault.location = str(spec.pop("location"))
         if spec.get("delay") is not None:
             fault.delay = float(spec.pop("delay"))
         if spec.get("message") is not None:
@@ -102,8 +127,12 @@ class FaultRegistry:
             raise ValueError(f"unknown fault option(s) {unknown}")
         if fault.count == 0:
             raise ValueError("count must be positive or -1 (forever)")
-        if kind == "cut" and (fault.at is None) == (fault.rows is None):
-            raise ValueError("a cut fault needs exactly one of at (bytes) or rows (lines)")
+        if kind == "cut" and fault.at is None and fault.rows is None:
+            raise ValueError("a cut fault needs at (bytes), rows (lines) or both (a cut inside a row)")
+        if kind == "redirect" and (fault.location is None or fault.status not in REDIRECT_STATUSES):
+            raise ValueError(f"a redirect fault needs location and a status in {REDIRECT_STATUSES}")
+        if kind == "trickle" and fault.delay <= 0:
+            raise ValueError("a trickle fault needs a positive delay (seconds between bytes)")
         if kind == "body" and fault.message is None:
             raise ValueError("a body fault needs message (the body to serve)")
         self.faults.append(fault)
@@ -112,9 +141,16 @@ class FaultRegistry:
     def clear(self) -> None:
         self.faults.clear()
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The first armed fault matching ``endpoint``, consuming one use of it."""
+    @property
+    def wants_page(self) -> bool:
+        """Whether some fault matches on the page number (so requests' PNO must be read)."""
+        return any(fault.page is not None for fault in self.faults)
+
+    def take(self, endpoint: str, page: int | None = None) -> Fault | None:
+        """The first armed fault matching ``endpoint`` (and ``page``), consuming one use of it."""
         for fault in self.faults:
+            if fault.page is not None and fault.page != page:
+                continue
             if fault.endpoint == "*" or fault.endpoint == endpoint:
                 if fault.count > 0:
                     fault.count -= 1
@@ -164,11 +200,50 @@ def cut_answer(fault: Fault, answer: Answer) -> Answer:
     """The real answer cut short, with a Content-Length that matches the cut (as a truncating proxy does)."""
     body = answer.body
     if fault.rows is not None:
-        body = b"".join(body.splitlines(keepends=True)[: fault.rows])
+        lines = body.splitlines(keepends=True)
+        body = b"".join(lines[: fault.rows])
+        if fault.at is not None and fault.rows < len(lines):
+            body += lines[fault.rows][: max(fault.at, 0)]
     else:
         assert fault.at is not None
         body = body[: fault.at] if fault.at >= 0 else body[: max(0, len(body) + fault.at)]
     return Answer(answer.status, body, answer.headers)
+
+
+def page_of(query: bytes, body: bytes) -> int | None:
+    """The ``PNO`` of a form request (body or query string), or None."""
+    for raw in (body, query):
+        try:
+            for key, value in parse_qsl(raw.decode("utf-8", "replace")):
+                if key.upper() == "PNO":
+                    return int(value.strip() or 1)
+        except ValueError:
+            return None
+    return None
+
+
+def redirect_answer(fault: Fault, path: str, query: bytes) -> Answer:
+    """A redirect to the same path and query under ``fault.location``."""
+    assert fault.location is not None
+    target = fault.location.rstrip("/") + path + (("?" + query.decode("latin-1")) if query else "")
+    return Answer(fault.status, b"Object moved", TEXT + [(b"location", target.encode("latin-1"))])
+
+
+def echo_answer(fault: Fault, method: str, path: str, query: bytes, body: bytes) -> Answer:
+    """An error page repeating the request, as ASP.NET's and proxies' error pages do (the password included).
+
+    The raw form comes first, then its decoded values, so even a short excerpt of the page holds them.
+    """
+    raw = body.decode("utf-8", "replace")
+    decoded = " ".join(f"{k}={v}" for k, v in parse_qsl(raw)) if "=" in raw else ""
+    prefix = fault.message if fault.message is not None else "<html><body><p>"
+    page = (
+        f"{prefix}{raw} | {decoded} | {method} {path}?{query.decode('latin-1')}"
+        + ("" if fault.message is not None else "</p><h1>Server Error in '/' Application.</h1>"
+           f"<pre>{html.escape(raw)}</pre></body></html>")
+    )
+    content_type = b"text/plain; charset=utf-8" if fault.message is not None else b"text/html; charset=utf-8"
+    return Answer(fault.status, page.encode("utf-8"), [(b"content-type", content_type)])
 
 
 def fault_answer(fault: Fault, endpoint: str) -> Answer:
@@ -200,10 +275,23 @@ async def serve_with_fault(
     scope: dict,
     execute: Callable[[], Answer],
     respond: Callable[[Answer], Awaitable[None]],
+    *,
+    body: bytes = b"",
+    trickle: Callable[[Answer, float], Awaitable[None]] | None = None,
 ) -> None:
     """Serve one request under ``fault``: maybe execute it, then misbehave."""
     answer = execute() if fault.execute else None
     kind = fault.kind
+    if kind == "redirect":
+        await respond(redirect_answer(fault, scope["path"], scope["query_string"]))
+        return
+    if kind == "echo":
+        await respond(echo_answer(fault, scope["method"], scope["path"], scope["query_string"], body))
+        return
+    if kind == "trickle":
+        assert trickle is not None
+        await trickle(answer if answer is not None else execute(), fault.delay)
+        return
     if kind in ("reset", "reset_after"):
         reset(scope)
     elif kind == "drop":

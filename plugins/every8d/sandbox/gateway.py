@@ -199,9 +199,9 @@ def send_mms(state: SandboxState, params: dict[str, str]) -> Answer:
         raise error(-304)
     if params.get("TYPE", "").strip().lower() not in MMS_TYPES:
         raise error(-305)
-    if len(image) > MMS_MAX_BYTES:
-        raise error(-314)
-    points = mms_points(len(image))
+    if len(image) + len(params.get("MSG", "").encode("utf-8")) > MMS_MAX_BYTES:
+        raise error(-314)  # image plus text (圖加文)
+    points = mms_points(len(image), params.get("MSG", ""))
     result = state.send(
         account, kind="mms", endpoint="mms/sendMMS", subject=subject, recipients=recipients,
         send_at=send_at, retry_minutes=_retry_minutes(params.get("RETRYTIME")),

@@ -2,8 +2,10 @@
 
 The push endpoint only appends events; this claims the ones not merged yet
 (so an event arriving mid-merge waits for the next run), resolves each to a
-message (by MR when the gateway echoed one we know, else the number's first
-message that is not final yet), keeps the most telling event per message
+message (by MR when the gateway echoed one we know; else a final push goes to
+its own open message of the number, the n-th distinct final push to the n-th
+open message, so a number listed twice gets both deliveries; a non-final push
+goes to the number's first open message), keeps the most telling event per message
 (final beats non-final, then the latest report), and runs the same merge as a
 poll.  Events of batches nobody registered stay pending until they are.
 """
@@ -58,18 +60,35 @@ FROM (
         GROUP BY batch_id, mr
     ),
     by_mobile AS (
-        SELECT batch_id, mobile, min(CASE WHEN NOT is_final THEN seq END) AS open_seq, min(seq) AS any_seq
+        SELECT batch_id, mobile, min(CASE WHEN NOT is_final THEN seq END) AS open_seq, min(seq) AS any_seq,
+               count(*) AS messages
         FROM {MESSAGES.name}
         WHERE batch_id IN (SELECT batch_id FROM claimed)
         GROUP BY batch_id, mobile
     ),
+    open_messages AS (  -- the n-th message of a number not final yet
+        SELECT batch_id, mobile, seq, row_number() OVER (PARTITION BY batch_id, mobile ORDER BY seq) AS nth
+        FROM {MESSAGES.name}
+        WHERE NOT is_final AND batch_id IN (SELECT batch_id FROM claimed)
+    ),
+    unmatched_finals AS (  -- final pushes with no known MR: the n-th distinct one per number
+        SELECT p.event_key,
+               dense_rank() OVER (PARTITION BY p.batch_id, p.mobile ORDER BY p.observed_at, p.status) AS nth
+        FROM claimed p
+        LEFT JOIN by_mr r ON r.batch_id = p.batch_id AND r.mr = p.mr
+        WHERE p.is_final AND r.mobile IS NULL
+    ),
     resolved AS (
-        SELECT p.event_key, p.batch_id, p.mr, p.status, p.observed_at, p.is_final,
+        SELECT p.event_key, p.batch_id, p.status, p.observed_at, p.is_final,
                COALESCE(r.mobile, p.mobile) AS mobile,
-               COALESCE(r.seq, bm.open_seq, bm.any_seq, 1) AS seq
+               COALESCE(r.seq, o.seq, CASE WHEN NOT p.is_final THEN bm.open_seq END, bm.any_seq, 1) AS seq,
+               -- an MR we do not know yet is kept only where it cannot land on the wrong message
+               CASE WHEN r.mobile IS NOT NULL OR COALESCE(bm.messages, 1) = 1 THEN p.mr END AS mr
         FROM claimed p
         LEFT JOIN by_mr r ON r.batch_id = p.batch_id AND r.mr = p.mr
         LEFT JOIN by_mobile bm ON bm.batch_id = p.batch_id AND bm.mobile = p.mobile
+        LEFT JOIN unmatched_finals u ON u.event_key = p.event_key
+        LEFT JOIN open_messages o ON o.batch_id = p.batch_id AND o.mobile = p.mobile AND o.nth = u.nth
         WHERE COALESCE(r.mobile, p.mobile) IS NOT NULL
     ),
     ranked AS (

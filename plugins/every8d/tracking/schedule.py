@@ -60,14 +60,23 @@ class BatchClock:
         return min(following, self.deadline) if now < self.deadline else following
 
 
-def close_reason(*, gateway_total: int, messages: int, final: int, now: datetime, deadline: datetime) -> CloseReason | None:
+def close_reason(
+    *, gateway_total: int, messages: int, final: int, now: datetime, deadline: datetime, listed: int | None = None
+) -> CloseReason | None:
     """Why the batch can stop being polled, or None to keep polling.
 
+    A batch closes only on a complete listing: one that listed fewer rows than
+    its count line (a cut page) must never close it, not even as ``expired``,
+    or the rows it missed would never be polled again.
+
     :param gateway_total: messages the gateway says the batch has (its count line).
+    :param listed: rows this poll's listing held; None (no listing) never closes.
     :param messages: message rows we hold for the batch.
     :param final: of those, rows with a final status.
     """
-    if messages > 0 and final >= messages and messages >= gateway_total:
+    if listed is None or listed != gateway_total or messages < gateway_total:
+        return None
+    if messages > 0 and final >= messages:
         return "all_final"
     if now >= deadline:
         return "expired"

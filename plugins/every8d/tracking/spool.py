@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from every8d import wire
+from every8d.errors import IncompleteListingError
 from every8d.tracking.numbers import to_e164
 from every8d.warehouse.tables import STATUS_STAGING
 
@@ -46,12 +47,28 @@ class PageSpool:
         self.pages = 0
 
     def write(self, chunks: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
-        """Write ``(pages, rows)`` chunks of the listing as they arrive; the file appears only when complete."""
+        """Write ``(pages, rows)`` chunks of the listing as they arrive; the file appears only when complete.
+
+        Complete means the chunks ended without an error and their rows add up to
+        the count line; otherwise the partial file is removed and
+        :class:`~every8d.errors.IncompleteListingError` (or the chunks' own error) is raised.
+        """
         partial = self.path.with_name(f".{self.path.name}.partial")
+        try:
+            self._write(chunks, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, self.path)
+        return self
+
+    def _write(self, chunks: Iterable[tuple[int, wire.StatusPage]], partial: Path) -> None:
         pending: list[pa.Table] = []
         pending_rows = 0
+        totals: set[int] = set()
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, SPOOL_SCHEMA) as writer:
             for pages, chunk in chunks:
+                totals.add(chunk.total)
                 self.total = max(self.total, chunk.total)
                 if chunk.rows:
                     pending.append(_spool_rows(self.rows, chunk.table))
@@ -63,8 +80,10 @@ class PageSpool:
                 self.pages += pages
             if pending:
                 writer.write_batch(_one_batch(pending))
-        os.replace(partial, self.path)
-        return self
+        if len(totals) > 1 or self.rows != self.total:
+            raise IncompleteListingError(
+                wire.DELIVERY_STATUS, f"{self.rows} row(s) spooled, the count line says {sorted(totals)}"
+            )
 
     @contextmanager
     def reader(self) -> Iterator[pa.RecordBatchReader]:

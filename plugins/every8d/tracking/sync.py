@@ -5,6 +5,12 @@ to a local Arrow file as pages arrive), then, in one warehouse transaction,
 stage the rows, merge them, apply the close rules and book the poll.  A crash
 anywhere leaves the tables as they were, and a rerun with the same ``now``
 leaves them exactly as one run would (the DAG passes its run's time as ``now``).
+
+Only a complete listing is merged: every page but the last holds exactly
+1000 rows, the rows add up to the count line, and every row parses with a
+known status code.  Anything else raises a retry-safe
+:class:`~every8d.errors.IncompleteListingError` (or ``UnknownStatusCodeError``)
+before the warehouse is touched: nothing merged, no poll booked, no batch closed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from every8d import wire
+from every8d.errors import IncompleteListingError, WireFormatError
 from every8d.tracking import merge
 from every8d.tracking.replies import fetch_replies, record_replies
 from every8d.tracking.schedule import DEFAULT_EXPIRY_GRACE, BatchClock, close_reason
@@ -157,33 +164,46 @@ def fetch_status_pages(
     ``pages`` consecutive pages parsed as one table.
 
     Page 1 gives the batch's count, hence the number of pages; the rest are
-    fetched ``concurrency`` at a time while earlier ones are parsed.
+    fetched ``concurrency`` at a time while earlier ones are parsed.  After the
+    last chunk the listing is checked whole (:func:`every8d.wire.listing_problem`):
+    an incomplete one raises :class:`IncompleteListingError` instead of ending,
+    so a consumer must act only once the iterator is exhausted (the spool does).
     """
     endpoint = wire.MMS_DELIVERY_STATUS if batch.mms else wire.DELIVERY_STATUS
+    page_rows: list[int] = []
+    page_totals: list[int] = []
 
     def text(number: int) -> str:
         return hook.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
 
     def parse(texts: list[str]) -> wire.StatusPage:
-        if not with_record_ids:
-            return wire.parse_status_pages(texts, endpoint)
-        pages = [wire.parse_status_page_json(page, endpoint) for page in texts]
-        return wire.StatusPage(max(page.total for page in pages), pa.concat_tables([page.table for page in pages]))
+        try:
+            if not with_record_ids:
+                chunk = wire.parse_status_pages(texts, endpoint)
+            else:
+                chunk = wire.concat_status_pages([wire.parse_status_page_json(page, endpoint) for page in texts])
+        except WireFormatError as error:  # a page cut inside a row, most likely: read again later
+            raise IncompleteListingError(endpoint, f"a page could not be read: {error.problem}") from error
+        page_rows.extend(chunk.page_rows)
+        page_totals.extend(chunk.page_totals)
+        return chunk
 
     first = parse([text(1)])
     yield 1, first
-    if first.rows < wire.STATUS_PAGE_SIZE or first.rows >= first.total:
-        return
-    numbers = range(2, math.ceil(first.total / wire.STATUS_PAGE_SIZE) + 1)
-    workers = max(concurrency, 1)
-    texts: list[str] = []
-    for page_text in _prefetched(text, numbers, workers, window=workers + pages_per_parse):
-        texts.append(page_text)
-        if len(texts) >= pages_per_parse:
+    if first.rows >= wire.STATUS_PAGE_SIZE and first.rows < first.total:
+        numbers = range(2, math.ceil(first.total / wire.STATUS_PAGE_SIZE) + 1)
+        workers = max(concurrency, 1)
+        texts: list[str] = []
+        for page_text in _prefetched(text, numbers, workers, window=workers + pages_per_parse):
+            texts.append(page_text)
+            if len(texts) >= pages_per_parse:
+                yield len(texts), parse(texts)
+                texts = []
+        if texts:
             yield len(texts), parse(texts)
-            texts = []
-    if texts:
-        yield len(texts), parse(texts)
+    problem = wire.listing_problem(first.total, page_rows, wire.STATUS_PAGE_SIZE, page_totals)
+    if problem:
+        raise IncompleteListingError(endpoint, problem)
 
 
 def merge_spool(
@@ -212,7 +232,8 @@ def merge_spool(
         messages, final = merge.batch_counts(warehouse, batch.batch_id)
         clock = batch.clock(grace)
         reason = close_reason(
-            gateway_total=spool.total, messages=messages, final=final, now=now, deadline=clock.deadline
+            gateway_total=spool.total, listed=spool.rows, messages=messages, final=final, now=now,
+            deadline=clock.deadline,
         )
         expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
         next_poll = None if reason else clock.next_poll_at(now)

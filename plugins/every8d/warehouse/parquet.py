@@ -11,13 +11,17 @@ same transaction as the change); the export rewrites each marked partition
 whole from the warehouse, streaming, into a hidden temporary file that then
 replaces ``data.parquet`` (readers never see half a file), deletes any other
 file in the partition (``delete_matching``), and clears the mark.  A crash
-before the mark is cleared just means the next export redoes it.
+before the mark is cleared just means the next export redoes it.  An export
+killed while writing leaves its temporary file behind; the next export of that
+folder removes every temporary file older than ``STALE_TEMP_SECONDS`` (younger
+ones may belong to an export running right now, e.g. a task and its retry).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +42,25 @@ DATA_FILE = "data.parquet"
 PARTITION_COLUMNS = ("send_date", "kind")
 PARTITIONED_TABLES = (MESSAGES, STATUS_HISTORY)
 _SEND_DATE = "CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE)"
+TEMP_PREFIX = f".{DATA_FILE}."
+TEMP_SUFFIX = ".tmp"
+#: A temporary file this old belongs to no running export (a partition is written in seconds).
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _modified_epoch(info: dict) -> float | None:
+    """When an fsspec entry was last written (local ``mtime``, S3/GCS ``LastModified``/``updated``)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def default_parquet_root() -> str:
@@ -109,6 +132,11 @@ class ParquetExporter:
             log.info("rewrote %d Parquet partition(s) (%d row(s)) under %s", len(marks), rows, self.base)
         return ExportResult(len(marks), rows)
 
+    def _stale(self, entry: dict) -> bool:
+        if _modified_epoch(entry) is None:  # ``ls`` details differ by backend: ask for the full entry
+            entry = self.fs.info(entry["name"])
+        return _stale_entry(entry, time.time())
+
     def write_partition(self, warehouse: Warehouse, spec: TableSpec, send_date: date, kind: str) -> int:
         """Rewrite one (send date, kind) partition of ``spec``'s table from the warehouse; rows written."""
         schema = file_schema(spec)
@@ -124,7 +152,7 @@ class ParquetExporter:
         """Stream a query into ``folder/data.parquet`` atomically; remove every other file there."""
         self.fs.makedirs(folder, exist_ok=True)
         final = f"{folder}/{DATA_FILE}"
-        temporary = f"{folder}/.{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+        temporary = f"{folder}/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         rows = 0
         try:
             with self.fs.open(temporary, "wb") as handle, pq.ParquetWriter(handle, schema, compression="snappy") as writer:
@@ -137,14 +165,26 @@ class ParquetExporter:
         finally:
             if self.fs.exists(temporary):
                 self.fs.rm(temporary)
-        for other in self.fs.ls(folder, detail=False):
+        for entry in self.fs.ls(folder, detail=True):
+            other = entry["name"]
             name = other.rstrip("/").rsplit("/", 1)[-1]
-            if (rows and name == DATA_FILE) or name.startswith("."):
+            if rows and name == DATA_FILE:
+                continue
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                if not self._stale(entry):
+                    continue  # another export may be writing it right now
+                log.info("removing %s, left by an export that did not finish", other)
+            elif name.startswith("."):
                 continue
             self.fs.rm(other, recursive=True)
         if not rows and not self.fs.ls(folder, detail=False):
             self.fs.rmdir(folder)
         return rows
+
+
+def _stale_entry(entry: dict, now: float) -> bool:
+    modified = _modified_epoch(entry)
+    return modified is None or now - modified > STALE_TEMP_SECONDS
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
