@@ -299,10 +299,20 @@ class CampaignRun:
                 write_rejects(self.options.rejects_path, planner.iter_rejects(), self.campaign_id)
         return self._campaign_row()
 
-    def _read_credit(self) -> Decimal:
-        credit = self.hook.get_credit()
-        self.calls += 1
-        return credit
+    def _read_credit(self, tries: int = 3) -> Decimal:
+        """The account's credit; a read is safe to repeat, so an unreadable answer is read again."""
+        from every8d.errors import ReadFailedError, WireFormatError
+
+        for attempt in range(1, tries + 1):
+            self.calls += 1
+            try:
+                return self.hook.get_credit()
+            except (ReadFailedError, WireFormatError) as error:
+                if attempt == tries:
+                    raise
+                log.warning("campaign %s: credit read failed (%s); reading again", self.campaign_id,
+                            type(error).__name__)
+        raise AssertionError("unreachable")
 
     def _check_budget(self, planned_points: Decimal, open_points: Decimal) -> None:
         """``max_points`` against the plan; the credit against what is still ``pending`` (each cost once).
