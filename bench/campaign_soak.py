@@ -247,7 +247,7 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 campaigns (about two minutes)")
+    parser.add_argument("--quick", action="store_true", help="4 campaigns (a minute or two)")
     parser.add_argument("--campaigns", type=int)
     parser.add_argument("--seed", type=int, help="default: random, printed")
     parser.add_argument("--postgres", help="a Postgres DSN for the ledger instead of a DuckDB file")
@@ -256,11 +256,14 @@ def main() -> int:
     if args.child:
         return child(*args.child)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
-    campaigns = args.campaigns or (6 if args.quick else 300)
+    campaigns = args.campaigns or (4 if args.quick else 300)
     print(f"campaign soak: seed {seed}, {campaigns} campaigns", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="every8d-soak-") as tmp:
         work = Path(tmp)
-        target = args.postgres or f"duckdb://{work / 'ledger.duckdb'}"
+        target = f"duckdb://{work / 'ledger.duckdb'}"
+        if args.postgres:  # the runners inherit the connection
+            os.environ["AIRFLOW_CONN_SOAK_LEDGER"] = args.postgres
+            target = "airflow://soak_ledger"
         out = soak(campaigns, seed, target, work)
     print(json.dumps(out))
     return 1 if out["duplicates"] or out["lost"] or out["open"] or out["unknown"] else 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import sys
 import threading
@@ -28,6 +27,9 @@ from every8d.campaign.errors import CampaignError
 from every8d.campaign.runner import CampaignRun, RunOptions
 from every8d.hooks.every8d import Every8dHook
 from every8d.warehouse import open_warehouse
+
+
+RUNS: list = []  # the CampaignRun of this process, once built
 
 
 def _steps() -> dict:
@@ -59,7 +61,11 @@ def arm(step: str, when: str = "after", nth: int = 1, signal_name: str = "KILL")
             now = calls["n"] == nth
         if now:
             print(json.dumps({"signal_at": step, "when": when, "nth": nth}), flush=True)
-            os.kill(os.getpid(), number)
+            # Holding the run's warehouse lock, no thread of this process is inside a ledger
+            # transaction: a frozen DuckDB runner would otherwise keep the file locked for everyone.
+            run_lock = RUNS[0].lock if RUNS else threading.Lock()
+            with run_lock:  # to this very thread: it stops before it returns to user space
+                signal.pthread_kill(threading.get_ident(), number)
 
     @functools.wraps(original)
     def wrapped(*args, **kwargs):
@@ -94,6 +100,7 @@ def main(target: str, audience: str, campaign_id: str, chunk_size: str, settings
     try:
         run = CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse,
                           options=RunOptions(**options))
+        RUNS.append(run)
         print(json.dumps({"ok": True, "summary": run.run(audience)}, default=str), flush=True)
         return 0
     except CampaignError as error:

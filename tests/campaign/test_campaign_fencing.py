@@ -81,8 +81,8 @@ FREEZE_STEPS = [
 def test_a_frozen_runner_wakes_after_its_retry_finished_and_sends_nothing(sandbox, every8d_conn_env,
                                                                           warehouse_target, warehouse, audience,
                                                                           step, when, nth):
-    frozen = Runner(warehouse_target, audience,
-                    settings={"signal_at": {"step": step, "when": when, "nth": nth, "signal": "STOP"}})
+    frozen = Runner(warehouse_target, audience, settings={  # one request at a time: it freezes holding one answer
+        "options": {"concurrency": 1}, "signal_at": {"step": step, "when": when, "nth": nth, "signal": "STOP"}})
     wait_stopped(frozen.pid)
     retry = Runner(warehouse_target, audience)
     assert retry.wait() == 0, retry.output[-3000:]
@@ -110,7 +110,8 @@ def test_a_runner_frozen_just_before_writing_its_request_reports_the_duplicates_
     that it is never silent: its batch is kept, and the duplicates are counted and reported.
     """
     frozen = Runner(warehouse_target, promo_audience, settings={
-        "spec": {"message": PROMO}, "signal_at": {"step": "request", "when": "before", "nth": 1, "signal": "STOP"}})
+        "spec": {"message": PROMO}, "options": {"concurrency": 1},
+        "signal_at": {"step": "request", "when": "before", "nth": 1, "signal": "STOP"}})
     wait_stopped(frozen.pid)
     retry = Runner(warehouse_target, promo_audience, settings={"spec": {"message": PROMO}})
     assert retry.wait() == 0, retry.output[-3000:]
@@ -219,3 +220,47 @@ def test_credit_exactly_covering_the_campaign_survives_a_dropped_answer_and_a_re
     assert retry.wait() == 0, retry.output[-3000:]  # the in-doubt 50 are not counted as still to pay
     assert_invariants(sandbox, warehouse, "camp")
     assert sandbox.account()["credit"] == "0.00"
+
+
+@pytest.fixture
+def postgres_ledger(postgres_database, monkeypatch):
+    """The ledger on Postgres (row locks instead of DuckDB's file lock): target and an open warehouse."""
+    import psycopg2
+
+    from every8d.warehouse import open_warehouse
+
+    monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_PG", postgres_database)
+    with psycopg2.connect(postgres_database) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+    warehouse = open_warehouse("airflow://campaign_pg")
+    yield "airflow://campaign_pg", warehouse
+    warehouse.close()
+
+
+def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise(sandbox, every8d_conn_env,
+                                                                                  postgres_ledger, audience):
+    target, warehouse = postgres_ledger
+    killed = Runner(target, audience, "killed", settings={"signal_at": {"step": "request", "nth": 3}})
+    assert killed.wait() == -signal.SIGKILL, killed.output[-3000:]
+    assert Runner(target, audience, "killed").wait() == 0
+    assert_invariants(sandbox, warehouse, "killed")
+
+    sandbox.reset()
+    frozen = Runner(target, audience, "frozen", settings={
+        "options": {"concurrency": 1}, "signal_at": {"step": "request", "nth": 3, "signal": "STOP"}})
+    wait_stopped(frozen.pid)
+    retry = Runner(target, audience, "frozen")
+    assert retry.wait() == 0, retry.output[-3000:]
+    frozen.signal(signal.SIGCONT)
+    assert frozen.wait() == 3 and frozen.result()["error"] == "LeaseLostError"
+    assert frozen.result()["summary"]["stale_batches"] == 1
+    assert_invariants(sandbox, warehouse, "frozen")
+
+    sandbox.reset()
+    for endpoint in ("sendSMS", "SendParamSMS"):
+        sandbox.inject_fault(endpoint, "slow", delay=0.2, count=-1, execute=True)
+    racing = [Runner(target, audience, "race"), Runner(target, audience, "race")]
+    assert [r.wait() for r in racing] == [0, 0], [r.output[-2000:] for r in racing]
+    assert_invariants(sandbox, warehouse, "race")

@@ -126,6 +126,10 @@ class Lease:
         if self.lost.is_set():
             raise errors.LeaseLostError(f"campaign {self.campaign_id}: this runner lost its lease; it stops")
         with self.lock, self.wh.transaction():
+            if self.wh.dialect == "postgres":
+                # A runner frozen inside this transaction would hold the campaign row's lock for
+                # good: the server ends such a session after a lease, and its writes never commit.
+                self.wh.execute(f"SET LOCAL idle_in_transaction_session_timeout = {self._ms}")
             self.renew()
             yield
 

@@ -168,6 +168,10 @@ class CampaignRun:
             return self.summary()
         try:
             return self._send_holding_lease(audience)
+        except errors.LeaseLostError as error:
+            if not error.summary:
+                error.summary = self.summary()
+            raise
         finally:
             self.lease.release()
 
