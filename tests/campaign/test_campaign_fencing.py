@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from campaign_checks import assert_invariants, check_invariants, clean_audience, make_audience
-from runner_processes import Runner, wait_stopped, wait_until
+from runner_processes import Runner, wait_stopped
 
 PROMO = "Spring sale: 20% off everything this week. Reply N to opt out."
 

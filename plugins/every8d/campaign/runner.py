@@ -43,7 +43,7 @@ from every8d.campaign.ledger import ChunkInfo, SendLedger
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome
 from every8d.campaign.prepare import plan_audience, write_rejects
 from every8d.campaign.progress import Progress
-from every8d.campaign.resolve import InDoubtPolicy, park_reason, resolve_chunk
+from every8d.campaign.resolve import InDoubtPolicy, resolve_chunk
 from every8d.campaign.sender import SendSettings, find_unsent, request_schedule, send_chunk
 
 log = logging.getLogger(__name__)
