@@ -102,12 +102,12 @@ with DAG(
         ("sms", Every8dSendSmsOperator, {}),
         ("mms", Every8dSendMmsOperator, {"image": "{{ params.mms_image }}"}),
     ):
-        plan = operator(task_id=f"plan_{name}", dry_run=True, **COMMON, **extra)
+        plan = operator(task_id=f"plan_{name}", estimate_only=True, **COMMON, **extra)
 
         @task.short_circuit(task_id=f"confirm_{name}")
         def confirm(params: dict) -> bool:
             """Stop here on a dry run: the plan above is the result."""
             return not params["dry_run"]
 
-        send = operator(task_id=f"send_{name}", dry_run=False, **COMMON, **extra)
+        send = operator(task_id=f"send_{name}", estimate_only=False, **COMMON, **extra)
         kind >> plan >> confirm() >> send

@@ -72,3 +72,40 @@ def assert_exactly_once(sandbox, warehouse, campaign_id: str, audience_rows: int
     planned = set(zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist()))
     assert set(pairs) == planned, "the gateway holds messages the ledger does not, or the reverse"
     return dict(states)
+
+
+FINAL_STATES = ("sent", "sent_unconfirmed", "needs_review", "unsent_no_credit", "unsent_international")
+
+
+def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES) -> dict:
+    """The four promises after any failure, as figures (the soak counts them, tests assert them zero).
+
+    ``duplicates``: (number, text) pairs the gateway holds more than once; ``lost``: ledger recipients
+    the gateway holds no message for; ``unknown``: gateway pairs the ledger does not plan, plus ledger
+    batch ids the gateway never issued; ``open``: recipients not in a final state.
+    """
+    ledger, _ = ledger_and_rejects(warehouse, campaign_id)
+    pairs = Counter((m["mobile"], m["text"]) for m in sandbox.messages())
+    planned = Counter(zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist()))
+    states = Counter(ledger.column("state").to_pylist())
+    issued = {b["batch_id"] for b in sandbox.batches()}
+    recorded = {b for b in ledger.column("batch_id").to_pylist() if b}
+    registered = {r["batch_id"] for r in warehouse.query_arrow(
+        "SELECT batch_id FROM every8d_batches WHERE campaign_id = ?", [campaign_id]).to_pylist()} if (
+        "batch_id" in [c.lower() for c in warehouse.table_columns("every8d_batches")]) else set()
+    return {
+        "duplicates": sum(n - 1 for n in pairs.values() if n > 1),
+        "lost": sum(1 for pair in planned if pair not in pairs),
+        "unknown": sum(1 for pair in pairs if pair not in planned) + len((recorded | registered) - issued),
+        "open": sum(n for state, n in states.items() if state not in final),
+        "planned_twice": sum(n - 1 for n in planned.values() if n > 1),
+        "needs_review": states.get("needs_review", 0),
+        "states": dict(states),
+    }
+
+
+def assert_invariants(sandbox, warehouse, campaign_id: str, **kwargs) -> dict:
+    figures = check_invariants(sandbox, warehouse, campaign_id, **kwargs)
+    broken = {k: figures[k] for k in ("duplicates", "lost", "unknown", "open", "planned_twice") if figures[k]}
+    assert not broken, f"broken promises {broken}; ledger states {figures['states']}"
+    return figures

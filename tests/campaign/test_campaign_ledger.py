@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 from campaign_checks import TEMPLATES, assert_exactly_once, clean_audience, make_audience
 
 from every8d.campaign.audience import ColumnMap
 from every8d.campaign.config import CampaignSpec
+from every8d.campaign import errors
+from every8d.campaign.lease import Lease
 from every8d.campaign.ledger import LEDGER, SendLedger
 from every8d.campaign.runner import CampaignRun, RunOptions
 
@@ -58,3 +64,80 @@ def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env,
     again = campaign_run(warehouse).run(clean_audience(250))
     assert again["plan_reused"] and again["calls"] == 0 and again["sent"] == first["sent"] == 250
     assert len(sandbox.requests()) == before  # not even a credit check: nothing is left to pay for
+
+
+# -- the lease and its fence, on DuckDB and on Postgres ------------------------------------------------
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_warehouse(request, warehouse):
+    """The ledger's two homes: the default DuckDB file and Postgres (row locks)."""
+    if request.param == "duckdb":
+        return warehouse
+    import psycopg2
+
+    from every8d.warehouse import open_warehouse
+
+    dsn = request.getfixturevalue("postgres_database")
+    request.getfixturevalue("monkeypatch").setenv("AIRFLOW_CONN_LEASE_PG", dsn)
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+    pg = open_warehouse("airflow://lease_pg")
+    request.addfinalizer(pg.close)
+    return pg
+
+
+def lease_of(warehouse, owner: str, seconds: float = 30.0) -> Lease:
+    SendLedger(warehouse, "camp").ensure_tables()
+    return Lease(warehouse, "camp", owner, seconds, threading.RLock())
+
+
+PLACEHOLDER = {"kind": "sms", "fingerprint": "f"}
+
+
+def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(any_warehouse):
+    first, second = lease_of(any_warehouse, "runner-a", 4.0), lease_of(any_warehouse, "runner-b", 4.0)
+    assert first.try_acquire(PLACEHOLDER) is True
+    assert second.try_acquire(PLACEHOLDER) is False  # held, not expired
+    owner, until, state = second.holder()
+    assert (owner, state) == ("runner-a", "planning") and until is not None
+    deadline = time.monotonic() + 30
+    while not second.try_acquire(PLACEHOLDER):  # runner-a stopped renewing: it expires
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert second.holder()[0] == "runner-b"
+    with pytest.raises(errors.LeaseLostError):  # the old holder's next write is fenced off
+        with first.fenced():
+            pytest.fail("a runner without the lease got into a fenced transaction")
+    assert first.lost.is_set()
+    with second.fenced():  # the holder renews and writes
+        pass
+    second.release()
+    assert second.holder()[0] is None
+
+
+def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_written(any_warehouse):
+    run = CampaignRun(SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse,
+                      options=RunOptions(lease_seconds=30))
+    run.plan(clean_audience(300))
+    ledger = run.ledger
+    now = datetime.now(timezone.utc)
+    claimed = ledger.claim([0, 1], now, "runner-a")
+    assert set(claimed.column("state").to_pylist()) == {"pending"}  # a claim is not a send
+    assert [c.written_at for c in ledger.chunks("chunk IN (0, 1)")] == [None, None]
+    assert ledger.stamp(0, "runner-b", None) is False  # not runner-b's chunk
+    assert ledger.stamp(0, "runner-a", None) is True
+    stamped = ledger.chunks("chunk = 0")[0]
+    assert stamped.written_at is not None and stamped.attempt == 1
+    assert set(ledger.rows([0], ("in_flight",)).column("chunk").to_pylist()) == {0}
+    ledger.release([0, 1], "runner-b", now)  # another runner's token releases nothing
+    assert {c.state for c in ledger.chunks("chunk IN (0, 1)")} == {"in_flight"}
+    ledger.release([0, 1], "runner-a", now)  # only the chunk no request was written for goes back
+    assert [c.state for c in ledger.chunks("chunk IN (0, 1)")] == ["in_flight", "pending"]
+    ledger.claim([2], now, "runner-a")
+    assert ledger.take_over("runner-c", now) == 1  # chunk 2 (claimed, never written) is pending again
+    assert {c.chunk: (c.state, c.claimed_by) for c in ledger.chunks("chunk IN (0, 2)")} == {
+        0: ("in_flight", "runner-c"), 2: ("pending", None)}
+    assert ledger.open_points() == Decimal(200)  # chunk 0 (100, in doubt) was most likely charged: not counted again

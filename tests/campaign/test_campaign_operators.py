@@ -95,25 +95,39 @@ def test_ten_thousand_rows_several_templates_bad_numbers_duplicates_and_opt_outs
 
 
 @pytest.mark.parametrize(("endpoint", "tier"), [("sendSMS", "promo"), ("SendParamSMS", "personal")])
-def test_a_dropped_answer_is_resolved_by_the_retry_without_texting_anyone_twice(
+def test_three_dropped_answers_are_resolved_in_the_same_try_without_texting_anyone_twice(
     sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, task_instance_of, endpoint, tier,
 ):
     audience = make_audience(1_200, seed=3)
-    sandbox.inject_fault(endpoint, "drop", count=1)  # executed by the gateway, then no answer
+    sandbox.inject_fault(endpoint, "drop", count=3)  # executed by the gateway, then no answer, three times
     dag = send_dag(
         f"campaign_drop_{tier}", audience=lambda: audience, message=TEMPLATES, template_column="tier",
-        name_column="name", chunk_size=60, retries=1, retry_delay=timedelta(0),
+        name_column="name", chunk_size=60, retries=0,  # no retry to spend: the try itself must settle them
         settle_seconds=0,  # the sandbox executed the request before dropping it: nothing is still running
     )
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
-    assert task_instance_of(dag_run, "send").try_number == 2
+    assert task_instance_of(dag_run, "send").try_number == 1
     summary = xcom_of(dag_run, "send")
     states = assert_exactly_once(sandbox, warehouse, summary["campaign_id"], 1_200)
-    # the dropped chunk's recipients got their text from the lost request: the filter proves it
-    assert 0 < states["sent_unconfirmed"] <= 60
-    assert summary["sent_unconfirmed"] == states["sent_unconfirmed"]
-    assert endpoints(sandbox)["sendSMS4FilterMessage.ashx"] >= 1
+    # the dropped chunks' recipients got their text from the lost requests: the filter proves it
+    assert 0 < states["sent_unconfirmed"] <= 3 * 60
+    assert summary["sent_unconfirmed"] == states["sent_unconfirmed"] and summary["lost_answers"] == 3
+    assert endpoints(sandbox)["sendSMS4FilterMessage.ashx"] >= 3
+
+
+def test_a_gateway_that_keeps_losing_answers_fails_the_try_retryably(
+    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, task_instance_of,
+):
+    sandbox.inject_fault("sendSMS", "drop", count=4)
+    dag = send_dag("campaign_lossy", audience=lambda: make_audience(600, seed=5), message="Flash sale today",
+                   chunk_size=50, concurrency=1, max_lost_answers=2, settle_seconds=0, retries=1,
+                   retry_delay=timedelta(0))
+    dag_run = run_dag(dag)
+    assert dag_run.state == "success"
+    assert task_instance_of(dag_run, "send").try_number == 2  # try 1 stopped after its third lost answer
+    summary = xcom_of(dag_run, "send")
+    assert_exactly_once(sandbox, warehouse, summary["campaign_id"], 600)
 
 
 def test_budget_cap_refuses_before_any_send_and_does_not_retry(
@@ -131,7 +145,7 @@ def test_budget_cap_refuses_before_any_send_and_does_not_retry(
 
 def test_dry_run_returns_the_plan_and_sends_nothing(sandbox, every8d_conn_env, warehouse, run_dag, xcom_of):
     dag = send_dag("campaign_dry", audience=lambda: make_audience(2_000), message=TEMPLATES,
-                   template_column="tier", name_column="name", dry_run="{{ 'True' }}", max_points=100)
+                   template_column="tier", name_column="name", estimate_only="{{ 'True' }}", max_points=100)
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
     plan = xcom_of(dag_run, "send")
@@ -218,3 +232,43 @@ def test_bad_settings_fail_at_once_with_a_clear_message(sandbox, every8d_conn_en
     output = "".join(capfd.readouterr())
     assert "no column(s) ['first_name']" in output and "'customer_id'" in output  # the missing and known columns
     assert sends(sandbox) == 0
+
+
+def test_estimate_only_leaves_base_operator_dry_run_callable_and_dry_run_still_works_deprecated():
+    from every8d.operators.send import Every8dSendSmsOperator
+
+    operator = Every8dSendSmsOperator(task_id="send", audience="people.parquet", message="hi")
+    operator.dry_run()  # BaseOperator.dry_run(): logs the template fields; the old attribute made this a TypeError
+    assert operator.estimate_only is False
+    with pytest.warns(DeprecationWarning, match="estimate_only"):
+        old = Every8dSendSmsOperator(task_id="old", audience="people.parquet", message="hi", dry_run=True)
+    assert old.estimate_only is True and callable(old.dry_run)
+
+
+def test_a_wrong_password_fails_the_task_without_burning_retries(sandbox, every8d_conn_env, warehouse, run_dag,
+                                                                 task_instance_of, monkeypatch):
+    connection = json.loads(sandbox.connection_json())
+    connection["password"] = "wrong"
+    monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps(connection))
+    dag = send_dag("campaign_bad_password", audience=lambda: make_audience(50), message="hello", retries=2,
+                   retry_delay=timedelta(0))
+    dag_run = run_dag(dag)
+    assert dag_run.state == "failed"
+    assert task_instance_of(dag_run, "send").try_number == 1  # AirflowFailException: a retry cannot fix it
+    assert sends(sandbox) == 0
+
+
+def test_every_chunk_refused_fails_at_once_but_a_transient_error_is_retried(
+    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of,
+):
+    sandbox.inject_fault("sendSMS", "error", code=-24, count=-1)  # "empty content": a refusal, terminal
+    dag_run = run_dag(send_dag("campaign_refused", audience=lambda: make_audience(50), message="hello",
+                               retries=2, retry_delay=timedelta(0)))
+    assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 1
+    sandbox.clear_faults()
+    sandbox.inject_fault("getCredit", "reset", count=-1)  # the credit read keeps failing: transient
+    dag_run = run_dag(send_dag("campaign_transient", audience=lambda: make_audience(50), message="hello",
+                               retries=1, retry_delay=timedelta(0)))
+    assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 2  # it was retried
+    sandbox.clear_faults()
+    assert sends(sandbox) == 1  # only the refused request; nothing was sent past the failing credit read

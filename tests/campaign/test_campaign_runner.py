@@ -29,9 +29,11 @@ def run_campaign(warehouse, audience, campaign_id="camp", *, message=TEMPLATES, 
     from every8d.hooks.every8d import Every8dHook
 
     columns = ColumnMap(mobile="mobile", name="name", template="tier" if isinstance(message, dict) else None)
-    spec_kwargs = {k: options.pop(k) for k in ("quiet_hours", "quiet_hours_policy", "image") if k in options}
+    spec_kwargs = {k: options.pop(k) for k in ("quiet_hours", "quiet_hours_policy", "image", "schedule_at")
+                   if k in options}
+    hook_kwargs = {k: options.pop(k) for k in ("timeout", "connect_timeout") if k in options}
     spec = CampaignSpec(kind=kind, message=message, columns=columns, chunk_size=chunk_size, **spec_kwargs)
-    hook = Every8dHook()
+    hook = Every8dHook(**hook_kwargs)
     try:
         return CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse,
                            options=RunOptions(**options)).run(audience)
@@ -54,7 +56,8 @@ def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(sandbox, every8d_con
         sandbox.inject_fault(endpoint, "slow", delay=0.5, count=-1, execute=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "send_campaign_process.py"), warehouse_target, str(audience_path), "camp", "150"],
+        [sys.executable, str(HERE / "send_campaign_process.py"), warehouse_target, str(audience_path), "camp", "150",
+         '{"options": {"lease_seconds": 3}, "hook": {"timeout": 1, "connect_timeout": 1}}'],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
@@ -71,7 +74,8 @@ def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(sandbox, every8d_con
     assert left.get("sent", 0) >= 4 and left.get("in_flight", 0) >= 1 and left.get("pending", 0) >= 1
     gateway_had = len(sandbox.messages())
 
-    summary = run_campaign(warehouse, str(audience_path), chunk_size=150, concurrency=2, settle_seconds=1.0)
+    summary = run_campaign(warehouse, str(audience_path), chunk_size=150, concurrency=2, settle_seconds=1.0,
+                           lease_seconds=3.0, timeout=1, connect_timeout=1)
     assert summary["plan_reused"] is True
     states = assert_exactly_once(sandbox, warehouse, "camp", 3_000)
     assert states.get("sent_unconfirmed", 0) >= 1  # whatever the killed process had sent was found, not resent
@@ -96,17 +100,16 @@ def test_no_credit_is_recorded_per_recipient_and_stops_the_campaign(sandbox, eve
     statuses = {m["mobile"]: m["status"] for m in sandbox.messages()}
     assert {statuses[m] for m in unsent.column("mobile").to_pylist()} == {301}
     requests_before = len(sandbox.requests())
-    with pytest.raises(errors.InsufficientCreditError, match="nothing was sent"):
+    with pytest.raises(errors.InsufficientCreditError, match="read twice.*nothing more was sent") as again:
         run_campaign(warehouse, audience, chunk_size=100)
-    assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == ["getCredit.ashx"]
+    assert again.value.retry_safe  # the account can be topped up before the retry
+    assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == ["getCredit.ashx"] * 2
 
 
 def test_mms_without_an_answer_is_parked_for_review_not_resent(sandbox, every8d_conn_env, warehouse):
     audience = clean_audience(40)
     sandbox.inject_fault("mms/sendMMS", "drop", count=1)
-    with pytest.raises(errors.CampaignInterruptedError, match="in_flight"):
-        run_campaign(warehouse, audience, message="Our new menu is out!", kind="mms", image=PNG, chunk_size=10)
-    with pytest.raises(errors.NeedsReviewError, match="10 recipient") as parked:
+    with pytest.raises(errors.NeedsReviewError, match="10 recipient") as parked:  # in the same run, no retry
         run_campaign(warehouse, audience, message="Our new menu is out!", kind="mms", image=PNG, chunk_size=10)
     summary = parked.value.summary
     assert summary["needs_review"] == 10 and summary["sent"] == 30

@@ -25,9 +25,11 @@ class BudgetExceededError(CampaignError, TerminalError):
     """The estimate is above ``max_points``: nothing was sent."""
 
 
-class InsufficientCreditError(CampaignError, TerminalError):
-    """The account's credit does not cover the rest of the campaign (checked before sending, or
-    reported by the gateway as UNSEND): top up, then clear the task."""
+class InsufficientCreditError(CampaignError, TransientError):
+    """The account's credit does not cover the rest of the campaign (read twice before sending, or
+    reported by the gateway as UNSEND).  Retryable: the account can be topped up meanwhile."""
+
+    retry_safe = True
 
 
 class QuietHoursError(CampaignError, TerminalError):
@@ -49,3 +51,18 @@ class CampaignRefusedError(CampaignError, TerminalError):
 
 class NeedsReviewError(CampaignError, TerminalError):
     """Some recipients could not be settled safely and wait for a person (state ``needs_review``)."""
+
+
+class LeaseLostError(CampaignError, TransientError):
+    """Another runner took this campaign's lease over: this runner stops without sending more.
+
+    Whatever it still had to record went in as extra batches (see ``every8d_send_stale_batches``).
+    """
+
+    retry_safe = True
+
+
+class CampaignBusyError(CampaignError, TransientError):
+    """Another live runner holds the campaign's lease (a zombie task still working): retry later."""
+
+    retry_safe = True

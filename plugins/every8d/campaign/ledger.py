@@ -84,7 +84,9 @@ CHUNKS = TableSpec(
         _f("unsent_resolved", pa.bool_(), False),
         _f("error", pa.string()),
         _f("in_flight_at", UTC_TIME),
-        _f("claimed_by", pa.string()),  # the run that marked it in flight (two runs never share a chunk)
+        _f("claimed_by", pa.string()),  # the run that claimed it (the lease holder; two runs never share a chunk)
+        _f("written_at", UTC_TIME),  # warehouse time the last request was about to be written: settle counts from here
+        _f("scheduled_for", UTC_TIME),  # latest send time that request carried (null: at once)
         _f("sent_at", UTC_TIME),
         _f("updated_at", UTC_TIME, False),
         _f("refunded_points", POINTS),
@@ -115,6 +117,9 @@ CAMPAIGNS = TableSpec(
         _f("planned_at", UTC_TIME),
         _f("updated_at", UTC_TIME, False),
         _f("finished_at", UTC_TIME),
+        _f("lease_owner", pa.string()),  # the runner allowed to write (see every8d.campaign.lease)
+        _f("lease_until", UTC_TIME),  # warehouse time the lease expires unless renewed
+        _f("lease_epoch", pa.int32()),  # how many times the lease changed hands
     ]),
     ("campaign_id",),
 )
@@ -134,7 +139,23 @@ REJECTS = TableSpec(
     ("campaign_id", "row_number"),
 )
 
-SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS)
+STALE_BATCHES = TableSpec(
+    "every8d_send_stale_batches",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("batch_id", pa.string(), False),
+        _f("chunk", pa.int32(), False),
+        _f("recorded_by", pa.string(), False),  # the runner that had lost its lease
+        _f("recipients", pa.int32()),
+        _f("sent", pa.int32()),
+        _f("cost", POINTS),
+        _f("duplicates", pa.int32()),  # recipients the new owner had sent as well when this was recorded
+        _f("recorded_at", UTC_TIME, False),
+    ]),
+    ("campaign_id", "batch_id"),
+)
+
+SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS, STALE_BATCHES)
 
 #: Ledger columns the sender reads for a chunk.
 ROW_COLUMNS = ("row_number", "chunk", "route", "mobile", "name", "text", "send_at", "record_id", "points",
@@ -156,8 +177,11 @@ class ChunkInfo:
     batch_id: str | None
     unsent: int
     unsent_resolved: bool
-    in_flight_at: datetime | None  # first attempt
-    updated_at: datetime | None  # last change: for an in-flight chunk, when its last request was about to leave
+    in_flight_at: datetime | None  # first request written
+    updated_at: datetime | None  # last change
+    claimed_by: str | None = None
+    written_at: datetime | None = None  # last request written (warehouse clock); None: claimed, never written
+    scheduled_for: datetime | None = None  # latest send time the last request carried
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -203,14 +227,25 @@ class SendLedger:
         return rows[0] if rows else None
 
     def start_plan(self, meta: dict[str, Any], now: datetime) -> None:
-        """Forget what a crashed planning left (nothing was sent from it) and mark the campaign ``planning``."""
+        """Forget what a crashed planning left (nothing was sent from it) and mark the campaign ``planning``.
+
+        Call it holding the campaign's lease (:meth:`every8d.campaign.lease.Lease.fenced`): the planner
+        that left those rows is then gone for good, and a second runner cannot wipe this plan.
+        """
         with self.wh.transaction():
-            for spec in (LEDGER, CHUNKS, REJECTS, CAMPAIGNS):
+            for spec in (LEDGER, CHUNKS, REJECTS):
                 self.wh.execute(f"DELETE FROM {spec.name} WHERE campaign_id = ?", [self.campaign_id])
-            row = {name: None for name in CAMPAIGNS.schema.names}
-            row.update(meta)
-            row.update(campaign_id=self.campaign_id, state="planning", updated_at=now)
-            self.wh.append(CAMPAIGNS.name, pa.Table.from_pylist([row], schema=CAMPAIGNS.schema))
+            names = [k for k in meta if k in CAMPAIGNS.schema.names and k != "campaign_id"]
+            changed = self.wh.execute(
+                f"""UPDATE {CAMPAIGNS.name} SET {', '.join(f'{k} = ?' for k in names)}{',' if names else ''}
+                        state = 'planning', updated_at = ? WHERE campaign_id = ?""",
+                [*(meta[k] for k in names), now, self.campaign_id],
+            )
+            if changed != 1:  # no lease row (a ledger used without a runner): create the campaign row
+                row = {name: None for name in CAMPAIGNS.schema.names}
+                row.update({k: meta[k] for k in names})
+                row.update(campaign_id=self.campaign_id, state="planning", updated_at=now)
+                self.wh.append(CAMPAIGNS.name, pa.Table.from_pylist([row], schema=CAMPAIGNS.schema))
 
     def write_plan(
         self,
@@ -280,6 +315,8 @@ class SendLedger:
                 "error": pa.nulls(n, pa.string()),
                 "in_flight_at": pa.nulls(n, UTC_TIME),
                 "claimed_by": pa.nulls(n, pa.string()),
+                "written_at": pa.nulls(n, UTC_TIME),
+                "scheduled_for": pa.nulls(n, UTC_TIME),
                 "sent_at": pa.nulls(n, UTC_TIME),
                 "updated_at": _const(now, UTC_TIME, n),
                 "refunded_points": pa.nulls(n, POINTS),
@@ -318,17 +355,22 @@ class SendLedger:
         """Chunks of the campaign matching ``where`` (SQL on ``every8d_send_chunks``), in order."""
         table = self.wh.query_arrow(
             f"""SELECT chunk, route, kind, recipients, points, send_at, state, attempt, batch_id, unsent,
-                       unsent_resolved, in_flight_at, updated_at
+                       unsent_resolved, in_flight_at, updated_at, claimed_by, written_at, scheduled_for
                 FROM {CHUNKS.name} WHERE campaign_id = ? AND ({where}) ORDER BY chunk""",
             [self.campaign_id, *parameters],
         )
         return [ChunkInfo(**row) for row in table.to_pylist()]
 
     def open_points(self) -> Decimal:
-        """Estimated points of recipients not yet settled (pending or in flight)."""
+        """Estimated points of recipients still to pay for: ``pending`` only.
+
+        An ``in_flight`` recipient's request was written: most likely it was
+        charged already, and resolving it through the duplicate filter costs
+        nothing for those it reached.  Each recipient's cost counts once.
+        """
         table = self.wh.query_arrow(
             f"""SELECT coalesce(sum(points), 0) AS points FROM {LEDGER.name}
-                WHERE campaign_id = ? AND state IN ('pending', 'in_flight')""",
+                WHERE campaign_id = ? AND state = 'pending'""",
             [self.campaign_id],
         )
         return Decimal(table.column("points")[0].as_py())
@@ -350,71 +392,138 @@ class SendLedger:
     def claim(self, chunks: Sequence[int], now: datetime, token: str) -> pa.Table:
         """Mark the still-pending ``chunks`` ``in_flight`` for this run and return their recipients.
 
-        Committed before any request leaves, so after a crash the ledger knows
-        these may have gone out.  Only chunks this run's ``token`` won are
-        returned: a second runner of the same campaign (a zombie task) gets none of them.
+        A claim is not a send: ``written_at`` stays NULL and the recipients stay
+        ``pending`` until :meth:`stamp` right before the request is written.
+        Only chunks this run's ``token`` won are returned, so two runners never
+        share a chunk.
         """
         if not chunks:
             return self.rows([])
         with self.wh.transaction():
             for part in _slices(list(chunks)):
                 self.wh.execute(
-                    f"""UPDATE {CHUNKS.name} SET state = 'in_flight', attempt = attempt + 1, in_flight_at = ?,
-                            claimed_by = ?, updated_at = ?
-                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'pending'""",
-                    [now, token, now, self.campaign_id, *part],
-                )
-            won = [c.chunk for c in self.chunks(
-                f"claimed_by = ? AND state = 'in_flight' AND chunk IN ({_marks(chunks)})", [token, *chunks])]
-            if not won:
-                return self.rows([])
-            rows = self.rows(won, ("pending",))
-            for part in _slices(won):
-                self.wh.execute(
-                    f"""UPDATE {LEDGER.name} SET state = 'in_flight', attempt = attempt + 1, in_flight_at = ?,
+                    f"""UPDATE {CHUNKS.name} SET state = 'in_flight', claimed_by = ?, written_at = NULL,
                             updated_at = ?
                         WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'pending'""",
-                    [now, now, self.campaign_id, *part],
+                    [token, now, self.campaign_id, *part],
                 )
-        return rows
+            won = [c.chunk for c in self.chunks(
+                f"claimed_by = ? AND state = 'in_flight' AND written_at IS NULL AND chunk IN ({_marks(chunks)})",
+                [token, *chunks])]
+            return self.rows(won, ("pending",)) if won else self.rows([])
+
+    def stamp(self, chunk: int, token: str, scheduled_for: datetime | None) -> bool:
+        """Record, right before a request is written, that it is being written (warehouse clock).
+
+        Run it inside the lease's fenced transaction: together they are the
+        atomic check that this runner still holds the chunk and the lease.
+        False: the chunk is no longer this runner's, send nothing.
+        """
+        with self.wh.transaction():
+            won = self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET written_at = now(), scheduled_for = CAST(? AS TIMESTAMP WITH TIME ZONE),
+                        attempt = attempt + 1, in_flight_at = coalesce(in_flight_at, now()), updated_at = now()
+                    WHERE campaign_id = ? AND chunk = ? AND claimed_by = ? AND state = 'in_flight'""",
+                [scheduled_for, self.campaign_id, chunk, token],
+            )
+            if won != 1:
+                return False
+            self.wh.execute(
+                f"""UPDATE {LEDGER.name} SET state = 'in_flight', attempt = attempt + 1,
+                        in_flight_at = coalesce(in_flight_at, now()), updated_at = now()
+                    WHERE campaign_id = ? AND chunk = ? AND state IN ('pending', 'in_flight')""",
+                [self.campaign_id, chunk],
+            )
+        return True
 
     def release(self, chunks: Sequence[int], token: str, now: datetime) -> None:
-        """Give back chunks this run claimed but never sent (the run is stopping): ``pending`` again."""
+        """Give back chunks this run claimed but never wrote a request for: ``pending`` again.
+
+        Only with the claim token, and only while no request was written.
+        """
         if not chunks:
             return
         with self.wh.transaction():
             for part in _slices(list(chunks)):
                 self.wh.execute(
-                    f"""UPDATE {CHUNKS.name} SET state = 'pending', attempt = attempt - 1, claimed_by = NULL,
-                            updated_at = ?
-                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND claimed_by = ? AND state = 'in_flight'
-                            AND attempt > 0""",
+                    f"""UPDATE {CHUNKS.name} SET state = 'pending', claimed_by = NULL, updated_at = ?
+                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND claimed_by = ?
+                            AND state = 'in_flight' AND written_at IS NULL""",
                     [now, self.campaign_id, *part, token],
                 )
-                self.wh.execute(
-                    f"""UPDATE {LEDGER.name} SET state = 'pending', attempt = attempt - 1, updated_at = ?
-                        WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'in_flight'
-                            AND attempt > 0""",
-                    [now, self.campaign_id, *part],
-                )
 
-    def note_attempt(self, chunk: int, row_numbers: Sequence[int], now: datetime) -> None:
-        """Count one more request for recipients about to be resent while resolving (stay ``in_flight``).
-
-        ``in_flight_at`` keeps the first attempt's time: the 24 h filter window counts from there.
-        """
+    def take_over(self, token: str, now: datetime) -> int:
+        """After acquiring the lease: chunks an earlier owner claimed but never wrote go back to ``pending``;
+        those it wrote become this run's to resolve.  Returns how many went back."""
         with self.wh.transaction():
-            self.wh.execute(
-                f"""UPDATE {CHUNKS.name} SET attempt = attempt + 1, updated_at = ?
-                    WHERE campaign_id = ? AND chunk = ?""",
-                [now, self.campaign_id, chunk],
+            self.wh.execute(  # written before leases existed: only in_flight_at tells, so it counts as written
+                f"""UPDATE {CHUNKS.name} SET written_at = coalesce(updated_at, in_flight_at)
+                    WHERE campaign_id = ? AND state = 'in_flight' AND written_at IS NULL AND in_flight_at IS NOT NULL""",
+                [self.campaign_id],
             )
-            for part in _slices(list(row_numbers)):
-                self.wh.execute(
-                    f"""UPDATE {LEDGER.name} SET attempt = attempt + 1, updated_at = ?
-                        WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
-                    [now, self.campaign_id, *part],
-                )
+            released = self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET state = 'pending', claimed_by = NULL, updated_at = ?
+                    WHERE campaign_id = ? AND state = 'in_flight' AND written_at IS NULL""",
+                [now, self.campaign_id],
+            )
+            self.wh.execute(
+                f"""UPDATE {LEDGER.name} SET state = 'pending', updated_at = ?
+                    WHERE campaign_id = ? AND state = 'in_flight' AND chunk IN (
+                        SELECT chunk FROM {CHUNKS.name} WHERE campaign_id = ? AND state = 'pending')""",
+                [now, self.campaign_id, self.campaign_id],
+            )
+            self.wh.execute(
+                f"""UPDATE {CHUNKS.name} SET claimed_by = ?
+                    WHERE campaign_id = ? AND state = 'in_flight' AND written_at IS NOT NULL""",
+                [token, self.campaign_id],
+            )
+        return max(released, 0)
+
+    def record_stale(self, outcomes: Iterable[ChunkOutcome], recorded_by: str, now: datetime) -> int:
+        """Keep the batches a runner got after losing its lease, without touching the new owner's state.
+
+        Each batch goes to ``every8d_send_stale_batches`` with the number of its
+        recipients the new owner had already sent under another batch id (the
+        duplicates it caused, as far as the ledger can tell now).  Returns that number.
+        """
+        duplicates = 0
+        rows = []
+        for outcome in outcomes:
+            for batch in outcome.batches:
+                others = self.wh.query_arrow(
+                    f"""SELECT count(*) AS n FROM {LEDGER.name}
+                        WHERE campaign_id = ? AND chunk = ? AND state = 'sent' AND batch_id IS NOT NULL
+                            AND batch_id <> ?""",
+                    [self.campaign_id, outcome.chunk, batch.batch_id],
+                ).column("n")[0].as_py()
+                dup = min(int(others or 0), batch.recipients - batch.unsent)
+                duplicates += dup
+                rows.append({
+                    "campaign_id": self.campaign_id, "batch_id": batch.batch_id, "chunk": outcome.chunk,
+                    "recorded_by": recorded_by, "recipients": batch.recipients,
+                    "sent": batch.recipients - batch.unsent, "cost": batch.points, "duplicates": dup,
+                    "recorded_at": now,
+                })
+        if rows:
+            self.wh.append(STALE_BATCHES.name, pa.Table.from_pylist(rows, schema=STALE_BATCHES.schema))
+        return duplicates
+
+    def stale_totals(self) -> tuple[int, int]:
+        """``(stale batches, duplicates they caused)`` of the campaign."""
+        row = self.wh.query_arrow(
+            f"""SELECT count(*) AS n, coalesce(sum(duplicates), 0) AS d FROM {STALE_BATCHES.name}
+                WHERE campaign_id = ?""",
+            [self.campaign_id],
+        ).to_pylist()[0]
+        return int(row["n"]), int(row["d"])
+
+    def open_recipients(self) -> int:
+        """Recipients that may still be texted by this campaign (``pending`` or ``in_flight``)."""
+        return int(self.wh.query_arrow(
+            f"""SELECT count(*) AS n FROM {LEDGER.name}
+                WHERE campaign_id = ? AND state IN ('pending', 'in_flight')""",
+            [self.campaign_id],
+        ).column("n")[0].as_py() or 0)
 
     def record(self, outcomes: Iterable[ChunkOutcome], now: datetime) -> None:
         """Write what each chunk's request did: chunk counters, then recipient states.
@@ -456,6 +565,9 @@ class SendLedger:
                         filtered = {c}.filtered + v.filtered, cost = {c}.cost + v.cost,
                         unsent_resolved = v.unsent_resolved, error = v.error,
                         sent_at = CASE WHEN v.accepted THEN CAST(? AS TIMESTAMP WITH TIME ZONE) ELSE {c}.sent_at END,
+                        written_at = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.written_at END,
+                        in_flight_at = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.in_flight_at END,
+                        claimed_by = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.claimed_by END,
                         updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)
                     FROM (VALUES {', '.join(values)})
                         AS v(chunk, state, batch_id, batches, sent, unsent, filtered, cost, unsent_resolved, error,

@@ -9,13 +9,15 @@ Never resend blindly.  The policy (docs/exactly-once.md):
   ``sent_unconfirmed``) and everyone else is sent now (``sent``).  Repeating
   the resolution is as safe as doing it once.
 * otherwise (MMS, which has no filter endpoint; too late for the 24 h window;
-  or policy ``needs_review``): park the recipients as ``needs_review`` and let
-  a person decide; the task fails with the count.
+  a *scheduled* request whose send time has not passed by the settle time, so
+  the gateway may not have handed the original on and the filter cannot see
+  it; or policy ``needs_review``): park the recipients as ``needs_review`` and
+  let a person decide; the task fails with the count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -59,14 +61,22 @@ def _groups(rows: pa.Table) -> list[_Group]:
     return list(groups.values())
 
 
-def park_reason(chunk: ChunkInfo, policy: InDoubtPolicy, now: datetime) -> str | None:
-    """Why this chunk cannot be resolved by a filtered resend (None: it can)."""
+def park_reason(chunk: ChunkInfo, policy: InDoubtPolicy, now: datetime,
+                settle: timedelta = timedelta(0)) -> str | None:
+    """Why this chunk cannot be resolved by a filtered resend (None: it can).
+
+    :param now: the warehouse's clock.
+    :param settle: how long after its send time a scheduled original is surely handed on.
+    """
     if policy == "needs_review":
         return "outcome unknown; policy needs_review: check the gateway's records before resending"
     if chunk.kind == "mms":
         return "MMS outcome unknown and the gateway has no MMS duplicate filter: check before resending"
     if chunk.in_flight_at is not None and now - chunk.in_flight_at > FILTER_SAFE_WINDOW:
         return "outcome unknown for more than 23 h: the 24 h duplicate filter can no longer protect a resend"
+    if chunk.scheduled_for is not None and chunk.scheduled_for + settle > now:
+        return ("scheduled send with outcome unknown: the original is not handed on before its send time, so "
+                "the 24 h duplicate filter cannot see it; check the account's bookings before resending")
     return None
 
 
@@ -74,10 +84,14 @@ def park(chunk: ChunkInfo, why: str) -> ChunkOutcome:
     return ChunkOutcome(chunk.chunk, "needs_review", [RowUpdate("needs_review", None, error=why)], error=why)
 
 
+def _schedule(group: _Group, now: datetime, defer_to: datetime | None) -> datetime | None:
+    return group.send_at if group.send_at is not None and group.send_at > now else defer_to
+
+
 def _resend_group(hook: Any, group: _Group, settings: SendSettings, now: datetime,
                   defer_to: datetime | None) -> tuple[list[RowUpdate], BatchSent | None, int, str | None]:
     """``(updates, batch, calls, error)`` for one group; no updates when its outcome is still unknown."""
-    schedule = group.send_at if group.send_at is not None and group.send_at > now else defer_to
+    schedule = _schedule(group, now, defer_to)
     try:
         result = hook.send_sms_filtered(
             group.text, group.mobiles, subject=settings.subject, schedule_at=schedule,
@@ -113,22 +127,26 @@ def resolve_chunk(
     now: datetime | None = None,
     defer_to: datetime | None = None,
     executor: Executor | None = None,
-    before_resend: Callable[[Sequence[int]], None] | None = None,
+    settle: timedelta = timedelta(0),
+    before_resend: Callable[[datetime | None], Any] | None = None,
 ) -> ChunkOutcome:
     """Settle one in-doubt chunk (``rows``: its recipients still ``in_flight``).
 
-    :param before_resend: called with the row numbers before any request leaves
-        (the runner counts the attempt in the ledger there).
+    :param now: the warehouse's clock.
+    :param before_resend: called with the latest send time of the resends right
+        before they leave (the runner's fenced stamp; it raises when the lease is gone).
     """
     now = now or datetime.now(timezone.utc)
     if rows.num_rows == 0:
         return ChunkOutcome(chunk.chunk, "sent")
-    why = park_reason(chunk, policy, now)
+    why = park_reason(chunk, policy, now, settle)
     if why is not None:
         return park(chunk, why)
     groups = _groups(rows)
     if before_resend is not None:
-        before_resend(rows.column("row_number").to_pylist())
+        times = [_schedule(g, now, defer_to) for g in groups]
+        known = [t for t in times if t is not None]
+        before_resend(max(known) if known else None)
     if executor is None:
         results = [_resend_group(hook, g, settings, now, defer_to) for g in groups]
     else:

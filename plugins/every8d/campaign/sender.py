@@ -99,6 +99,20 @@ def scheduled_at(chunk: ChunkInfo, rows: pa.Table, defer_to: datetime | None) ->
     return defer_to
 
 
+def request_schedule(chunk: ChunkInfo, rows: pa.Table, defer_to: datetime | None) -> datetime | None:
+    """The latest send time a request for these rows carries (None: all at once).
+
+    Stamped with the request: an in-doubt scheduled message is not handed on
+    before that time, so the 24 h filter cannot see it yet (:mod:`.resolve`).
+    """
+    if chunk.route != "param":
+        return chunk_schedule(chunk, defer_to)
+    now = _now()
+    times = [t if t is not None and t > now else defer_to for t in rows.column("send_at").to_pylist()]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
 def safe_error(error: BaseException) -> str:
     """An error as text fit for logs and the ledger: gateway code and meaning, never the gateway's
     own message (a -306 names the refused number)."""

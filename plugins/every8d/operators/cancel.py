@@ -75,6 +75,9 @@ class Every8dCancelCampaignOperator(BaseOperator):
         self.every8d_conn_id = every8d_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from every8d.errors import Every8dError
         from every8d.hooks.every8d import Every8dHook
         from every8d.warehouse import open_warehouse
 
@@ -82,6 +85,10 @@ class Every8dCancelCampaignOperator(BaseOperator):
         warehouse = open_warehouse(self.warehouse)
         try:
             summary = cancel_campaign(hook, warehouse, self.campaign_id)
+        except Every8dError as error:
+            if error.retry_safe:
+                raise
+            raise AirflowFailException(f"{self.task_id}: {error}") from error  # a retry cannot fix it
         finally:
             hook.close()
             warehouse.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -123,7 +124,7 @@ class Every8dSendSmsOperator(BaseOperator):
     kind = "sms"
     template_fields: Sequence[str] = (
         "audience", "sql", "sql_parameters", "sql_conn_id", "audience_format", "message", "subject",
-        "schedule_at", "validity_minutes", "campaign_id", "dry_run", "max_points", "check_credit",
+        "schedule_at", "validity_minutes", "campaign_id", "estimate_only", "max_points", "check_credit",
         "mobile_column", "name_column", "record_key_column", "send_at_column", "template_column", "fields",
         "allow_international", "dedupe_on", "quiet_hours", "quiet_hours_policy", "rejects_path", "warehouse",
         "every8d_conn_id", "in_doubt",
@@ -151,7 +152,8 @@ class Every8dSendSmsOperator(BaseOperator):
         schedule_at: datetime | str | None = None,
         validity_minutes: int | str | None = None,
         campaign_id: str | None = None,
-        dry_run: bool | str = False,
+        estimate_only: bool | str = False,
+        dry_run: bool | str | None = None,
         max_points: Decimal | float | str | None = None,
         check_credit: bool | str = True,
         region: str = "TW",
@@ -168,6 +170,8 @@ class Every8dSendSmsOperator(BaseOperator):
         concurrency: int = 4,
         in_doubt: str = "resend_filtered",
         settle_seconds: float | None = None,
+        lease_seconds: float | None = None,
+        max_lost_answers: int = 5,
         rejects_path: Any = None,
         warehouse: str | None = None,
         every8d_conn_id: str = "every8d_default",
@@ -198,7 +202,13 @@ class Every8dSendSmsOperator(BaseOperator):
         self.schedule_at = schedule_at
         self.validity_minutes = validity_minutes
         self.campaign_id = campaign_id
-        self.dry_run = dry_run
+        if dry_run is not None:  # the old name shadowed BaseOperator.dry_run(), which Airflow calls
+            warnings.warn(
+                f"{type(self).__name__}(dry_run=...) is deprecated: use estimate_only=... (plan, price and "
+                "report without sending)", DeprecationWarning, stacklevel=2,
+            )
+            estimate_only = dry_run
+        self.estimate_only = estimate_only
         self.max_points = max_points
         self.check_credit = check_credit
         self.region = region
@@ -215,6 +225,8 @@ class Every8dSendSmsOperator(BaseOperator):
         self.concurrency = concurrency
         self.in_doubt = in_doubt
         self.settle_seconds = settle_seconds
+        self.lease_seconds = lease_seconds
+        self.max_lost_answers = max_lost_answers
         self.rejects_path = rejects_path
         self.warehouse = warehouse
         self.every8d_conn_id = every8d_conn_id
@@ -315,6 +327,7 @@ class Every8dSendSmsOperator(BaseOperator):
 
         from every8d.campaign.errors import CampaignError
         from every8d.campaign.runner import CampaignRun, RunOptions
+        from every8d.errors import Every8dError
         from every8d.hooks.every8d import Every8dHook
         from every8d.warehouse import open_warehouse
 
@@ -323,7 +336,7 @@ class Every8dSendSmsOperator(BaseOperator):
             spec.validate()
             if self.in_doubt not in ("resend_filtered", "needs_review"):
                 raise ValueError(f"in_doubt must be 'resend_filtered' or 'needs_review', not {self.in_doubt!r}")
-            dry_run = as_bool(self.dry_run, "dry_run")
+            dry_run = as_bool(self.estimate_only, "estimate_only")
             max_points = as_decimal(self.max_points, "max_points")
             check_credit = as_bool(self.check_credit, "check_credit")
         except ValueError as error:  # bad settings: a retry cannot fix them
@@ -341,6 +354,8 @@ class Every8dSendSmsOperator(BaseOperator):
             plan_memory_limit=self.plan_memory_limit,
             progress_every=int(self.progress_every),
             settle_seconds=None if self.settle_seconds is None else float(self.settle_seconds),
+            lease_seconds=None if self.lease_seconds is None else float(self.lease_seconds),
+            max_lost_answers=int(self.max_lost_answers),
             meta={"dag_id": self.dag_id, "task_id": self.task_id, "run_id": context["ti"].run_id},
         )
         hook = Every8dHook(self.every8d_conn_id)
@@ -353,6 +368,10 @@ class Every8dSendSmsOperator(BaseOperator):
             if error.retry_safe:
                 raise
             raise AirflowFailException(str(error)) from error
+        except Every8dError as error:  # the gateway outside a chunk (credit read, status listing)
+            if error.retry_safe:
+                raise
+            raise AirflowFailException(f"{self.task_id}: {error}") from error  # wrong password, ...: no retry helps
         except ValueError as error:  # the audience or a template is unusable (row-level problems are rejects)
             raise AirflowFailException(f"{self.task_id}: {error}") from error
         finally:
