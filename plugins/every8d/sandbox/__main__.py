@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frozen-clock", action="store_true", help="freeze the clock (move it with the control API)")
     parser.add_argument("--no-record", action="store_true", help="do not keep gateway requests in memory")
     parser.add_argument("--tick", type=float, default=1.0, help="seconds between background push passes")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer each gateway request after this delay (a stand-in for a remote gateway)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     app = SandboxApp(
         uid=args.uid, pwd=args.pwd, credit=args.credit, international=args.international,
         frozen_clock=args.frozen_clock, record=not args.no_record, tick=args.tick, on_ready=ready,
+        latency=args.latency_ms / 1000,
     )
     config = uvicorn.Config(
         app,
