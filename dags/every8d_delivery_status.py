@@ -11,7 +11,7 @@ Every decision uses the wall clock, not the run's ``run_after`` (a run that
 starts late must not decide in the past); a rerun leaves the same rows.
 
 The status tasks run in the ``every8d_status`` pool (create it with
-``airflow pools set every8d_status 4 "EVERY8D status sync"``; the name comes
+``airflow pools set every8d_status 3 "EVERY8D status sync"``; the name comes
 from ``EVERY8D_STATUS_POOL``) and with a low priority, so a campaign always
 finds a free slot while a pass runs.
 
@@ -56,11 +56,11 @@ STATUS_PRIORITY = 1
         "every8d_conn_id": Param("every8d_default", type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
-                        description="task instances polling per run at most (default 4, EVERY8D_STATUS_SHARDS)"),
+                        description="task instances polling per run at most (default 2, EVERY8D_STATUS_SHARDS)"),
         "batch_concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=64,
                                    description="batches each shard fetches at once (default 8)"),
         "merge_group": Param(None, type=["null", "integer"], minimum=1,
-                             description="batches merged per transaction at most (default 32; 1 = per batch)"),
+                             description="batches merged per transaction at most (default 64; 1 = per batch)"),
         "page_concurrency": Param(None, type=["null", "integer"], minimum=1, description="status pages in flight"),
         "with_record_ids": Param(None, type=["null", "boolean"], description="JSON status form with MR"),
     },

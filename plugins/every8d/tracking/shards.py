@@ -27,7 +27,6 @@ import math
 import tempfile
 import time
 import zlib
-from contextlib import ExitStack
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -51,16 +50,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Task instances polling in one run at most.  Four because: each costs 315-433 MB and ~3 s of
-#: Airflow overhead; on DuckDB merges are serialized by the file lock anyway, so more processes
-#: only wait; and four leave the rest of a small host's ``parallelism`` to campaigns.
-DEFAULT_MAX_SHARDS = 4
+#: Task instances polling in one run at most.  Two because: each costs 315-433 MB and ~3 s of
+#: Airflow overhead; on DuckDB the merges are serialized by the file lock anyway, so more processes
+#: only wait (1,000 batches x 1,000 messages, 2 cores: 73 s with 2 shards, 153 s with 4); and two
+#: leave the rest of a small host's ``parallelism`` to campaigns.  A Postgres warehouse merges in
+#: parallel: raise it there (``shards`` param, ``EVERY8D_STATUS_SHARDS``) with the pool's slots.
+DEFAULT_MAX_SHARDS = 2
 #: Fewer shards when there is little to do: a shard is worth its overhead from this many batches.
 MIN_BATCHES_PER_SHARD = 50
 #: Batches a shard fetches at once (each with the hook's page concurrency).
 DEFAULT_CONCURRENCY = 8
 #: Batches merged in one transaction at most (what a crash can cost: their polls, redone by the retry).
-DEFAULT_MERGE_GROUP = 32
+DEFAULT_MERGE_GROUP = 64
 #: Batches a shard takes per run at most.
 DEFAULT_SHARD_LIMIT = 10_000
 
@@ -154,8 +155,8 @@ GROUP_STAGE_ROWS = 50_000
 
 
 def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> None:
-    """Stage every spool of ``group``; on DuckDB the small ones in one ``INSERT ... UNION ALL``
-    (one statement instead of one per batch), each part the spool's own staging SELECT."""
+    """Stage every spool of ``group``; on DuckDB the small ones together, as one Arrow table in one
+    statement (one statement per batch cost more than the merge itself)."""
     if warehouse.dialect != "duckdb":
         for fetched in group:
             with fetched.spool.staged(fetched.batch.batch_id, source="poll", observed_at=now) as staged:
@@ -170,16 +171,30 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
                                        [fetched.batch.batch_id, now, "poll"])
     if not small:
         return
-    connection = warehouse.connection
-    with ExitStack() as stack:
-        views, parameters = [], []
-        for number, fetched in enumerate(small):
-            view = f"every8d_spool_{number}"
-            connection.register(view, stack.enter_context(fetched.spool.reader()))
-            stack.callback(connection.unregister, view)
-            views.append(fetched.spool.staging_select(view))
-            parameters += [fetched.batch.batch_id, now, "poll"]
-        warehouse.execute(insert + "\nUNION ALL\n".join(views), parameters)
+    # One Arrow table for the group (small spools: a few MB), one statement, no per-batch scans.
+    tables = []
+    for fetched in small:
+        with fetched.spool.reader() as rows:
+            table = rows.read_all()
+        tables.append(table.append_column("every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows)
+                                          .cast(pa.string())))
+    incoming = pa.concat_tables(tables)
+    warehouse.execute_over(incoming.to_reader(), lambda source: insert + _GROUP_STAGING_SELECT.format(source=source),
+                           [now, "poll"])
+
+
+#: ``PageSpool.staging_select`` for many batches at once: the batch id is a column, ``seq`` numbers
+#: a number's messages within its batch, in listing order.
+_GROUP_STAGING_SELECT = """
+    SELECT every8d_batch_id AS batch_id,
+           mobile,
+           CAST(row_number() OVER (PARTITION BY every8d_batch_id, mobile ORDER BY ordinal) AS INTEGER) AS seq,
+           NULLIF(record_id, '') AS mr,
+           name, sent_at, received_at, points, status,
+           CAST(? AS TIMESTAMPTZ) AS observed_at,
+           CAST(? AS VARCHAR) AS source
+    FROM {source}
+"""
 
 
 _GROUP_COUNTS = f"""
