@@ -10,10 +10,12 @@ as they arrive), then rewrites the Parquet partitions that changed.
 Every decision uses the wall clock, not the run's ``run_after`` (a run that
 starts late must not decide in the past); a rerun leaves the same rows.
 
-The status tasks run in the ``every8d_status`` pool (create it with
-``airflow pools set every8d_status 3 "EVERY8D status sync"``; the name comes
-from ``EVERY8D_STATUS_POOL``) and with a low priority, so a campaign always
-finds a free slot while a pass runs.
+The status tasks run with a low priority and in the pool named by
+``EVERY8D_STATUS_POOL`` (docker-compose.yaml and docs/deploy.md use
+``every8d_status``, created with ``airflow pools set every8d_status 2 "..."``),
+so a campaign always finds a free slot while a pass runs.  Unset, they use
+``default_pool``: a pool that does not exist would stall them silently (the
+scheduler only logs "non-existent pool").
 
 Where things go (params override environment variables):
 ``warehouse`` / ``EVERY8D_WAREHOUSE``, ``parquet_root`` / ``EVERY8D_PARQUET_ROOT``
@@ -30,7 +32,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, Trigge
 from every8d.assets import BATCHES_ASSET
 
 #: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
-STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "every8d_status")
+STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "").strip() or "default_pool"
 #: Below the send campaign's tasks (priority 10): when slots are short, the campaign goes first.
 STATUS_PRIORITY = 1
 

@@ -189,6 +189,7 @@ def topology(tmp_path):
         "EVERY8D_PARQUET_ROOT": str(tmp_path / "parquet"),
         "EVERY8D_STAGING_ROOT": str(tmp_path / "staging"),
         "EVERY8D_PUSH_TOKEN": token,
+        "EVERY8D_STATUS_POOL": "every8d_status",
         "EVERY8D_PUSH_JOURNAL": str(tmp_path / "push-journal.sqlite3"),
     }
     cluster = Cluster(env, tmp_path / "logs")
