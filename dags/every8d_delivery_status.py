@@ -58,7 +58,7 @@ STATUS_PRIORITY = 1
         "every8d_conn_id": Param("every8d_default", type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
-                        description="task instances polling per run at most (default 2, EVERY8D_STATUS_SHARDS)"),
+                        description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),
         "batch_concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=64,
                                    description="batches each shard fetches at once (default 8)"),
         "merge_group": Param(None, type=["null", "integer"], minimum=1,

@@ -17,7 +17,7 @@ import pytest
 from every8d.hooks.every8d import Every8dHook
 from every8d.sandbox import SandboxServer
 from every8d.tracking import tasks
-from every8d.tracking.shards import ShardIncomplete, shard_count, shard_of, sync_shard
+from every8d.tracking.shards import ShardIncomplete, default_max_shards, shard_count, shard_of, sync_shard
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 from tests.tracking.helpers import numbers, sandbox_rows, send_batch, snapshot, table_rows
@@ -41,6 +41,7 @@ def test_shard_sizes_are_bounded_and_batches_fall_in_exactly_one_shard():
     assert shard_count(10_000) == 2
     assert shard_count(10_000, max_shards=4) == 4
     assert shard_count(120, max_shards=4) == 3
+    assert default_max_shards("duckdb") == 1 and default_max_shards("postgres") == 2
     ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(500)]
     for shards in (1, 3, 4):
         owners = Counter(shard_of(batch_id, shards) for batch_id in ids)

@@ -50,12 +50,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Task instances polling in one run at most.  Two because: each costs 315-433 MB and ~3 s of
-#: Airflow overhead; on DuckDB the merges are serialized by the file lock anyway, so more processes
-#: only wait (1,000 batches x 1,000 messages, 2 cores: 73 s with 2 shards, 153 s with 4); and two
-#: leave the rest of a small host's ``parallelism`` to campaigns.  A Postgres warehouse merges in
-#: parallel: raise it there (``shards`` param, ``EVERY8D_STATUS_SHARDS``) with the pool's slots.
+#: Task instances polling in one run at most, on a warehouse that merges in parallel (Postgres).
+#: Each costs 315-433 MB and ~3 s of Airflow overhead, and two leave the rest of a small host's
+#: ``parallelism`` to campaigns.  Raise it (``shards`` param, ``EVERY8D_STATUS_SHARDS``) with the pool.
 DEFAULT_MAX_SHARDS = 2
+#: On DuckDB the merges are serialized by the file lock, so a second process only waits and adds
+#: its overhead: 1,000 batches x 1,000 messages on 2 cores took 22 s in 1 shard, 32 s in 2, 153 s in 4.
+DUCKDB_MAX_SHARDS = 1
 #: Fewer shards when there is little to do: a shard is worth its overhead from this many batches.
 MIN_BATCHES_PER_SHARD = 50
 #: Batches a shard fetches at once (each with the hook's page concurrency).
@@ -69,6 +70,11 @@ DEFAULT_SHARD_LIMIT = 10_000
 def shard_of(batch_id: str, shards: int) -> int:
     """The shard a batch belongs to among ``shards``: stable across runs, processes and retries."""
     return zlib.crc32(batch_id.encode()) % max(int(shards), 1)
+
+
+def default_max_shards(dialect: str) -> int:
+    """The shard cap for a warehouse: one on DuckDB (one writer at a time), else ``DEFAULT_MAX_SHARDS``."""
+    return DUCKDB_MAX_SHARDS if dialect == "duckdb" else DEFAULT_MAX_SHARDS
 
 
 def shard_count(due: int, max_shards: int = DEFAULT_MAX_SHARDS) -> int:

@@ -103,12 +103,12 @@ def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -
 
     :return: one ``{"shard": k, "shards": n}`` per shard task (none when nothing is due).
     """
-    from every8d.tracking.shards import DEFAULT_MAX_SHARDS, close_settled_batches, shard_count
+    from every8d.tracking.shards import close_settled_batches, default_max_shards, shard_count
     from every8d.tracking.sync import due_batches
 
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
-    max_shards = max(1, int(_param(params, "shards", ENV_SHARDS, DEFAULT_MAX_SHARDS)))
     with warehouse_from(params) as warehouse:
+        max_shards = max(1, int(_param(params, "shards", ENV_SHARDS, default_max_shards(warehouse.dialect))))
         closed = close_settled_batches(warehouse, now=utc(now))
         due = len(due_batches(warehouse, utc(now), limit))
     shards = shard_count(due, max_shards)
