@@ -12,6 +12,12 @@ the client's CPU stays small on a two-core machine):
   NOTHING`` per push, the warehouse file opened per push (as any writer of a
   file shared with Airflow tasks must).  Timed on a smaller sample.
 
+- api-server: the same receiver where it is deployed, mounted in ``airflow api-server``
+  (1 worker, SQLite metadata in a temporary ``AIRFLOW_HOME``), once as installed and once
+  with the tuned setting of docs/deploy.md (``AIRFLOW__LOGGING__NAMESPACE_LEVELS``
+  ``http.access=WARNING``: the api-server's per-request access log line is the cost).
+  ``--no-api-server`` skips it.
+
 lost = event keys sent but not in ``every8d_push_events`` after the flush;
 double_counted = rows beyond one per event key there.  Latencies are client
 side, per request.  Shares the machine with whatever else runs on it.
@@ -167,9 +173,71 @@ def lost_and_double(db: str, keys: set[str]) -> tuple[int, int]:
     return lost, double
 
 
-def run(count: int, naive_count: int) -> dict:
+def run(count: int, naive_count: int, api_count: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="every8d-bench-pushes-") as folder:
-        return _run(Path(folder), count, naive_count)
+        result = _run(Path(folder), count, naive_count)
+        if api_count:
+            for name, extra in (("api_server_default", {}),
+                                ("api_server", {"AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING"})):
+                figures = run_api_server(Path(folder) / name, api_count, extra)
+                result.update({f"{name}_{key}": value for key, value in figures.items()})
+        return result
+
+
+def run_api_server(work: Path, count: int, extra_env: dict[str, str]) -> dict:
+    """The receiver mounted in ``airflow api-server --workers 1``, as deployed."""
+    import signal
+    import socket
+
+    import requests
+
+    from every8d.callbacks.flush import flush_journal
+
+    work.mkdir(parents=True)
+    (work / "dags").mkdir()
+    token = secrets.token_urlsafe(32)
+    journal = work / "journal.sqlite3"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "PYTHONPATH": str(ROOT / "plugins"), "AIRFLOW_HOME": str(work), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"), "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+        "EVERY8D_PUSH_TOKEN": token, "EVERY8D_PUSH_JOURNAL": str(journal), **extra_env,
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    log = open(work / "api-server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--workers", "1"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the api-server answers unknown paths with its UI page: check the body
+            try:
+                answer = requests.get(base + "/every8d/health", timeout=5)
+                if answer.ok and answer.headers.get("content-type", "").startswith("application/json"):
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"api-server did not serve the receiver; see {work / 'api-server.log'}")
+            time.sleep(1)
+        figures, keys = measure(base + "/every8d/push", token, count, seed=3)
+        rss = peak_rss_mb(process.pid)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    warehouse = work / "warehouse.duckdb"
+    flush_journal(f"duckdb://{warehouse}", journal_path=journal)
+    lost, double = lost_and_double(str(warehouse), keys)
+    return {"pushes": figures["pushes"], "pushes_per_s": figures["pushes_per_s"], "p50_ms": figures["p50_ms"],
+            "p99_ms": figures["p99_ms"], "non_200": figures["non_200"], "lost": lost, "double_counted": double,
+            "peak_rss_mb": rss}
 
 
 def _run(work: Path, count: int, naive_count: int) -> dict:
@@ -224,6 +292,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 pushes, under a minute")
     parser.add_argument("--pushes", type=int, default=None)
+    parser.add_argument("--no-api-server", action="store_true", help="skip the api-server runs")
     parser.add_argument("--naive-server", nargs=2, metavar=("DB", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -231,7 +300,8 @@ def main() -> None:
         return
     count = args.pushes or (10_000 if args.quick else 50_000)
     naive_count = 1_000 if args.quick else 3_000
-    result = run(count, naive_count)
+    api_count = 0 if args.no_api_server else (2_000 if args.quick else 10_000)
+    result = run(count, naive_count, api_count)
     print(json.dumps(result))
 
 

@@ -1,10 +1,21 @@
 """Delivery status of every open EVERY8D batch, into the warehouse and Parquet.
 
 Runs every 5 minutes and whenever a send registers new batches (the
-``every8d_batches`` asset).  Each run merges push events, polls the batches
-that are due (young batches every 5 minutes, hourly after an hour, daily
-after a day; a batch closes when every message is final or its validity
-window has passed), then rewrites the Parquet partitions that changed.
+``every8d_batches`` asset).  Each run merges push events, closes the batches
+that pushes already made all final, cuts the batches that are due (young
+batches every 5 minutes, hourly after an hour, daily after a day) into at most
+``shards`` shards, polls each shard in one task (many batches at once, merged
+as they arrive), then rewrites the Parquet partitions that changed.
+
+Every decision uses the wall clock, not the run's ``run_after`` (a run that
+starts late must not decide in the past); a rerun leaves the same rows.
+
+The status tasks run with a low priority and in the pool named by
+``EVERY8D_STATUS_POOL`` (docker-compose.yaml and docs/deploy.md use
+``every8d_status``, created with ``airflow pools set every8d_status 2 "..."``),
+so a campaign always finds a free slot while a pass runs.  Unset, they use
+``default_pool``: a pool that does not exist would stall them silently (the
+scheduler only logs "non-existent pool").
 
 Where things go (params override environment variables):
 ``warehouse`` / ``EVERY8D_WAREHOUSE``, ``parquet_root`` / ``EVERY8D_PARQUET_ROOT``
@@ -13,18 +24,17 @@ Where things go (params override environment variables):
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 
 from every8d.assets import BATCHES_ASSET
 
-MAX_PARALLEL_BATCHES = 4
-
-
-def _run_time() -> datetime:
-    """The run's own time, so that rerunning a run (after a crash, or by hand) writes the same rows."""
-    return get_current_context()["dag_run"].run_after
+#: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
+STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "").strip() or "default_pool"
+#: Below the send campaign's tasks (priority 10): when slots are short, the campaign goes first.
+STATUS_PRIORITY = 1
 
 
 @dag(
@@ -37,13 +47,22 @@ def _run_time() -> datetime:
     max_active_runs=1,
     tags=["every8d"],
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "retries": 2, "retry_delay": timedelta(seconds=30), "pool": STATUS_POOL,
+        "priority_weight": STATUS_PRIORITY, "weight_rule": "absolute",
+    },
     params={
         "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
         "parquet_root": Param(None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"),
         "parquet_conn_id": Param(None, type=["null", "string"], description="connection for an object-store root"),
         "every8d_conn_id": Param("every8d_default", type="string"),
-        "max_batches": Param(500, type="integer", minimum=1, description="batches polled per run at most"),
+        "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
+        "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
+                        description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),
+        "batch_concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=64,
+                                   description="batches each shard fetches at once (default 8)"),
+        "merge_group": Param(None, type=["null", "integer"], minimum=1,
+                             description="batches merged per transaction at most (default 64; 1 = per batch)"),
         "page_concurrency": Param(None, type=["null", "integer"], minimum=1, description="status pages in flight"),
         "with_record_ids": Param(None, type=["null", "boolean"], description="JSON status form with MR"),
     },
@@ -53,28 +72,29 @@ def every8d_delivery_status():
     def merge_pushes(params=None) -> dict:
         from every8d.tracking import tasks
 
-        return tasks.merge_pushes(params, _run_time())
+        return tasks.merge_pushes(params, None)
 
     @task
-    def find_due_batches(params=None) -> list[dict]:
+    def plan_shards(params=None) -> list[dict]:
         from every8d.tracking import tasks
 
-        return tasks.find_due_batches(params, _run_time())
+        return tasks.plan_shards(params)
 
-    @task(max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES)
-    def sync_batch(batch: dict, params=None) -> dict:
+    @task
+    def sync_shard(shard: dict, params=None) -> dict:
         from every8d.tracking import tasks
 
-        return tasks.sync_one_batch(params, batch, _run_time())
+        return tasks.sync_status_shard(params, shard)
 
     @task
     def summarize(results: list[dict]) -> dict:
-        """Totals for the run; fails the run when a batch failed (export still runs)."""
+        """Totals for the run (a failed shard fails the run; export still runs)."""
         results = list(results)
         return {
-            "batches": len(results),
+            "shards": len(results),
+            "batches": sum(r["polled"] for r in results),
             "changes": sum(r["history_rows"] for r in results),
-            "closed": sum(1 for r in results if r["closed_reason"]),
+            "closed": sum(r["closed"] for r in results),
         }
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
@@ -83,9 +103,9 @@ def every8d_delivery_status():
 
         return tasks.export_parquet(params)
 
-    due = find_due_batches()
-    merge_pushes() >> due
-    synced = sync_batch.expand(batch=due)
+    shards = plan_shards()
+    merge_pushes() >> shards
+    synced = sync_shard.expand(shard=shards)
     summarize(synced)
     synced >> export_parquet()
 

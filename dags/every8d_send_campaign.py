@@ -8,14 +8,22 @@ Parquet, so the plan you read and the send that follows use the same rows.
 With ``dry_run`` on (the default), the run stops after the plan: read it in
 the ``plan_*`` task's log or XCom (recipients, rejects by reason, points per
 template), then trigger again with ``dry_run`` off.
+
+The send task retries by itself (a killed worker's send resumes from the
+ledger: nothing sent twice); the ``every8d_batches`` asset event that starts
+the status sync comes from ``announce_batches``, which is skipped (no event)
+when no batch was registered, as on a dry run.  Campaign tasks have a higher
+priority than the status sync, whose tasks keep to their own pool.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param, task
 
+from every8d.assets import BATCHES_ASSET
 from every8d.operators.send import Every8dSendMmsOperator, Every8dSendSmsOperator
 
 SAMPLE_AUDIENCE = str(Path(__file__).resolve().parent.parent / "include" / "sample_audience.csv")
@@ -55,6 +63,14 @@ PARAMS = {
                         description="The run fails before the first send when the estimate exceeds it."),
     "allow_international": Param(False, type="boolean", title="Allow international numbers",
                                  description="Non-+886 numbers cost 3x and must be enabled on the account."),
+    "chunk_size": Param(500, type="integer", minimum=1, maximum=10000, title="Recipients per call",
+                        description="Numbers per send call (the vendor suggests 500-2000 for personalized sends); "
+                        "a fully personalized audience goes out in about recipients / this many batches."),
+    "min_group_size": Param(250, type="integer", minimum=2, title="Group identical texts from",
+                            description="A text shared by at least this many recipients goes out as its own "
+                            "sendSMS batches; smaller groups ride in the personalized calls."),
+    "concurrency": Param(4, type="integer", minimum=1, maximum=16, title="Calls in flight",
+                         description="Send calls at once."),
     "dry_run": Param(True, type="boolean", title="Dry run",
                      description="Only plan: recipients, rejects and points. Nothing is sent."),
 }
@@ -68,7 +84,16 @@ COMMON = {
     "allow_international": "{{ params.allow_international }}",
     "name_column": "{{ 'name' if 'name' in ti.xcom_pull(task_ids='stage_audience')['columns'] else '' }}",
     "campaign_id": "{{ dag.dag_id }}.{{ run_id }}",
+    "chunk_size": "{{ params.chunk_size }}",
+    "min_group_size": "{{ params.min_group_size }}",
+    "concurrency": "{{ params.concurrency }}",
+    # The batches asset is announced by `announce_batches`, only when batches were registered.
+    "outlets": [],
 }
+#: Above the status sync's tasks (priority 1): a campaign goes first when slots are short.
+CAMPAIGN_PRIORITY = 10
+#: A killed worker's send resumes from the ledger; the delay lets its in-flight requests settle.
+SEND_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30)}
 
 with DAG(
     dag_id="every8d_send_campaign",
@@ -78,6 +103,7 @@ with DAG(
     tags=["every8d"],
     doc_md=__doc__,
     max_active_runs=1,
+    default_args={"priority_weight": CAMPAIGN_PRIORITY, "weight_rule": "absolute"},
 ) as dag:
 
     @task
@@ -95,6 +121,20 @@ with DAG(
             raise ValueError("an MMS campaign needs an MMS image")
         return f"plan_{params['kind']}"
 
+    @task(outlets=[BATCHES_ASSET])
+    def announce_batches(summary: dict) -> dict:
+        """Start the status sync (the batches asset event), unless no batch was registered."""
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        batches = int((summary or {}).get("batches") or 0)
+        if batches == 0:
+            raise AirflowSkipException("no batch registered: no status run needed")
+        get_current_context()["outlet_events"][BATCHES_ASSET].extra = {
+            "campaign_id": summary.get("campaign_id"), "batches": batches,
+        }
+        return {"batches": batches}
+
     kind = choose_kind()
     stage_audience() >> kind
 
@@ -109,5 +149,5 @@ with DAG(
             """Stop here on a dry run: the plan above is the result."""
             return not params["dry_run"]
 
-        send = operator(task_id=f"send_{name}", estimate_only=False, **COMMON, **extra)
-        kind >> plan >> confirm() >> send
+        send = operator(task_id=f"send_{name}", estimate_only=False, **COMMON, **extra, **SEND_RETRIES)
+        kind >> plan >> confirm() >> send >> announce_batches.override(task_id=f"announce_{name}")(send.output)

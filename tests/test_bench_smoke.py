@@ -23,6 +23,8 @@ REQUIRED_KEYS = {
     "ingest": {"rows", "seconds", "naive_seconds", "speedup", "rows_per_s", "peak_rss_mb"},
     "pushes": {"pushes", "pushes_per_s", "p99_ms", "lost", "double_counted"},
     "dag_parse": {"ratio", "files"},
+    "status_cycle": {"batches", "messages", "latency_ms", "seconds", "naive_seconds", "speedup", "peak_rss_mb",
+                     "baseline_rss_mb", "task_instances"},
 }
 
 
@@ -58,6 +60,16 @@ def test_pushes_bench_loses_nothing_and_counts_nothing_twice():
     figures = run_bench("pushes")
     assert figures["lost"] == 0 and figures["double_counted"] == 0
     assert figures["pushes"] == 10_000
+    for mounted in ("api_server", "api_server_default"):  # the receiver inside `airflow api-server`
+        assert figures[f"{mounted}_lost"] == 0 and figures[f"{mounted}_double_counted"] == 0
+        assert figures[f"{mounted}_pushes"] == 2_000
+
+
+@pytest.mark.timeout(600)
+def test_status_cycle_bench_polls_every_batch_in_few_task_instances():
+    figures = run_bench("status_cycle")
+    assert figures["batches"] == 100 and figures["messages"] == 100_000
+    assert 5 <= figures["task_instances"] <= 10 and figures["shards"] >= 1
 
 
 @pytest.mark.timeout(600)

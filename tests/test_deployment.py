@@ -7,6 +7,8 @@ package validates and renders the file without one.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,10 +26,15 @@ def compose_binary() -> Path:
     return binary
 
 
+#: What a user puts in .env (docker-compose.yaml's header), minus what has a default.
+DOT_ENV = {"AIRFLOW_JWT_SECRET": "a-secret-shared-by-every-component", "EVERY8D_PUSH_TOKEN": "tok-123_abc"}
+
+
 def run_compose(binary: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(binary), "-f", str(REPO / "docker-compose.yaml"), *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60, env=env,
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+        env={**os.environ, **DOT_ENV} if env is None else env,
     )
 
 
@@ -57,5 +64,49 @@ def test_compose_rejects_a_broken_file(compose_binary, tmp_path):
     broken = tmp_path / "docker-compose.yaml"
     broken.write_text((REPO / "docker-compose.yaml").read_text().replace("services:", "servicez:", 1))
     result = subprocess.run([str(compose_binary), "-f", str(broken), "config", "-q"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+                            capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, **DOT_ENV})
     assert result.returncode != 0
+
+
+def test_compose_needs_one_jwt_secret_and_shares_it(compose_binary):
+    """Without the shared JWT secret each component would make up its own and tasks could not talk to
+    the execution API: Compose refuses to render."""
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_JWT_SECRET"}
+    refused = run_compose(compose_binary, "config", "-q", env=env)
+    assert refused.returncode != 0 and "AIRFLOW_JWT_SECRET" in refused.stderr
+    services = json.loads(run_compose(compose_binary, "config", "--format", "json").stdout)["services"]
+    airflow = [name for name in services if name.startswith("airflow-")]
+    secrets = {services[name]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] for name in airflow}
+    assert secrets == {DOT_ENV["AIRFLOW_JWT_SECRET"]}
+    urls = {services[name]["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] for name in airflow}
+    assert urls == {"http://airflow-apiserver:8080/execution/"}
+
+
+def test_compose_auth_sizing_and_sandbox_pushes(compose_binary):
+    services = json.loads(run_compose(compose_binary, "config", "--format", "json").stdout)["services"]
+    env = services["airflow-worker"]["environment"]
+    manager = env["AIRFLOW__CORE__AUTH_MANAGER"]
+    assert manager.startswith("airflow.api_fastapi.auth.managers.simple."), manager  # in airflow-core itself
+    module, _, name = manager.rpartition(".")
+    assert hasattr(__import__(module, fromlist=[name]), name)
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8 and int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) <= 4
+    init = " ".join(services["airflow-init"]["command"])
+    pool = re.search(r"airflow pools set (\S+) (\d+)", init)
+    assert pool and pool.group(1) == env["EVERY8D_STATUS_POOL"]
+    assert int(pool.group(2)) < int(env["AIRFLOW__CORE__PARALLELISM"])  # campaigns always find a slot
+    command = services["every8d-sandbox"]["command"]
+    push = command[command.index("--push-url") + 1]
+    assert push == f"http://airflow-apiserver:8080/every8d/push?token={DOT_ENV['EVERY8D_PUSH_TOKEN']}"
+
+
+def test_requirements_match_what_compose_runs():
+    """The Celery provider and a celery it can import; no auth provider the file does not use."""
+    requirements = (REPO / "requirements.txt").read_text()
+    assert re.search(r"^apache-airflow-providers-celery>=3\.26$", requirements, re.M)
+    assert re.search(r"^celery>=[\d.]+,<5\.7$", requirements, re.M)
+    compose = (REPO / "docker-compose.yaml").read_text()
+    if "providers.fab" in compose:
+        assert re.search(r"^apache-airflow-providers-fab", requirements, re.M)
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor  # the pin imports
+
+    assert CeleryExecutor

@@ -21,7 +21,8 @@ NOW = datetime(2026, 5, 4, 4, 0, tzinfo=timezone.utc)  # 12:00 in Taipei
 
 
 def plan(batch: pa.RecordBatch, *, message="Hi $name", columns=None, suppressed=(), chunk_size=3,
-         dedupe_on=("mobile",), quiet=None, mms_points=None, allow_international=False, batch_rows=None):
+         dedupe_on=("mobile",), quiet=None, mms_points=None, allow_international=False, batch_rows=None,
+         min_group_size=2):
     screen = Screen(
         columns or ColumnMap(mobile="mobile", name="name", record_key="id"),
         TemplateSet(message, template_column=(columns.template if columns else None)),
@@ -32,7 +33,8 @@ def plan(batch: pa.RecordBatch, *, message="Hi $name", columns=None, suppressed=
     for part in table.to_batches(max_chunksize=batch_rows or len(table) or 1):
         planner.add(*screen(part))
     stats = planner.finish(campaign_id="c", dedupe_on=dedupe_on, suppressed=pa.array(list(suppressed), pa.string()),
-                           chunk_size=chunk_size, kind="mms" if mms_points else "sms")
+                           chunk_size=chunk_size, min_group_size=min_group_size,
+                           kind="mms" if mms_points else "sms")
     planned = pa.Table.from_batches(list(planner.iter_plan()), schema=None) if stats.recipients else None
     rejects = pa.Table.from_batches(list(planner.iter_rejects())) if stats.rejected else None
     chunks = planner.chunks()
@@ -145,3 +147,31 @@ def test_every_row_is_planned_or_rejected_exactly_once(rows, chunk_size, batch_r
         assert max(pairs.values()) == 1
         assert len(set(planned.column("mobile").to_pylist())) == planned.num_rows  # deduped on mobile
         assert max(chunks.column("recipients").to_pylist()) <= chunk_size
+
+
+def test_a_personalized_audience_goes_out_in_about_recipients_over_chunk_size_batches():
+    """Coincidental identical texts (same name and points) stay in the personalized calls by default."""
+    import math
+
+    from every8d.campaign.plan import DEFAULT_MIN_GROUP_SIZE
+
+    n, chunk_size = 20_000, 500
+    names = [f"name{i % 3000}" for i in range(n)]  # 3,000 names: most texts shared by 6-7 recipients
+    batch = pa.record_batch({"mobile": [f"0912{i:06d}" for i in range(n)], "name": names,
+                             "id": [str(i) for i in range(n)]})
+    stats, _, _, chunks = plan(batch, chunk_size=chunk_size, min_group_size=DEFAULT_MIN_GROUP_SIZE)
+    assert stats.recipients == n
+    assert len(chunks) <= 1.05 * math.ceil(n / chunk_size)
+    assert stats.calls_by_route == {"param": math.ceil(n / chunk_size)}
+    _, _, _, old = plan(batch, chunk_size=chunk_size, min_group_size=2)  # what the old default did
+    assert len(old) > 5 * math.ceil(n / chunk_size)
+
+
+def test_a_shared_text_worth_its_own_batch_is_still_grouped():
+    from every8d.campaign.plan import DEFAULT_MIN_GROUP_SIZE
+
+    n = DEFAULT_MIN_GROUP_SIZE + 10
+    batch = pa.record_batch({"mobile": [f"0912{i:06d}" for i in range(n)], "name": ["same"] * n,
+                             "id": [str(i) for i in range(n)]})
+    stats, _, _, _ = plan(batch, chunk_size=500, min_group_size=DEFAULT_MIN_GROUP_SIZE)
+    assert stats.calls_by_route == {"sms": 1}

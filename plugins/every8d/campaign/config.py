@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from every8d import wire
 from every8d.campaign.audience import ColumnMap
-from every8d.campaign.plan import DEDUPE_COLUMNS, DEFAULT_CHUNK_SIZE
+from every8d.campaign.plan import DEDUPE_COLUMNS, DEFAULT_CHUNK_SIZE, DEFAULT_MIN_GROUP_SIZE
 from every8d.campaign.schedule import DEFAULT_ZONE, QuietHours
 from every8d.campaign.templating import TemplateSet
 from every8d.pricing import mms_points
@@ -47,7 +47,7 @@ class CampaignSpec:
     quiet_hours_timezone: str = DEFAULT_ZONE
     send_time_zone: str = DEFAULT_ZONE
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    min_group_size: int = 2
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE
     image: bytes | None = field(default=None, repr=False)
     image_type: str | None = None
 

@@ -5,8 +5,8 @@ not fit comfortably in Python objects, so the screened batches go into a
 throw-away DuckDB file (memory-capped, spilling to disk) and SQL window
 functions do the rest.  The plan streams back out in Arrow batches.
 
-Routes: a text shared by at least ``min_group_size`` recipients (with the same
-send time) goes out as one ``sendSMS`` call per chunk of numbers; every other
+Routes: a text shared by at least ``min_group_size`` recipients (default
+``DEFAULT_MIN_GROUP_SIZE``, 250; with the same send time) goes out as one ``sendSMS`` call per chunk of numbers; every other
 text goes through ``SendParamSMS``, one personalized text per recipient with
 its own ``Mr`` (record id); MMS always groups by text.
 """
@@ -27,6 +27,13 @@ import pyarrow as pa
 from every8d.campaign.screen import KEPT_SCHEMA, REJECT_SCHEMA
 
 DEFAULT_CHUNK_SIZE = 500
+#: A text goes out as its own ``sendSMS`` batches only when this many recipients share it.  Every
+#: batch costs a send call and then a status poll every cycle for up to a day, while a recipient
+#: in a personalized ``SendParamSMS`` chunk rides in a batch that exists anyway; so a group is worth
+#: its own batch only when it fills at least half a default chunk.  Coincidental groups of a
+#: personalized audience (the same name and points: 2-3 recipients) never reach it, so such an
+#: audience goes out in ceil(recipients / chunk_size) batches.
+DEFAULT_MIN_GROUP_SIZE = DEFAULT_CHUNK_SIZE // 2
 DEDUPE_COLUMNS = ("mobile", "recipient_key", "text", "name", "template_id")
 
 PLAN_SCHEMA = pa.schema(
@@ -138,7 +145,7 @@ class Planner:
         dedupe_on: Sequence[str] = ("mobile",),
         suppressed: pa.Array | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        min_group_size: int = 2,
+        min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
         kind: str = "sms",
     ) -> PlanStats:
         """Apply opt-outs and dedupe, then assign routes and chunks; return the plan's figures.

@@ -127,7 +127,7 @@ class Every8dSendSmsOperator(BaseOperator):
         "schedule_at", "validity_minutes", "campaign_id", "estimate_only", "max_points", "check_credit",
         "mobile_column", "name_column", "record_key_column", "send_at_column", "template_column", "fields",
         "allow_international", "dedupe_on", "quiet_hours", "quiet_hours_policy", "rejects_path", "warehouse",
-        "every8d_conn_id", "in_doubt",
+        "every8d_conn_id", "in_doubt", "chunk_size", "min_group_size", "concurrency",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "message": "json", "fields": "json"}
@@ -166,7 +166,7 @@ class Every8dSendSmsOperator(BaseOperator):
         quiet_hours_timezone: str = "Asia/Taipei",
         send_time_zone: str = "Asia/Taipei",
         chunk_size: int = 500,
-        min_group_size: int = 2,
+        min_group_size: int | None = None,
         concurrency: int = 4,
         in_doubt: str = "resend_filtered",
         settle_seconds: float | None = None,
@@ -302,7 +302,7 @@ class Every8dSendSmsOperator(BaseOperator):
             quiet_hours_timezone=self.quiet_hours_timezone,
             send_time_zone=self.send_time_zone,
             chunk_size=int(self.chunk_size),
-            min_group_size=int(self.min_group_size),
+            **({} if self.min_group_size in (None, "") else {"min_group_size": int(self.min_group_size)}),
             image=image,
             image_type=image_type,
         )

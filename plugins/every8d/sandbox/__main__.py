@@ -9,6 +9,7 @@ waits for that line.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -18,6 +19,7 @@ from every8d.child_server import bind_listening_socket
 from every8d.sandbox import READY_PREFIX
 from every8d.sandbox.app import DEFAULT_CREDIT, DEFAULT_PWD, DEFAULT_UID, SandboxApp
 from every8d.sandbox.faults import FaultInjectingProtocol
+from every8d.sandbox.state import PushConfig
 
 
 
@@ -32,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frozen-clock", action="store_true", help="freeze the clock (move it with the control API)")
     parser.add_argument("--no-record", action="store_true", help="do not keep gateway requests in memory")
     parser.add_argument("--tick", type=float, default=1.0, help="seconds between background push passes")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer each gateway request after this delay (a stand-in for a remote gateway)")
+    parser.add_argument("--push-url", default="",
+                        help="push the default account's status changes and replies here from the start "
+                        "(e.g. http://airflow-apiserver:8080/every8d/push?token=...); default: $EVERY8D_SANDBOX_PUSH_URL")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)
 
@@ -46,7 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     app = SandboxApp(
         uid=args.uid, pwd=args.pwd, credit=args.credit, international=args.international,
         frozen_clock=args.frozen_clock, record=not args.no_record, tick=args.tick, on_ready=ready,
+        latency=args.latency_ms / 1000,
     )
+    push_url = args.push_url or os.environ.get("EVERY8D_SANDBOX_PUSH_URL", "")
+    if push_url.strip():
+        app.state.accounts[args.uid].push = PushConfig(url=push_url.strip())
     config = uvicorn.Config(
         app,
         http=FaultInjectingProtocol,

@@ -30,6 +30,8 @@ class SandboxApp:
 
     :param on_ready: called once the app has started (``__main__`` prints the URL then).
     :param tick: seconds between background passes that push due status changes.
+    :param latency: seconds each gateway request waits before it is answered (without blocking
+        others), to stand in for a remote gateway in benchmarks.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class SandboxApp:
         record: bool = True,
         tick: float = 1.0,
         on_ready: Callable[[], None] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.default_uid = uid
         self.state = SandboxState(
@@ -54,6 +57,7 @@ class SandboxApp:
         self.recording = record
         self.requests: list[tuple] = []  # see _record
         self.tick = tick
+        self.latency = max(float(latency), 0.0)
         self.on_ready = on_ready
         self._ticker: asyncio.Task | None = None
         self._control = control.build_control(self)
@@ -96,6 +100,8 @@ class SandboxApp:
         key = gateway.endpoint_key(lower)
         if self.recording:
             self._record(scope, body, key)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if key is None:
             await _respond(send, gateway.NOT_FOUND)
             return

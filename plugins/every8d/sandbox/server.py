@@ -23,6 +23,7 @@ class SandboxServer(ChildServer):
     :param prefix: path prefix of :attr:`base_url` (e.g. ``/tenant``); the gateway accepts any.
     :param frozen_clock: start with the clock frozen (tests move it with ``advance``).
     :param record: keep every gateway request for :meth:`SandboxClient.requests`.
+    :param latency_ms: delay before each gateway answer (benchmarks: a remote gateway's round trip).
     """
 
     error_class = SandboxError
@@ -43,6 +44,7 @@ class SandboxServer(ChildServer):
         tick: float = 1.0,
         log_level: str = "warning",
         startup_timeout: float = 20.0,
+        latency_ms: float = 0.0,
     ) -> None:
         self.host, self.port = host, port
         self.uid, self.pwd = uid, pwd
@@ -50,6 +52,7 @@ class SandboxServer(ChildServer):
         self.frozen_clock, self.record = frozen_clock, record
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.tick, self.log_level = tick, log_level
+        self.latency_ms = latency_ms
         super().__init__(READY_PREFIX, startup_timeout=startup_timeout)
 
     @property
@@ -65,6 +68,8 @@ class SandboxServer(ChildServer):
             "--uid", self.uid, "--pwd", self.pwd, "--credit", str(self.credit),
             "--tick", str(self.tick), "--log-level", self.log_level,
         )
+        if self.latency_ms:
+            cmd += ["--latency-ms", str(self.latency_ms)]
         if self.international:
             cmd.append("--international")
         if self.frozen_clock:

@@ -1,26 +1,38 @@
 """What the delivery-status DAG's tasks do, kept out of the DAG file so parsing it stays cheap.
 
-Each function takes the run's params (which may be empty) and the run's time,
-resolves the warehouse, Parquet root and gateway connection at run time
+Each function takes the run's params (which may be empty), decides with the wall
+clock (a run that starts late must not decide in the past; the merge rules make
+a rerun idempotent whatever its clock), resolves the warehouse, Parquet root and gateway connection at run time
 (params first, then environment variables, then defaults), and returns
 JSON-friendly results for XCom.
 
 Environment variables: ``EVERY8D_WAREHOUSE`` (warehouse target),
 ``EVERY8D_PARQUET_ROOT`` (folder or URL; ``none`` turns the Parquet copy off),
 ``EVERY8D_PARQUET_CONN_ID`` (connection for an object-store root),
-``EVERY8D_STATUS_PAGE_CONCURRENCY`` and ``EVERY8D_STATUS_WITH_RECORD_IDS``.
+``EVERY8D_STATUS_PAGE_CONCURRENCY``, ``EVERY8D_STATUS_WITH_RECORD_IDS``,
+``EVERY8D_STATUS_SHARDS`` (task instances polling per run at most),
+``EVERY8D_STATUS_BATCH_CONCURRENCY`` (batches each shard fetches at once) and
+``EVERY8D_STATUS_MERGE_GROUP`` (batches merged per transaction at most).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CONN_ID = "every8d_default"
 ENV_PAGE_CONCURRENCY = "EVERY8D_STATUS_PAGE_CONCURRENCY"
 ENV_WITH_RECORD_IDS = "EVERY8D_STATUS_WITH_RECORD_IDS"
+ENV_SHARDS = "EVERY8D_STATUS_SHARDS"
+ENV_BATCH_CONCURRENCY = "EVERY8D_STATUS_BATCH_CONCURRENCY"
+ENV_MERGE_GROUP = "EVERY8D_STATUS_MERGE_GROUP"
+#: Batches one run takes at most when ``max_batches`` is not given.
+DEFAULT_SHARD_LIMIT_FALLBACK = 10_000
 PARQUET_OFF = ("none", "off", "false", "0")
 
 
@@ -84,6 +96,46 @@ def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict
         flushed = flush_journal(warehouse)
         merged = asdict(merge_push_events(warehouse, now=utc(now)))
     return {**merged, "journal_pushes_flushed": flushed.read}
+
+
+def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -> list[dict[str, int]]:
+    """Close batches that pushes already settled, then cut the due batches into shards.
+
+    :return: one ``{"shard": k, "shards": n}`` per shard task (none when nothing is due).
+    """
+    from every8d.tracking.shards import close_settled_batches, default_max_shards, shard_count
+    from every8d.tracking.sync import due_batches
+
+    limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
+    with warehouse_from(params) as warehouse:
+        max_shards = max(1, int(_param(params, "shards", ENV_SHARDS, default_max_shards(warehouse.dialect))))
+        closed = close_settled_batches(warehouse, now=utc(now))
+        due = len(due_batches(warehouse, utc(now), limit))
+    shards = shard_count(due, max_shards)
+    log.info(
+        "%d batch(es) closed by pushes without a poll; %d due, in %d shard(s)", closed, due, shards
+    )
+    return [{"shard": k, "shards": shards} for k in range(shards)]
+
+
+def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]) -> dict[str, Any]:
+    """Poll one shard's due batches (by the wall clock) into the tables."""
+    from every8d.hooks.every8d import Every8dHook
+    from every8d.tracking.shards import DEFAULT_CONCURRENCY, DEFAULT_MERGE_GROUP, sync_shard
+
+    options = sync_options_from(params)
+    concurrency = max(1, int(_param(params, "batch_concurrency", ENV_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
+    group = max(1, int(_param(params, "merge_group", ENV_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
+    limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+                       pool_size=max(concurrency * options.page_concurrency, 1))
+    try:
+        with warehouse_from(params) as warehouse:
+            result = sync_shard(warehouse, hook, shard=int(shard["shard"]), shards=int(shard["shards"]),
+                                options=options, concurrency=concurrency, merge_group=group, limit=limit)
+    finally:
+        hook.close()
+    return result.to_json()
 
 
 def find_due_batches(params: Mapping[str, Any] | None, now: datetime | None) -> list[dict[str, Any]]:

@@ -1,0 +1,336 @@
+"""The status sync in shards: a few task instances per run, each polling many batches.
+
+One task instance per batch costs about 3 s of Airflow overhead (process,
+imports, XCom) for well under a second of work, and on DuckDB every one of
+them waits for the file lock.  So a run cuts its due batches into at most
+``max_shards`` shards (a batch's shard is a hash of its id, so shards never
+overlap and a retried shard finds the same batches), and each shard:
+
+- reads its due batches at its own start, by the wall clock;
+- fetches ``concurrency`` batches at a time (each with the hook's page
+  concurrency) into local Arrow spools, while
+- the shard's one merging thread stages whatever is fetched (at most
+  ``merge_group`` batches) and merges it in one warehouse transaction: the
+  DuckDB file is opened once per group, its lock held only for the merge, and
+  a crash loses at most the group being merged, which the retry polls again
+  (nothing is booked until its transaction commits).  ``merge_group=1``
+  commits batch by batch.
+
+A batch whose messages pushes already made all final closes without a poll
+(:func:`close_settled_batches`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from every8d.tracking import merge
+from every8d.tracking.replies import fetch_replies, record_replies
+from every8d.tracking.schedule import close_reason
+from every8d.tracking.spool import PageSpool
+from every8d.tracking.sync import DueBatch, SyncOptions, due_batches, fetch_status_pages
+from every8d.warehouse.base import Warehouse
+from every8d.warehouse.tables import BATCHES, MESSAGES, STATUS_STAGING, ensure_tracking_tables
+
+if TYPE_CHECKING:
+    from every8d.hooks.every8d import Every8dHook
+
+log = logging.getLogger(__name__)
+
+#: Task instances polling in one run at most, on a warehouse that merges in parallel (Postgres).
+#: Each costs 315-433 MB and ~3 s of Airflow overhead, and two leave the rest of a small host's
+#: ``parallelism`` to campaigns.  Raise it (``shards`` param, ``EVERY8D_STATUS_SHARDS``) with the pool.
+DEFAULT_MAX_SHARDS = 2
+#: On DuckDB the merges are serialized by the file lock, so a second process only waits and adds
+#: its overhead: 1,000 batches x 1,000 messages on 2 cores took 22 s in 1 shard, 32 s in 2, 153 s in 4.
+DUCKDB_MAX_SHARDS = 1
+#: Fewer shards when there is little to do: a shard is worth its overhead from this many batches.
+MIN_BATCHES_PER_SHARD = 50
+#: Batches a shard fetches at once (each with the hook's page concurrency).
+DEFAULT_CONCURRENCY = 8
+#: Batches merged in one transaction at most (what a crash can cost: their polls, redone by the retry).
+DEFAULT_MERGE_GROUP = 64
+#: Batches a shard takes per run at most.
+DEFAULT_SHARD_LIMIT = 10_000
+
+
+def shard_of(batch_id: str, shards: int) -> int:
+    """The shard a batch belongs to among ``shards``: stable across runs, processes and retries."""
+    return zlib.crc32(batch_id.encode()) % max(int(shards), 1)
+
+
+def default_max_shards(dialect: str) -> int:
+    """The shard cap for a warehouse: one on DuckDB (one writer at a time), else ``DEFAULT_MAX_SHARDS``."""
+    return DUCKDB_MAX_SHARDS if dialect == "duckdb" else DEFAULT_MAX_SHARDS
+
+
+def shard_count(due: int, max_shards: int = DEFAULT_MAX_SHARDS) -> int:
+    """How many shards ``due`` batches need: none for none, one per ``MIN_BATCHES_PER_SHARD``, capped."""
+    if due <= 0:
+        return 0
+    return max(1, min(int(max_shards), math.ceil(due / MIN_BATCHES_PER_SHARD)))
+
+
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+CLOSE_SETTLED = f"""
+UPDATE {BATCHES.name}
+SET state = 'closed', closed_reason = 'all_final', closed_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
+    final_count = recipients, next_poll_at = NULL
+WHERE state = 'open' AND recipients IS NOT NULL AND recipients > 0
+  AND recipients <= (SELECT count(*) FROM {MESSAGES.name} m
+                     WHERE m.batch_id = {BATCHES.name}.batch_id AND m.is_final)
+"""
+
+
+def close_settled_batches(warehouse: Warehouse, *, now: datetime) -> int:
+    """Close, without a poll, open batches whose every sent message a push already made final.
+
+    A batch qualifies when it holds at least ``recipients`` final messages (the count the
+    sender registered); a batch without that count is left to the poll.
+    """
+    ensure_tracking_tables(warehouse)
+    with warehouse.transaction():
+        return max(warehouse.execute(CLOSE_SETTLED, [now]), 0)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One batch's gateway answers, spooled locally, waiting for its merge."""
+
+    batch: DueBatch
+    spool: PageSpool
+    replies: pa.Table | None
+    seconds: float
+
+
+@dataclass
+class ShardResult:
+    """What one shard did (JSON-friendly for XCom)."""
+
+    shard: int
+    shards: int
+    batches: int = 0
+    polled: int = 0
+    failed: int = 0
+    listed: int = 0
+    history_rows: int = 0
+    message_rows: int = 0
+    expired: int = 0
+    replies: int = 0
+    closed: int = 0
+    merges: int = 0
+    fetch_seconds: float = 0.0
+    merge_seconds: float = 0.0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class ShardIncomplete(RuntimeError):
+    """Some batches of the shard could not be polled; the others are merged. A retry polls the rest."""
+
+    def __init__(self, result: ShardResult) -> None:
+        self.result = result
+        kinds = sorted(set(result.errors))
+        super().__init__(
+            f"shard {result.shard}/{result.shards}: {result.failed} of {result.batches} batch(es) not polled "
+            f"({', '.join(kinds[:5])}); the rest are merged, a retry polls them again"
+        )
+
+
+#: A spool above this many rows is staged on its own (streamed), not read into one statement with others.
+GROUP_STAGE_ROWS = 50_000
+
+
+def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> None:
+    """Stage every spool of ``group``; on DuckDB the small ones together, as one Arrow table in one
+    statement (one statement per batch cost more than the merge itself)."""
+    if warehouse.dialect != "duckdb":
+        for fetched in group:
+            with fetched.spool.staged(fetched.batch.batch_id, source="poll", observed_at=now) as staged:
+                warehouse.append(STATUS_STAGING.name, staged)
+        return
+    insert = f"INSERT INTO {STATUS_STAGING.name} ({', '.join(STATUS_STAGING.schema.names)}) "
+    small = [f for f in group if f.spool.rows <= GROUP_STAGE_ROWS]
+    for fetched in group:
+        if fetched.spool.rows > GROUP_STAGE_ROWS:
+            with fetched.spool.reader() as rows:
+                warehouse.execute_over(rows, lambda source: insert + fetched.spool.staging_select(source),
+                                       [fetched.batch.batch_id, now, "poll"])
+    if not small:
+        return
+    # One Arrow table for the group (small spools: a few MB), one statement, no per-batch scans.
+    tables = []
+    for fetched in small:
+        with fetched.spool.reader() as rows:
+            table = rows.read_all()
+        tables.append(table.append_column("every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows)
+                                          .cast(pa.string())))
+    incoming = pa.concat_tables(tables)
+    warehouse.execute_over(incoming.to_reader(), lambda source: insert + _GROUP_STAGING_SELECT.format(source=source),
+                           [now, "poll"])
+
+
+#: ``PageSpool.staging_select`` for many batches at once: the batch id is a column, ``seq`` numbers
+#: a number's messages within its batch, in listing order.
+_GROUP_STAGING_SELECT = """
+    SELECT every8d_batch_id AS batch_id,
+           mobile,
+           CAST(row_number() OVER (PARTITION BY every8d_batch_id, mobile ORDER BY ordinal) AS INTEGER) AS seq,
+           NULLIF(record_id, '') AS mr,
+           name, sent_at, received_at, points, status,
+           CAST(? AS TIMESTAMPTZ) AS observed_at,
+           CAST(? AS VARCHAR) AS source
+    FROM {source}
+"""
+
+
+_GROUP_COUNTS = f"""
+SELECT batch_id, count(*) AS messages, COALESCE(sum(CASE WHEN is_final THEN 1 ELSE 0 END), 0) AS final
+FROM {MESSAGES.name} WHERE batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}) GROUP BY batch_id
+"""
+
+
+def merge_fetched(
+    warehouse: Warehouse, group: Sequence[Fetched], *, now: datetime, options: SyncOptions, result: ShardResult
+) -> None:
+    """One transaction for ``group``: stage every spool, merge once, then per batch the close
+    rules and the poll's bookkeeping, and the replies (the same rules as ``sync.merge_spool``)."""
+    with warehouse.transaction():
+        merge.clear_staging(warehouse)
+        _stage(warehouse, group, now)
+        counts = merge.merge_staged(warehouse, now=now)
+        held = {r["batch_id"]: (int(r["messages"]), int(r["final"]))
+                for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()}
+        changed = counts.changed
+        for fetched in group:
+            batch, spool = fetched.batch, fetched.spool
+            messages, final = held.get(batch.batch_id, (0, 0))
+            clock = batch.clock(options.expiry_grace)
+            reason = close_reason(gateway_total=spool.total, listed=spool.rows, messages=messages, final=final, now=now,
+                                  deadline=clock.deadline)
+            expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
+            merge.record_poll(
+                warehouse, batch.batch_id, now=now, next_poll_at=None if reason else clock.next_poll_at(now),
+                listed=spool.total, final=final + expired, closed_reason=reason,
+            )
+            changed = changed or expired > 0
+            result.listed += spool.total
+            result.expired += expired
+            result.closed += 1 if reason else 0
+        if changed:
+            merge.mark_dirty(warehouse)
+        merge.clear_staging(warehouse)
+        replies = [f.replies for f in group if f.replies is not None and f.replies.num_rows]
+        if replies:
+            result.replies += record_replies(warehouse, pa.concat_tables(replies), now=now)
+    result.history_rows += counts.history
+    result.message_rows += counts.messages
+    result.polled += len(group)
+    result.merges += 1
+
+
+def _fetch(hook: Every8dHook, batch: DueBatch, options: SyncOptions, folder: Path) -> Fetched:
+    started = time.perf_counter()
+    spool = PageSpool(folder / f"{batch.batch_id}.arrows").write(
+        fetch_status_pages(hook, batch, with_record_ids=options.with_record_ids,
+                           concurrency=options.page_concurrency)
+    )
+    replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
+    return Fetched(batch, spool, replies, time.perf_counter() - started)
+
+
+def sync_shard(
+    warehouse: Warehouse,
+    hook: Every8dHook,
+    *,
+    shard: int,
+    shards: int,
+    options: SyncOptions = SyncOptions(),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    merge_group: int = DEFAULT_MERGE_GROUP,
+    limit: int = DEFAULT_SHARD_LIMIT,
+    clock: Callable[[], datetime] = wall_clock,
+) -> ShardResult:
+    """Poll this shard's due batches (due at ``clock()`` when it starts) and merge them as they arrive.
+
+    :param merge_group: batches merged per transaction at most (1: commit batch by batch).
+    :param clock: "now" for the due choice and for each merge (the wall clock; tests pass their own).
+    :raises ShardIncomplete: after merging everything else, when some batches could not be polled.
+    """
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be in [0, {shards}), not {shard}")
+    started = time.perf_counter()
+    ensure_tracking_tables(warehouse)
+    mine = [b for b in due_batches(warehouse, clock(), limit) if shard_of(b.batch_id, shards) == shard]
+    result = ShardResult(shard=shard, shards=shards, batches=len(mine))
+    group_size = max(int(merge_group), 1)
+    workers = max(int(concurrency), 1)
+    with tempfile.TemporaryDirectory(prefix="every8d-shard-", dir=options.spool_dir) as folder:
+        ready: list[Fetched] = []
+
+        def flush(group: list[Fetched]) -> None:
+            merged = time.perf_counter()
+            merge_fetched(warehouse, group, now=clock(), options=options, result=result)
+            result.merge_seconds += time.perf_counter() - merged
+            for fetched in group:
+                fetched.spool.path.unlink(missing_ok=True)
+
+        def fetch(batch: DueBatch) -> Fetched:
+            return _fetch(hook, batch, options, Path(folder))
+
+        todo = deque(mine)
+        window = workers + group_size  # fetched-but-unmerged spools wait on local disk, bounded
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="every8d-shard") as pool:
+            running: dict[Future, DueBatch] = {}
+            while todo or running or ready:
+                while todo and len(running) + len(ready) < window:
+                    batch = todo.popleft()
+                    running[pool.submit(fetch, batch)] = batch
+                if running:
+                    # Wait for a fetch only when there is nothing to merge yet.
+                    done, _ = wait(list(running), timeout=None if not ready else 0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        batch = running.pop(future)
+                        error = future.exception()
+                        if error is not None:
+                            result.failed += 1
+                            result.errors.append(type(error).__name__)
+                            log.warning("batch %s not polled: %s", batch.batch_id, error)
+                            continue
+                        fetched = future.result()
+                        result.fetch_seconds += fetched.seconds
+                        ready.append(fetched)
+                # Group commit: whatever finished while the last merge ran, up to merge_group batches.
+                if ready:
+                    group, ready[:] = ready[:group_size], ready[group_size:]
+                    flush(group)
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "shard %d/%d: %d batch(es) polled in %d merge(s), %d failed, %d listed, %d change(s), %d closed; "
+        "%.1fs (fetching %.1fs summed over threads, merging %.1fs)",
+        shard, shards, result.polled, result.merges, result.failed, result.listed, result.history_rows,
+        result.closed, result.seconds, result.fetch_seconds, result.merge_seconds,
+    )
+    if result.failed:
+        raise ShardIncomplete(result)
+    return result
+
