@@ -171,7 +171,20 @@ def test_a_shared_text_worth_its_own_batch_is_still_grouped():
     from every8d.campaign.plan import DEFAULT_MIN_GROUP_SIZE
 
     n = DEFAULT_MIN_GROUP_SIZE + 10
-    batch = pa.record_batch({"mobile": [f"0912{i:06d}" for i in range(n)], "name": ["same"] * n,
-                             "id": [str(i) for i in range(n)]})
+    names = ["same"] * n + ["Ann", "Bob", "Cy"]  # three personal texts beside the shared one
+    batch = pa.record_batch({"mobile": [f"0912{i:06d}" for i in range(len(names))], "name": names,
+                             "id": [str(i) for i in range(len(names))]})
     stats, _, _, _ = plan(batch, chunk_size=500, min_group_size=DEFAULT_MIN_GROUP_SIZE)
-    assert stats.calls_by_route == {"sms": 1}
+    assert stats.calls_by_route == {"sms": 1, "param": 1}
+
+
+def test_a_small_coincidental_group_goes_personalized_but_a_text_without_fields_always_groups():
+    from every8d.campaign.plan import DEFAULT_MIN_GROUP_SIZE
+
+    names = ["same"] * 5 + ["Ann", "Bob"]
+    batch = pa.record_batch({"mobile": [f"0912{i:06d}" for i in range(len(names))], "name": names,
+                             "id": [str(i) for i in range(len(names))]})
+    stats, _, _, _ = plan(batch, chunk_size=500, min_group_size=DEFAULT_MIN_GROUP_SIZE)
+    assert stats.calls_by_route == {"param": 1}  # five "Hi same" are a coincidence, not worth a batch
+    stats, _, _, _ = plan(batch, message="Hello all", chunk_size=500, min_group_size=DEFAULT_MIN_GROUP_SIZE)
+    assert stats.calls_by_route == {"sms": 1}  # nothing personal: one sendSMS, whatever the size

@@ -6,7 +6,8 @@ throw-away DuckDB file (memory-capped, spilling to disk) and SQL window
 functions do the rest.  The plan streams back out in Arrow batches.
 
 Routes: a text shared by at least ``min_group_size`` recipients (default
-``DEFAULT_MIN_GROUP_SIZE``, 250; with the same send time) goes out as one ``sendSMS`` call per chunk of numbers; every other
+``DEFAULT_MIN_GROUP_SIZE``, 250; with the same send time), or by every recipient of its template
+(a text with no personal fields), goes out as one ``sendSMS`` call per chunk of numbers; every other
 text goes through ``SendParamSMS``, one personalized text per recipient with
 its own ``Mr`` (record id); MMS always groups by text.
 """
@@ -197,12 +198,15 @@ class Planner:
             """CREATE TABLE groups AS
                SELECT k.row_number,
                       count(*) OVER (PARTITION BY k.text, k.send_at) AS group_size,
-                      min(k.row_number) OVER (PARTITION BY k.text, k.send_at) AS group_first
+                      min(k.row_number) OVER (PARTITION BY k.text, k.send_at) AS group_first,
+                      count(*) OVER (PARTITION BY k.template_id, k.send_at) AS template_size
                FROM kept k SEMI JOIN firsts f
                  ON k.row_number = f.row_number AND f.first_by_key = f.row_number AND f.first_by_text = f.row_number"""
         )
         con.execute("DROP TABLE firsts")
-        grouped = "TRUE" if kind == "mms" else f"group_size >= {int(min_group_size)}"
+        # A text everyone of its template gets is not personalized at all: one sendSMS stream whatever
+        # its size (SendParamSMS would make as many batches).  The threshold is for coincidences.
+        grouped = "TRUE" if kind == "mms" else f"(group_size >= {int(min_group_size)} OR group_size = template_size)"
         route = "'mms'" if kind == "mms" else "CASE WHEN grouped THEN 'sms' ELSE 'param' END"
         con.execute(
             f"""CREATE TABLE assigned AS
