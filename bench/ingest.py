@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,22 +50,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from memory import peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path as the script's folder)
+
 PAGE = 1000
 #: DuckDB's own budget in the project child (the rest of the process is Python, Airflow and Arrow).
 DUCKDB_MEMORY_LIMIT = "96MB"
 ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # -- the two pipelines, each run in a child process ------------------------------------------------

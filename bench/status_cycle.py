@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,21 +45,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from memory import peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path as the script's folder)
+
 FIXED_TASKS = 4  # merge_pushes, plan_shards, summarize, export_parquet
 ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 DUCKDB_MEMORY_LIMIT = "96MB"
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # -- children ---------------------------------------------------------------------------------------
