@@ -1,8 +1,10 @@
 """One exception hierarchy for everything that can go wrong talking to EVERY8D.
 
-Whether a caller may retry is decided by class, never by reading messages:
-``TransientError`` subclasses are safe to retry as they are, ``TerminalError``
-subclasses are not.  No message built here holds a password or a phone
+One root, :class:`Every8dError` (campaign errors included).  Whether a caller
+may retry is decided by class, never by reading messages or flags: a class
+that mixes in ``TransientError`` is safe to retry as it is, one that mixes in
+``TerminalError`` is not (the shape of dlt's ``TransientException`` /
+``TerminalException``); ``retry_safe`` is read from the class and cannot be set.  No message built here holds a password or a phone
 number: every excerpt of gateway text is scrubbed of registered secrets (raw,
 URL- and form-encoded), of anything that looks like ``PWD=...``, and of phone
 numbers (counted, and kept in an attribute for code that needs them).
@@ -97,25 +99,52 @@ def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+class TerminalError(Exception):
+    """Marker mixin: repeating the same call cannot help (bad input, bad credentials, refused, outcome unknown)."""
+
+
+class TransientError(Exception):
+    """Marker mixin: the same call may simply be tried again, as it is."""
+
+
+class _RetrySafe:
+    """``retry_safe``, read from the class (``TransientError`` or not) on classes and instances alike.
+
+    It cannot be set, and :class:`Every8dError` refuses subclasses that define it,
+    so no flag can contradict the class.
+    """
+
+    def __get__(self, instance: object, owner: type) -> bool:
+        return issubclass(owner, TransientError)
+
+    def __set__(self, instance: object, value: object) -> None:
+        raise AttributeError("retry_safe follows the class: raise a TransientError or TerminalError subclass")
+
+
 class Every8dError(Exception):
-    """Base class of every error this provider raises."""
+    """The root of every error this provider raises; retry is decided by the marker mixin a class carries.
 
-    retry_safe: bool = False
+    A class with neither :class:`TransientError` nor :class:`TerminalError` is a
+    family (``GatewayError``, ``HttpStatusError``) whose constructor picks the
+    marked subclass, as ``OSError(errno.ENOENT, ...)`` gives a ``FileNotFoundError``.
+    """
+
+    retry_safe = _RetrySafe()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "retry_safe" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} sets retry_safe; mix in TransientError or TerminalError instead")
+        if issubclass(cls, TransientError) and issubclass(cls, TerminalError):
+            raise TypeError(f"{cls.__name__} is both transient and terminal")
 
 
-class TransientError(Every8dError):
-    """Mixin-like base: the same call may simply be tried again."""
-
-    retry_safe = True
-
-
-class TerminalError(Every8dError):
-    """Base for errors a retry cannot fix (bad input, bad credentials, refused)."""
-
-    retry_safe = False
+#: Gateway codes for refused credentials, and for a temporary condition a later retry may clear.
+AUTH_CODES = frozenset({-100, -101, -300})
+TEMPORARY_CODES = frozenset({-8})
 
 
-class GatewayError(TerminalError):
+class GatewayError(Every8dError):
     """The gateway answered with an error code (``-<code>,<message>``).
 
     :param endpoint: the endpoint's file name, e.g. ``sendSMS.ashx``.
@@ -125,7 +154,15 @@ class GatewayError(TerminalError):
 
     The gateway's text often names phone numbers (``-306,手機格式不符:<number>``,
     ``-98,<numbers>``): the message says how many, ``numbers`` holds them.
+    ``GatewayError(...)`` gives the subclass the code calls for:
+    :class:`AuthenticationError`, :class:`TemporaryGatewayError` or :class:`GatewayRefusedError`.
     """
+
+    def __new__(cls, endpoint: str, code: int, *args: object, **kwargs: object) -> GatewayError:
+        if cls is GatewayError:
+            cls = (AuthenticationError if code in AUTH_CODES
+                   else TemporaryGatewayError if code in TEMPORARY_CODES else GatewayRefusedError)
+        return super().__new__(cls)
 
     def __init__(self, endpoint: str, code: int, meaning: str, gateway_message: str = "") -> None:
         self.endpoint = endpoint
@@ -139,17 +176,19 @@ class GatewayError(TerminalError):
         super().__init__(f"EVERY8D {endpoint} failed with code {code}: {meaning}{detail}")
 
 
-class AuthenticationError(GatewayError):
+class GatewayRefusedError(GatewayError, TerminalError):
+    """The gateway refused the call with an error code a retry cannot change (bad input, not found, ...)."""
+
+
+class AuthenticationError(GatewayRefusedError):
     """Credentials were refused (-100, -101, -300): check the connection's login and password."""
 
 
-class TemporaryGatewayError(GatewayError):
+class TemporaryGatewayError(GatewayError, TransientError):
     """The gateway reported a temporary condition (-8): a later retry may work."""
 
-    retry_safe = True
 
-
-class WireFormatError(TerminalError):
+class WireFormatError(Every8dError, TerminalError):
     """The answer was not in any format the endpoint is known to produce (HTML, garbage, empty)."""
 
     def __init__(self, endpoint: str, problem: str, body: str | bytes | None = None) -> None:
@@ -161,17 +200,33 @@ class WireFormatError(TerminalError):
 
 
 class HttpStatusError(Every8dError):
-    """The gateway answered with a non-200 HTTP status."""
+    """The gateway answered with a non-200 HTTP status.
+
+    ``HttpStatusError(...)`` gives :class:`HttpUnavailableError` for 5xx and 429
+    (the gateway could not serve now) and :class:`HttpRejectedError` for the rest.
+    """
+
+    def __new__(cls, endpoint: str, status: int, *args: object, **kwargs: object) -> HttpStatusError:
+        if cls is HttpStatusError:
+            cls = HttpUnavailableError if status >= 500 or status == 429 else HttpRejectedError
+        return super().__new__(cls)
 
     def __init__(self, endpoint: str, status: int, body: str | bytes | None = None) -> None:
         self.endpoint = endpoint
         self.status = status
-        self.retry_safe = status >= 500 or status == 429
         self.body_excerpt = excerpt(body)
         super().__init__(f"EVERY8D {endpoint} answered HTTP {status}: {self.body_excerpt!r}")
 
 
-class RedirectRefusedError(TerminalError):
+class HttpUnavailableError(HttpStatusError, TransientError):
+    """HTTP 5xx or 429 on a read: the gateway (or a proxy) could not serve it now; reading again is safe."""
+
+
+class HttpRejectedError(HttpStatusError, TerminalError):
+    """Any other non-200 status (404, 403, ...): the URL or the account is wrong, a retry will not help."""
+
+
+class RedirectRefusedError(Every8dError, TerminalError):
     """The gateway (or a proxy) answered with a redirect, which is never followed.
 
     Following one would turn a POST into a bodiless GET (301/302) or re-post UID
@@ -190,7 +245,7 @@ class RedirectRefusedError(TerminalError):
         )
 
 
-class IncompleteListingError(TransientError):
+class IncompleteListingError(Every8dError, TransientError):
     """A status or reply listing did not add up (a short page, missing rows, a count that moved).
 
     Nothing was merged and no poll was booked: reading the listing again is safe.
@@ -202,7 +257,7 @@ class IncompleteListingError(TransientError):
         super().__init__(f"EVERY8D {endpoint} listing is incomplete ({problem}); nothing was merged")
 
 
-class UnknownStatusCodeError(TransientError):
+class UnknownStatusCodeError(Every8dError, TransientError):
     """A listing holds status codes our code table does not know, so it is not merged.
 
     Usually a row cut inside its STATUS field (``10`` from ``101``), which a new
@@ -222,7 +277,7 @@ class UnknownStatusCodeError(TransientError):
         )
 
 
-class GatewayUnreachableError(TransientError):
+class GatewayUnreachableError(Every8dError, TransientError):
     """The request never left this machine (connection refused, DNS failure, connect timeout).
 
     Safe to retry even for sends: the gateway cannot have seen the request.
@@ -233,7 +288,7 @@ class GatewayUnreachableError(TransientError):
         super().__init__(f"EVERY8D {endpoint} could not be reached: {reason}")
 
 
-class ReadFailedError(TransientError):
+class ReadFailedError(Every8dError, TransientError):
     """A read-only call lost its answer (timeout, reset) after the request left; safe to repeat."""
 
     def __init__(self, endpoint: str, reason: str) -> None:
@@ -241,7 +296,7 @@ class ReadFailedError(TransientError):
         super().__init__(f"EVERY8D {endpoint} gave no usable answer: {reason}")
 
 
-class SendOutcomeUnknownError(TerminalError):
+class SendOutcomeUnknownError(Every8dError, TerminalError):
     """A send left this machine but no answer came back (timeout, reset, dropped connection, 5xx).
 
     The gateway may have accepted it, charged for it and texted everyone, or

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from every8d.errors import (
-    AuthenticationError,
+    AUTH_CODES,
+    TEMPORARY_CODES,
     GatewayError,
-    TemporaryGatewayError,
     UnknownStatusCodeError,
     WireFormatError,
 )
@@ -125,8 +125,6 @@ _ENDPOINT_MEANINGS: dict[tuple[str, int], str] = {
     (ERASE_BOOKING, -4): "booking already deleted or already sent",
     (MMS_ERASE_BOOKING, -4): "booking already deleted or already sent",
 }
-AUTH_CODES = frozenset({-100, -101, -300})
-TEMPORARY_CODES = frozenset({-8})
 
 
 def error_meaning(endpoint: str, code: int) -> str:
@@ -147,12 +145,7 @@ def parse_error_body(text: str) -> tuple[int, str] | None:
 
 def gateway_error(endpoint: str, code: int, message: str = "") -> GatewayError:
     """The exception for gateway error ``code`` on ``endpoint`` (class chosen by code)."""
-    cls = GatewayError
-    if code in AUTH_CODES:
-        cls = AuthenticationError
-    elif code in TEMPORARY_CODES:
-        cls = TemporaryGatewayError
-    return cls(endpoint, code, error_meaning(endpoint, code), message)
+    return GatewayError(endpoint, code, error_meaning(endpoint, code), message)
 
 
 def raise_for_error_body(text: str, endpoint: str) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from every8d.errors import TerminalError, TransientError
+from every8d.errors import Every8dError, TerminalError, TransientError
 
 
-class CampaignError(Exception):
-    """Base: a campaign stopped before every recipient was settled."""
-
-    retry_safe = False
+class CampaignError(Every8dError):
+    """A campaign stopped before every recipient was settled (retry decided by the subclass's marker)."""
 
     def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -29,8 +27,6 @@ class InsufficientCreditError(CampaignError, TransientError):
     """The account's credit does not cover the rest of the campaign (read twice before sending, or
     reported by the gateway as UNSEND).  Retryable: the account can be topped up meanwhile."""
 
-    retry_safe = True
-
 
 class QuietHoursError(CampaignError, TerminalError):
     """It is quiet hours and the policy is ``reject``: run the task again after they end."""
@@ -41,8 +37,6 @@ class CampaignInterruptedError(CampaignError, TransientError):
 
     Safe to retry: the retry resolves chunks left in doubt before it sends anything new.
     """
-
-    retry_safe = True
 
 
 class CampaignRefusedError(CampaignError, TerminalError):
@@ -59,10 +53,6 @@ class LeaseLostError(CampaignError, TransientError):
     Whatever it still had to record went in as extra batches (see ``every8d_send_stale_batches``).
     """
 
-    retry_safe = True
-
 
 class CampaignBusyError(CampaignError, TransientError):
     """Another live runner holds the campaign's lease (a zombie task still working): retry later."""
-
-    retry_safe = True
