@@ -7,12 +7,15 @@ taken with Arrow kernels, so a big batch costs one pass over its pages.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from every8d import wire
+
+if TYPE_CHECKING:
+    from every8d.client import Every8dClient
 
 FINAL_CODES = pa.array(sorted(code for code, info in wire.STATUS_CODES.items() if info.final), pa.int32())
 
@@ -33,10 +36,10 @@ class BatchProgress:
         return asdict(self)
 
 
-def batch_progress(hook: Any, batch_id: str, *, mms: bool = False) -> BatchProgress:
+def batch_progress(client: Every8dClient, batch_id: str, *, mms: bool = False) -> BatchProgress:
     """Page through a batch's status and count final messages (stops early at the first open one)."""
     total = listed = final = 0
-    for page in hook.iter_delivery_status_pages(batch_id, mms=mms):
+    for page in client.iter_delivery_status_pages(batch_id, mms=mms):
         total = max(total, page.total)
         listed += page.rows
         final += pc.sum(pc.is_in(page.table.column("status"), value_set=FINAL_CODES)).as_py() or 0

@@ -20,7 +20,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from every8d.client import Every8dClient
 
 EXIT_OK, EXIT_USAGE, EXIT_GATEWAY, EXIT_TRANSPORT = 0, 2, 3, 4
 PASSWORD_ENV = "EVERY8D_PASSWORD"
@@ -62,30 +65,19 @@ def _password() -> str:
     return password
 
 
-def make_hook(args: argparse.Namespace) -> Any:
-    """The hook for ``--url``/``--uid``, else for the Airflow connection ``--conn-id``."""
+def make_client(args: argparse.Namespace) -> Every8dClient:
+    """The client for ``--url``/``--uid`` (no Airflow needed), else for the Airflow connection ``--conn-id``."""
     if args.url or args.uid:
         if not (args.url and args.uid):
             raise UsageError("--url and --uid go together")
-        password = _password()
-        from airflow.sdk import Connection
+        from every8d.client import connect
 
-        from every8d.hooks.every8d import Every8dHook
-
-        connection = Connection(
-            conn_id="every8d_cli", conn_type="every8d", host=args.url, login=args.uid, password=password
-        )
-
-        class _GivenConnectionHook(Every8dHook):
-            def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
-                return connection
-
-        return _GivenConnectionHook("every8d_cli")
+        return connect(args.url, args.uid, _password())
     # Like `airflow connections get`: environment variables and secrets backends, then the metadata DB.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     from every8d.hooks.every8d import Every8dHook
 
-    return Every8dHook(args.conn_id)
+    return Every8dHook(args.conn_id).get_client()
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -120,7 +112,7 @@ def _print_json(document: Any) -> None:
 
 
 def cmd_credit(args: argparse.Namespace) -> int:
-    print(make_hook(args).get_credit())
+    print(make_client(args).get_credit())
     return EXIT_OK
 
 
@@ -173,7 +165,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
         print("dry run: nothing was sent")
         return EXIT_OK
-    result = make_hook(args).send_sms(message, numbers, subject=args.subject, schedule_at=schedule_at)
+    result = make_client(args).send_sms(message, numbers, subject=args.subject, schedule_at=schedule_at)
     print(
         f"batch {result.batch_id}: {result.sent} sent, {result.cost} point(s), {result.credit} point(s) left"
     )
@@ -183,10 +175,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from every8d.wire import status_info
+    from every8d.client.statuses import status_info
 
-    hook = make_hook(args)
-    records = list(hook.iter_delivery_status(args.batch_id, mms=args.mms))
+    records = list(make_client(args).iter_delivery_status(args.batch_id, mms=args.mms))
     if args.json:
         _print_json(
             {
@@ -232,7 +223,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_replies(args: argparse.Namespace) -> int:
-    replies = list(make_hook(args).iter_replies(args.batch_id))
+    replies = list(make_client(args).iter_replies(args.batch_id))
     if args.json:
         _print_json(
             {
@@ -253,7 +244,7 @@ def cmd_replies(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    result = make_hook(args).erase_booking(args.batch_id, mms=args.mms)
+    result = make_client(args).erase_booking(args.batch_id, mms=args.mms)
     if not result.found:
         raise GatewayRefused(
             f"nothing cancelled: the gateway found no scheduled message in batch {args.batch_id}"
@@ -454,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        if isinstance(error, ValueError):  # the hook's input checks (empty text, missing login...)
+        if isinstance(error, ValueError):  # the client's input checks (empty text, missing login...)
             print(f"every8d: {error}", file=sys.stderr)
             return EXIT_USAGE
         print(f"every8d: unexpected {type(error).__name__}: {error}", file=sys.stderr)

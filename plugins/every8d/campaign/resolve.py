@@ -30,6 +30,7 @@ from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
 from every8d.campaign.phones import normalize_one
 from every8d.campaign.sender import SendSettings, safe_error
+from every8d.client import Every8dClient
 from every8d.errors import GatewayError
 
 InDoubtPolicy = Literal["resend_filtered", "needs_review"]
@@ -88,12 +89,12 @@ def _schedule(group: _Group, now: datetime, defer_to: datetime | None) -> dateti
     return group.send_at if group.send_at is not None and group.send_at > now else defer_to
 
 
-def _resend_group(hook: Any, group: _Group, settings: SendSettings, now: datetime,
+def _resend_group(client: Every8dClient, group: _Group, settings: SendSettings, now: datetime,
                   defer_to: datetime | None) -> tuple[list[RowUpdate], BatchSent | None, int, str | None]:
     """``(updates, batch, calls, error)`` for one group; no updates when its outcome is still unknown."""
     schedule = _schedule(group, now, defer_to)
     try:
-        result = hook.send_sms_filtered(
+        result = client.send_sms_filtered(
             group.text, group.mobiles, subject=settings.subject, schedule_at=schedule,
             validity_minutes=settings.validity_minutes,
         )
@@ -118,7 +119,7 @@ def _resend_group(hook: Any, group: _Group, settings: SendSettings, now: datetim
 
 
 def resolve_chunk(
-    hook: Any,
+    client: Every8dClient,
     chunk: ChunkInfo,
     rows: pa.Table,
     settings: SendSettings,
@@ -148,9 +149,9 @@ def resolve_chunk(
         known = [t for t in times if t is not None]
         before_resend(max(known) if known else None)
     if executor is None:
-        results = [_resend_group(hook, g, settings, now, defer_to) for g in groups]
+        results = [_resend_group(client, g, settings, now, defer_to) for g in groups]
     else:
-        results = list(executor.map(lambda g: _resend_group(hook, g, settings, now, defer_to), groups))
+        results = list(executor.map(lambda g: _resend_group(client, g, settings, now, defer_to), groups))
     outcome = ChunkOutcome(chunk.chunk, "sent")
     errors = []
     for updates, batch, calls, error in results:

@@ -45,6 +45,7 @@ from every8d.campaign.prepare import plan_audience, write_rejects
 from every8d.campaign.progress import Progress
 from every8d.campaign.resolve import InDoubtPolicy, resolve_chunk
 from every8d.campaign.sender import SendSettings, find_unsent, request_schedule, send_chunk
+from every8d.client import Every8dClient
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,17 @@ def _split_by_chunk(rows: pa.Table) -> dict[int, pa.Table]:
 class CampaignRun:
     """One run of one campaign against one gateway and one warehouse.
 
-    :param hook: an :class:`~every8d.hooks.every8d.Every8dHook` (its sessions are shared by the threads).
+    :param client: the gateway, an :class:`~every8d.client.Every8dClient` (shared by the threads), e.g.
+        ``Every8dHook(...).get_client()``; ``hook`` is its former name.
     :param warehouse: from :func:`every8d.warehouse.open_warehouse` (the run serializes its threads on it).
     """
 
-    def __init__(self, spec: CampaignSpec, *, campaign_id: str, hook: Any, warehouse: Any,
-                 options: RunOptions | None = None) -> None:
+    def __init__(self, spec: CampaignSpec, *, campaign_id: str, client: Every8dClient | None = None,
+                 warehouse: Any, options: RunOptions | None = None, hook: Every8dClient | None = None) -> None:
         spec.validate()
         self.spec = spec
         self.campaign_id = campaign_id
-        self.hook = hook
+        self.client = client if client is not None else hook
         self.wh = warehouse
         self.options = options or RunOptions()
         if self.options.concurrency < 1:
@@ -143,7 +145,7 @@ class CampaignRun:
         summary["credit"] = None
         if self.options.check_credit and stats.recipients:
             try:
-                credit = self.hook.get_credit()
+                credit = self.client.get_credit()
                 self.calls += 1
                 summary["credit"] = str(credit)
                 summary["over_credit"] = bool(stats.points > credit)
@@ -179,7 +181,7 @@ class CampaignRun:
 
     def request_deadline(self) -> float:
         """Seconds one request may take on our side (connect plus read timeout)."""
-        settings = getattr(self.hook, "settings", None)
+        settings = getattr(self.client, "settings", None)
         if settings is None:
             return 0.0
         return float(settings.connect_timeout + settings.read_timeout)
@@ -188,7 +190,7 @@ class CampaignRun:
         """How long after it was written an in-doubt request is left alone (it may still run at the gateway)."""
         if self.options.settle_seconds is not None:
             return self.options.settle_seconds
-        settings = getattr(self.hook, "settings", None)
+        settings = getattr(self.client, "settings", None)
         if settings is None:
             return 0.0
         return settings.connect_timeout + 2 * settings.read_timeout
@@ -247,7 +249,6 @@ class CampaignRun:
         doubtful = [c for c in chunks if c.state == "in_flight"]
         short = [c for c in chunks if c.state == "sent" and not c.unsent_resolved]
         defer_to = self._quiet_hours_defer() if pending or doubtful else None
-        _ = (self.hook.send_session, self.hook.read_session)  # create the pooled sessions before threads share them
         with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="every8d-send") as pool:
             self._resolve_unsent(short)
             if doubtful:
@@ -310,7 +311,7 @@ class CampaignRun:
         for attempt in range(1, tries + 1):
             self.calls += 1
             try:
-                return self.hook.get_credit()
+                return self.client.get_credit()
             except (ReadFailedError, WireFormatError) as error:
                 if attempt == tries:
                     raise
@@ -365,7 +366,7 @@ class CampaignRun:
             return 0
         from every8d.tracking.batches import register_batches
 
-        validity = settings.validity_minutes or getattr(getattr(self.hook, "settings", None), "validity_minutes", None)
+        validity = settings.validity_minutes or getattr(getattr(self.client, "settings", None), "validity_minutes", None)
         register_batches(self.wh, [
             {
                 "batch_id": b.batch_id, "campaign_id": self.campaign_id, "kind": b.kind, "sent_at": b.sent_at,
@@ -428,7 +429,7 @@ class CampaignRun:
         if time.monotonic() - stamped > self._max_write_delay():  # frozen after the stamp: the lease may be gone
             return ChunkOutcome(chunk.chunk, "in_flight", error="stalled between stamp and request; not sent",
                                 stop="outcome_unknown")
-        return send_chunk(self.hook, chunk, rows, settings, defer_to)
+        return send_chunk(self.client, chunk, rows, settings, defer_to)
 
     # -- in doubt -------------------------------------------------------------------------------------------
 
@@ -462,7 +463,7 @@ class CampaignRun:
                 rows = self.ledger.rows([chunk.chunk], ("in_flight",))
                 now = db_now(self.wh)
             outcome = resolve_chunk(
-                self.hook, chunk, rows, settings, policy=self.options.in_doubt, now=now, defer_to=defer_to,
+                self.client, chunk, rows, settings, policy=self.options.in_doubt, now=now, defer_to=defer_to,
                 executor=pool, settle=timedelta(seconds=self.settle_seconds()),
                 before_resend=lambda schedule, c=chunk.chunk: self._stamp(c, schedule),
             )
@@ -486,7 +487,7 @@ class CampaignRun:
             with self._read():
                 rows = self.ledger.rows([chunk.chunk], ("sent",))
             try:
-                updates = find_unsent(self.hook, chunk, rows)
+                updates = find_unsent(self.client, chunk, rows)
             except Exception as error:
                 log.warning("campaign %s: could not list chunk %d's batch to find unsent messages (%s); "
                             "the next run retries", self.campaign_id, chunk.chunk, type(error).__name__)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
 
 import pyarrow as pa
 
@@ -21,6 +20,7 @@ from every8d import wire
 from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
 from every8d.campaign.phones import normalize_one
+from every8d.client import Every8dClient
 from every8d.errors import GatewayError, GatewayUnreachableError, SendOutcomeUnknownError, TemporaryGatewayError
 
 
@@ -57,18 +57,18 @@ def _single_text(rows: pa.Table, chunk: int) -> str:
     return texts.pop()
 
 
-def call_gateway(hook: Any, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
+def call_gateway(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
                  defer_to: datetime | None = None) -> wire.SendResult:
     """Make the chunk's one request; errors propagate for :func:`send_chunk` to classify."""
     schedule = chunk_schedule(chunk, defer_to)
     mobiles = rows.column("mobile").to_pylist()
     common = {"subject": settings.subject, "validity_minutes": settings.validity_minutes}
     if chunk.route == "sms":
-        return hook.send_sms(_single_text(rows, chunk.chunk), mobiles, schedule_at=schedule, **common)
+        return client.send_sms(_single_text(rows, chunk.chunk), mobiles, schedule_at=schedule, **common)
     if chunk.route == "mms":
         if settings.image is None:
             raise ValueError("an MMS campaign needs its image")
-        return hook.send_mms(
+        return client.send_mms(
             _single_text(rows, chunk.chunk), mobiles, image=settings.image, image_type=settings.image_type,
             schedule_at=schedule, **common,
         )
@@ -86,7 +86,7 @@ def call_gateway(hook: Any, chunk: ChunkInfo, rows: pa.Table, settings: SendSett
             rows.column("send_at").to_pylist(),
         )
     ]
-    return hook.send_param_sms(recipients, **common)
+    return client.send_param_sms(recipients, **common)
 
 
 def scheduled_at(chunk: ChunkInfo, rows: pa.Table, defer_to: datetime | None) -> datetime | None:
@@ -128,12 +128,12 @@ def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: str, calls: i
                         stop=stop, calls=calls)  # type: ignore[arg-type]
 
 
-def send_chunk(hook: Any, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
+def send_chunk(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
                defer_to: datetime | None = None) -> ChunkOutcome:
     """Send the chunk's ``in_flight`` recipients in one request and classify the result."""
     count = rows.num_rows
     try:
-        result = call_gateway(hook, chunk, rows, settings, defer_to)
+        result = call_gateway(client, chunk, rows, settings, defer_to)
     except SendOutcomeUnknownError as error:
         return ChunkOutcome(chunk.chunk, "in_flight", error=safe_error(error), stop="outcome_unknown", calls=1)
     except GatewayUnreachableError as error:
@@ -159,7 +159,7 @@ def send_chunk(hook: Any, chunk: ChunkInfo, rows: pa.Table, settings: SendSettin
     )
 
 
-def find_unsent(hook: Any, chunk: ChunkInfo, rows: pa.Table) -> list[tuple[str, list[int]]]:
+def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list[tuple[str, list[int]]]:
     """Which recipients of a short batch were not sent, from the status listing of the chunk's batches.
 
     Status 301 (no credit) becomes ``unsent_no_credit``, 500 (international not
@@ -172,7 +172,7 @@ def find_unsent(hook: Any, chunk: ChunkInfo, rows: pa.Table) -> list[tuple[str, 
     found: dict[str, set[int]] = {}
     batch_ids = sorted({b for b in rows.column("batch_id").to_pylist() if b})
     for batch_id in batch_ids:
-        for page in hook.iter_delivery_status_pages(batch_id, mms=chunk.kind == "mms", with_record_ids=True):
+        for page in client.iter_delivery_status_pages(batch_id, mms=chunk.kind == "mms", with_record_ids=True):
             table = page.table
             for record_id, mobile, status in zip(
                 table.column("record_id").to_pylist(), table.column("mobile").to_pylist(),

@@ -18,11 +18,13 @@ from airflow.sdk import BaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from every8d.client import Every8dClient
+
 #: eraseBooking codes that mean "nothing (left) to cancel" rather than a failure.
 NOTHING_TO_ERASE = frozenset({-3, -4})
 
 
-def cancel_campaign(hook: Any, warehouse: Any, campaign_id: str) -> dict[str, Any]:
+def cancel_campaign(client: Every8dClient, warehouse: Any, campaign_id: str) -> dict[str, Any]:
     """Erase the campaign's scheduled batches (SMS and MMS); return counts and refunded points."""
     from every8d.campaign.ledger import SendLedger
     from every8d.errors import GatewayError
@@ -38,7 +40,7 @@ def cancel_campaign(hook: Any, warehouse: Any, campaign_id: str) -> dict[str, An
     }
     for batch_id, kind in batches:
         try:
-            result = hook.erase_booking(batch_id, mms=kind == "mms")
+            result = client.erase_booking(batch_id, mms=kind == "mms")
         except GatewayError as error:
             if error.code not in NOTHING_TO_ERASE:
                 raise
@@ -84,7 +86,7 @@ class Every8dCancelCampaignOperator(BaseOperator):
         hook = Every8dHook(self.every8d_conn_id)
         warehouse = open_warehouse(self.warehouse)
         try:
-            summary = cancel_campaign(hook, warehouse, self.campaign_id)
+            summary = cancel_campaign(hook.get_client(), warehouse, self.campaign_id)
         except Every8dError as error:
             if error.retry_safe:
                 raise

@@ -361,7 +361,8 @@ class Every8dSendSmsOperator(BaseOperator):
         hook = Every8dHook(self.every8d_conn_id)
         warehouse = open_warehouse(self.warehouse)
         try:
-            run = CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse, options=options)
+            run = CampaignRun(spec, campaign_id=campaign_id, client=hook.get_client(), warehouse=warehouse,
+                              options=options)
             summary = run.run(self.audience_source(context))
         except CampaignError as error:
             self.log.error("campaign %s stopped; summary: %s", campaign_id, json.dumps(error.summary, default=str))

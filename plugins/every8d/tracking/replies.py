@@ -21,8 +21,7 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import REPLIES, SUPPRESSIONS
 
 if TYPE_CHECKING:
-    from every8d.hooks.every8d import Every8dHook
-    from every8d.wire import Reply
+    from every8d.client import Every8dClient, Reply
 
 #: Reply texts (trimmed, upper-cased) that mean "stop texting me".  The analytics
 #: views in every8d/tracking/sql/ list the same words.
@@ -68,9 +67,9 @@ def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll")
     )
 
 
-def fetch_replies(hook: Every8dHook, batch_id: str) -> pa.Table:
+def fetch_replies(client: Every8dClient, batch_id: str) -> pa.Table:
     """Every reply to a batch, read from the gateway (10 a page; replies are few)."""
-    return replies_table(batch_id, hook.iter_replies(batch_id))
+    return replies_table(batch_id, client.iter_replies(batch_id))
 
 
 def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMatcher | None = None) -> int:

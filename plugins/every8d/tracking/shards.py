@@ -46,7 +46,7 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, MESSAGES, STATUS_STAGING, ensure_tracking_tables
 
 if TYPE_CHECKING:
-    from every8d.hooks.every8d import Every8dHook
+    from every8d.client import Every8dClient
 
 log = logging.getLogger(__name__)
 
@@ -248,19 +248,19 @@ def merge_fetched(
     result.merges += 1
 
 
-def _fetch(hook: Every8dHook, batch: DueBatch, options: SyncOptions, folder: Path) -> Fetched:
+def _fetch(client: Every8dClient, batch: DueBatch, options: SyncOptions, folder: Path) -> Fetched:
     started = time.perf_counter()
     spool = PageSpool(folder / f"{batch.batch_id}.arrows").write(
-        fetch_status_pages(hook, batch, with_record_ids=options.with_record_ids,
+        fetch_status_pages(client, batch, with_record_ids=options.with_record_ids,
                            concurrency=options.page_concurrency)
     )
-    replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
+    replies = fetch_replies(client, batch.batch_id) if options.poll_replies else None
     return Fetched(batch, spool, replies, time.perf_counter() - started)
 
 
 def sync_shard(
     warehouse: Warehouse,
-    hook: Every8dHook,
+    client: Every8dClient,
     *,
     shard: int,
     shards: int,
@@ -295,7 +295,7 @@ def sync_shard(
                 fetched.spool.path.unlink(missing_ok=True)
 
         def fetch(batch: DueBatch) -> Fetched:
-            return _fetch(hook, batch, options, Path(folder))
+            return _fetch(client, batch, options, Path(folder))
 
         todo = deque(mine)
         window = workers + group_size  # fetched-but-unmerged spools wait on local disk, bounded

@@ -16,20 +16,16 @@ before the warehouse is touched: nothing merged, no poll booked, no batch closed
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from every8d import wire
+from every8d.client.pagination import paginate
 from every8d.errors import IncompleteListingError, WireFormatError
 from every8d.tracking import merge
 from every8d.tracking.replies import fetch_replies, record_replies
@@ -39,7 +35,7 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, STATUS_STAGING, ensure_tracking_tables
 
 if TYPE_CHECKING:
-    from every8d.hooks.every8d import Every8dHook
+    from every8d.client import Every8dClient
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +135,8 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
 PAGES_PER_PARSE = 32
 
 
-def _prefetched(function: Callable[[int], Any], items: Iterable[int], workers: int, window: int) -> Iterator[Any]:
-    """``map`` in order, ``workers`` calls at a time, at most ``window`` results fetched ahead of the
-    consumer: the network stays busy while the consumer parses, and memory stays bounded."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="every8d-pages") as pool:
-        pending: deque[Future] = deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def fetch_status_pages(
-    hook: Every8dHook,
+    client: Every8dClient,
     batch: DueBatch,
     *,
     with_record_ids: bool = False,
@@ -164,46 +147,28 @@ def fetch_status_pages(
     ``pages`` consecutive pages parsed as one table.
 
     Page 1 gives the batch's count, hence the number of pages; the rest are
-    fetched ``concurrency`` at a time while earlier ones are parsed.  After the
-    last chunk the listing is checked whole (:func:`every8d.wire.listing_problem`):
-    an incomplete one raises :class:`IncompleteListingError` instead of ending,
-    so a consumer must act only once the iterator is exhausted (the spool does).
+    fetched ``concurrency`` at a time while earlier ones are parsed
+    (:func:`every8d.client.pagination.paginate`).  After the last chunk the
+    listing is checked whole: an incomplete one raises
+    :class:`IncompleteListingError` instead of ending, so a consumer must act
+    only once the iterator is exhausted (the spool does).
     """
     endpoint = wire.MMS_DELIVERY_STATUS if batch.mms else wire.DELIVERY_STATUS
-    page_rows: list[int] = []
-    page_totals: list[int] = []
 
     def text(number: int) -> str:
-        return hook.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
+        return client.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
 
     def parse(texts: list[str]) -> wire.StatusPage:
         try:
             if not with_record_ids:
-                chunk = wire.parse_status_pages(texts, endpoint)
-            else:
-                chunk = wire.concat_status_pages([wire.parse_status_page_json(page, endpoint) for page in texts])
+                return wire.parse_status_pages(texts, endpoint)
+            return wire.concat_status_pages([wire.parse_status_page_json(page, endpoint) for page in texts])
         except WireFormatError as error:  # a page cut inside a row, most likely: read again later
             raise IncompleteListingError(endpoint, f"a page could not be read: {error.problem}") from error
-        page_rows.extend(chunk.page_rows)
-        page_totals.extend(chunk.page_totals)
-        return chunk
 
-    first = parse([text(1)])
-    yield 1, first
-    if first.rows >= wire.STATUS_PAGE_SIZE and first.rows < first.total:
-        numbers = range(2, math.ceil(first.total / wire.STATUS_PAGE_SIZE) + 1)
-        workers = max(concurrency, 1)
-        texts: list[str] = []
-        for page_text in _prefetched(text, numbers, workers, window=workers + pages_per_parse):
-            texts.append(page_text)
-            if len(texts) >= pages_per_parse:
-                yield len(texts), parse(texts)
-                texts = []
-        if texts:
-            yield len(texts), parse(texts)
-    problem = wire.listing_problem(first.total, page_rows, wire.STATUS_PAGE_SIZE, page_totals)
-    if problem:
-        raise IncompleteListingError(endpoint, problem)
+    for chunk in paginate(text, parse, endpoint=endpoint, page_size=wire.STATUS_PAGE_SIZE,
+                          concurrency=concurrency, pages_per_parse=pages_per_parse):
+        yield len(chunk.page_rows), chunk
 
 
 def merge_spool(
@@ -252,7 +217,7 @@ def merge_spool(
 
 def sync_batch(
     warehouse: Warehouse,
-    hook: Every8dHook,
+    client: Every8dClient,
     batch: DueBatch,
     *,
     now: datetime | None = None,
@@ -265,10 +230,10 @@ def sync_batch(
     with tempfile.TemporaryDirectory(prefix="every8d-spool-", dir=options.spool_dir) as folder:
         spool = PageSpool(Path(folder) / "pages.arrows").write(
             fetch_status_pages(
-                hook, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
+                client, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
             )
         )
-        replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
+        replies = fetch_replies(client, batch.batch_id) if options.poll_replies else None
         fetched = time.perf_counter()
         with warehouse.transaction():
             result = merge_spool(warehouse, batch, spool, now=now, grace=options.expiry_grace)

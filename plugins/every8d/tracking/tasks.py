@@ -131,7 +131,7 @@ def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]
                        pool_size=max(concurrency * options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_shard(warehouse, hook, shard=int(shard["shard"]), shards=int(shard["shards"]),
+            result = sync_shard(warehouse, hook.get_client(), shard=int(shard["shard"]), shards=int(shard["shards"]),
                                 options=options, concurrency=concurrency, merge_group=group, limit=limit)
     finally:
         hook.close()
@@ -157,7 +157,7 @@ def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], n
                        pool_size=max(options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_batch(warehouse, hook, DueBatch.from_json(dict(batch)), now=utc(now), options=options)
+            result = sync_batch(warehouse, hook.get_client(), DueBatch.from_json(dict(batch)), now=utc(now), options=options)
     finally:
         hook.close()
     return result.to_json()

@@ -48,7 +48,7 @@ class Every8dBatchTrigger(BaseTrigger):
         )
 
     def _progress(self, hook: Any, batch: dict[str, Any]) -> BatchProgress:
-        return batch_progress(hook, batch["batch_id"], mms=batch["mms"])
+        return batch_progress(hook.get_client(), batch["batch_id"], mms=batch["mms"])
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from every8d.errors import Every8dError
