@@ -44,6 +44,7 @@ class Every8dHttpClient:
     """
 
     api_path = API_PATH
+    settings: ClientSettings
 
     def __init__(self, settings: ClientSettings, credentials: Credentials) -> None:
         self.settings = settings
