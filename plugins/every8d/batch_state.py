@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from every8d import wire
+from every8d.client.statuses import STATUS_CODES
 
 if TYPE_CHECKING:
     from every8d.client import Every8dClient
 
-FINAL_CODES = pa.array(sorted(code for code, info in wire.STATUS_CODES.items() if info.final), pa.int32())
+FINAL_CODES = pa.array(sorted(code for code, info in STATUS_CODES.items() if info.final), pa.int32())
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from every8d import wire
 from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
 from every8d.campaign.phones import normalize_one
-from every8d.client import Every8dClient
+from every8d.client import Every8dClient, ParamRecipient, SendResult
 from every8d.errors import GatewayError, GatewayUnreachableError, SendOutcomeUnknownError, TemporaryGatewayError
 
 
@@ -58,7 +57,7 @@ def _single_text(rows: pa.Table, chunk: int) -> str:
 
 
 def call_gateway(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
-                 defer_to: datetime | None = None) -> wire.SendResult:
+                 defer_to: datetime | None = None) -> SendResult:
     """Make the chunk's one request; errors propagate for :func:`send_chunk` to classify."""
     schedule = chunk_schedule(chunk, defer_to)
     mobiles = rows.column("mobile").to_pylist()
@@ -74,7 +73,7 @@ def call_gateway(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settin
         )
     now = _now()
     recipients = [
-        wire.ParamRecipient(
+        ParamRecipient(
             mobile=mobile, params=(text,), name=name or "", record_id=record_id,
             send_at=send_at if send_at is not None and send_at > now else defer_to,
         )

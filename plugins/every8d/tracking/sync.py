@@ -24,8 +24,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from every8d import wire
 from every8d.client.pagination import paginate
+from every8d.client.results import StatusPage
+from every8d.client.v21 import status
 from every8d.errors import IncompleteListingError, WireFormatError
 from every8d.tracking import merge
 from every8d.tracking.replies import fetch_replies, record_replies
@@ -142,7 +143,7 @@ def fetch_status_pages(
     with_record_ids: bool = False,
     concurrency: int = 1,
     pages_per_parse: int = PAGES_PER_PARSE,
-) -> Iterator[tuple[int, wire.StatusPage]]:
+) -> Iterator[tuple[int, StatusPage]]:
     """A batch's whole listing as ``(pages, rows)`` chunks in listing order: each chunk holds
     ``pages`` consecutive pages parsed as one table.
 
@@ -153,20 +154,20 @@ def fetch_status_pages(
     :class:`IncompleteListingError` instead of ending, so a consumer must act
     only once the iterator is exhausted (the spool does).
     """
-    endpoint = wire.MMS_DELIVERY_STATUS if batch.mms else wire.DELIVERY_STATUS
+    endpoint = status.endpoint(batch.mms)
 
     def text(number: int) -> str:
         return client.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
 
-    def parse(texts: list[str]) -> wire.StatusPage:
+    def parse(texts: list[str]) -> StatusPage:
         try:
             if not with_record_ids:
-                return wire.parse_status_pages(texts, endpoint)
-            return wire.concat_status_pages([wire.parse_status_page_json(page, endpoint) for page in texts])
+                return status.parse_status_pages(texts, endpoint)
+            return status.concat_status_pages([status.parse_status_page_json(page, endpoint) for page in texts])
         except WireFormatError as error:  # a page cut inside a row, most likely: read again later
             raise IncompleteListingError(endpoint, f"a page could not be read: {error.problem}") from error
 
-    for chunk in paginate(text, parse, endpoint=endpoint, page_size=wire.STATUS_PAGE_SIZE,
+    for chunk in paginate(text, parse, endpoint=endpoint, page_size=status.STATUS_PAGE_SIZE,
                           concurrency=concurrency, pages_per_parse=pages_per_parse):
         yield len(chunk.page_rows), chunk
 
