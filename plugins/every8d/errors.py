@@ -262,7 +262,7 @@ class UnknownStatusCodeError(Every8dError, TransientError):
 
     Usually a row cut inside its STATUS field (``10`` from ``101``), which a new
     read fixes; if the gateway really added a code, it must be added to
-    ``every8d.wire`` before the batch can be read.
+    ``every8d.client.statuses`` before the batch can be read.
 
     :param codes: the unknown codes (sorted); :param rows: how many rows carry them.
     """
