@@ -86,3 +86,56 @@ def test_a_batch_matching_two_awaiting_chunks_is_not_adopted(sandbox, every8d_co
     assert len(pairs) == len(set(pairs)) == 400  # 200 each, nobody twice
     assert warehouse.query_arrow(
         "SELECT count(*) AS n FROM every8d_send_chunks WHERE state = 'awaiting_batch'").column("n")[0].as_py() == 2
+
+
+def _awaiting(*rows):
+    from datetime import datetime, timezone
+
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    return pa.Table.from_pylist([
+        {"campaign_id": c, "chunk": k, "row_number": n, "mobile": m, "record_id": f"{c}-{n}", "points": 1,
+         "kind": "sms", "in_flight_at": at, "written_at": at, "scheduled_for": None} for c, k, n, m in rows])
+
+
+def _pushes(*rows, minutes=1):
+    from datetime import datetime, timedelta, timezone
+
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    return pa.Table.from_pylist([{"batch_id": b, "mobile": m, "mr": mr, "first_at": at} for b, m, mr in rows],
+                                schema=pa.schema([("batch_id", pa.string()), ("mobile", pa.string()),
+                                                  ("mr", pa.string()), ("first_at", pa.timestamp("us", "UTC"))]))
+
+
+@pytest.mark.parametrize(("pushes", "awaiting", "adopted", "ambiguous"), [
+    pytest.param(_pushes(("B", "+1", None), ("B", "+2", None)), _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2")),
+                 [("B", 0, (1, 2), "mobile")], [], id="numbers-one-chunk"),
+    pytest.param(_pushes(("B", "+1", None)), _awaiting(("a", 0, 1, "+1"), ("b", 3, 9, "+1")),
+                 [], ["B"], id="number-in-two-campaigns-ambiguous"),
+    pytest.param(_pushes(("B", "+1", "a-1"), ("B", "+2", "a-2")), _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2"),
+                                                                            ("b", 0, 1, "+1")),
+                 [("B", 0, (1, 2), "mr")], [], id="mr-wins-over-a-shared-number"),
+    pytest.param(_pushes(("B", "+1", "x-7")), _awaiting(("a", 0, 1, "+1")), [], [], id="foreign-mr-left-alone"),
+    pytest.param(_pushes(("B", "+1", None), ("B", "+3", None)), _awaiting(("a", 0, 1, "+1")), [], [],
+                 id="a-number-not-awaiting-no-match"),
+    pytest.param(_pushes(("B", "+1", None), minutes=-30), _awaiting(("a", 0, 1, "+1")), [], [],
+                 id="pushed-before-the-request-was-written"),
+    pytest.param(_pushes(("B", "+1", None), minutes=60 * 26), _awaiting(("a", 0, 1, "+1")), [], [],
+                 id="pushed-a-day-too-late"),
+])
+def test_match_batches(pushes, awaiting, adopted, ambiguous):
+    from every8d.campaign.adoption import match_batches
+
+    result = match_batches(pushes, awaiting)
+    assert [(a.batch_id, a.chunk, a.row_numbers, a.matched_by) for a in result.adopted] == adopted
+    assert result.ambiguous == ambiguous
+
+
+def test_match_batches_ignores_duplicated_and_reordered_pushes():
+    from every8d.campaign.adoption import match_batches
+
+    awaiting = _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2"), ("a", 1, 3, "+3"))
+    rows = [("B", "+2", None), ("C", "+3", None), ("B", "+1", None)]
+    once = match_batches(_pushes(*rows), awaiting)
+    shuffled = match_batches(_pushes(*reversed(rows * 3)), awaiting)
+    assert [(a.batch_id, a.chunk, a.row_numbers) for a in once.adopted] == [("B", 0, (1, 2)), ("C", 1, (3,))]
+    assert shuffled.adopted == once.adopted
