@@ -201,6 +201,7 @@ def test_a_scheduled_send_with_a_dropped_answer_is_parked_never_resent(sandbox, 
     assert result["error"] == "NeedsReviewError"
     figures = assert_invariants(sandbox, warehouse, "camp")
     assert figures["states"] == {"sent": 250, "needs_review": 50}
+    assert figures["unrecorded"] == figures["parked_batches"] == 1  # the parked chunk's batch, reported
     assert {m["status"] for m in sandbox.messages()} == {300}  # all still scheduled, each once
     again = Runner(warehouse_target, promo_audience, settings={"spec": spec})  # a retry does not resend either
     assert again.wait() == 3 and again.result()["error"] == "NeedsReviewError"
