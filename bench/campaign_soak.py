@@ -259,7 +259,7 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
             figures["campaigns"] += 1
             status = "done" if outcome and outcome["ok"] else (outcome or {}).get("error", "unfinished")
             figures[f"ended_{status}"] += 1
-            if result["duplicates"] or result["lost"] or result["open"] or result["unknown"] or result["unrecorded"]:
+            if any(result[k] for k in ("duplicates", "lost", "open", "unknown", "unrecorded")):
                 broken.append({"campaign": campaign_id, **result, "end": status})
             print(json.dumps({"campaign": campaign_id, "end": status, **result}), file=sys.stderr, flush=True)
         warehouse.close()

@@ -76,7 +76,8 @@ def _pushes_by_batch(pushes: pa.Table) -> dict[str, dict[str, Any]]:
     return batches
 
 
-def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: frozenset[str] | set[str] = frozenset()) -> AdoptionResult:
+def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: set[str] | frozenset[str] = frozenset(),
+                  ) -> AdoptionResult:
     """Match pushed batches (:func:`every8d.tracking.pushes.pushed_unregistered_batches`) to awaiting rows.
 
     Pure: no I/O.  ``awaiting`` holds the awaiting rows of every campaign
@@ -200,7 +201,8 @@ def adopt_pushed_batches(warehouse: Any, *, lease_seconds: float = 60.0) -> dict
     """Adopt pushed batches for every campaign awaiting one (the status DAG's push step runs this).
 
     Each campaign is handled under its own lease, taken without waiting: a
-    campaign whose runner is live is skipped (that runner adopts at its end).
+    campaign whose runner is live is skipped (that runner adopts at its end); an
+    expired lease is free, as for any runner (a frozen runner that wakes stops at its next fenced write).
     :return: ``{"adopted": batches, "ambiguous": batches, "busy": campaigns skipped}``.
     """
     import threading
@@ -209,7 +211,8 @@ def adopt_pushed_batches(warehouse: Any, *, lease_seconds: float = 60.0) -> dict
     from every8d.campaign.ledger import campaigns_awaiting_batches
     from every8d.tracking.batches import register_batches
 
-    figures = {"adopted": 0, "ambiguous": 0, "busy": 0}
+    figures = {"adopted": 0, "busy": 0}
+    ambiguous: set[str] = set()
     for campaign_id in campaigns_awaiting_batches(warehouse):
         owner = f"adopt-{uuid.uuid4().hex}"
         lease = Lease(warehouse, campaign_id, owner, lease_seconds, threading.RLock())
@@ -226,8 +229,8 @@ def adopt_pushed_batches(warehouse: Any, *, lease_seconds: float = 60.0) -> dict
         finally:
             lease.release()
         figures["adopted"] += len(result.adopted)
-        figures["ambiguous"] += len(result.ambiguous)
-    return figures
+        ambiguous.update(result.ambiguous)
+    return {**figures, "ambiguous": len(ambiguous)}
 
 
 def registration(batch: BatchSent, campaign_id: str, validity_minutes: int | None = None) -> dict[str, Any]:
