@@ -13,7 +13,12 @@ rounds.  Then the promises are counted, never assumed:
 * ``lost``: planned recipients the sandbox has no message for, outside ``needs_review``;
 * ``open``: recipients left ``pending`` / ``in_flight`` after the last round;
 * ``unknown``: messages or batch ids the ledger does not know;
-* ``needs_review``: recipients parked for a person (said out loud, not a failure).
+* ``needs_review``: recipients parked for a person (said out loud, not a failure);
+* ``unrecorded``: batches the sandbox issued that the ledger never recorded (by an answer, as stale,
+  or adopted from status pushes) and that do not hold only parked (``needs_review``) recipients;
+  ``adopted``: batches learned from the pushes (the sandbox pushes to a loopback receiver, duplicated
+  and reordered at random; the pushes are flushed into the warehouse after each campaign's runs and
+  the delivery-status DAG's adoption step runs); ``unadopted``: unrecorded batches of parked chunks.
 
 Usage: ``.venv/bin/python bench/campaign_soak.py [--quick] [--campaigns N] [--seed S] [--postgres DSN]``.
 The last line printed is one JSON object: campaigns, faults, kills, freezes, duplicates, lost,
@@ -36,6 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "campaign"))  # campaign_checks: the tests' checks and push capture
 FINAL = {"sent", "sent_unconfirmed", "needs_review", "unsent_no_credit", "unsent_international"}
 TEMPLATES = {
     "promo": "Spring sale: 20% off everything this week. Reply N to opt out.",
@@ -163,13 +169,25 @@ def harass(processes: list[subprocess.Popen], rng: random.Random, figures: Count
 
 
 def check(sandbox, warehouse, campaign_id: str) -> dict:
+    from campaign_checks import awaiting_recipients, recorded_batches
+
     ledger = warehouse.query_arrow(
         "SELECT mobile, text, state, batch_id FROM every8d_send_ledger WHERE campaign_id = ?", [campaign_id])
-    pairs = Counter((m["mobile"], m["text"]) for m in sandbox.messages())
+    messages = sandbox.messages()
+    pairs = Counter((m["mobile"], m["text"]) for m in messages)
     rows = ledger.to_pylist()
     planned = {(r["mobile"], r["text"]) for r in rows}
     issued = {b["batch_id"] for b in sandbox.batches()}
+    unrecorded = issued - recorded_batches(warehouse, campaign_id)
+    explained = awaiting_recipients(warehouse, campaign_id) | {
+        (r["mobile"], r["text"]) for r in rows if r["state"] == "needs_review"}
+    held: dict = {}
+    for m in messages:
+        held.setdefault(m["batch_id"], set()).add((m["mobile"], m["text"]))
+    unadopted = {b for b in unrecorded if held.get(b) and held[b] <= explained}
     return {
+        "unrecorded": len(unrecorded - unadopted),
+        "unadopted": len(unadopted),
         "duplicates": sum(n - 1 for n in pairs.values() if n > 1),
         "lost": sum(1 for r in rows if r["state"] != "needs_review" and (r["mobile"], r["text"]) not in pairs),
         "open": sum(1 for r in rows if r["state"] not in FINAL),
@@ -188,14 +206,19 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
     figures: Counter = Counter()
     broken = []
     started = time.monotonic()
+    from campaign_checks import PushCapture, adopt_after_pushes
+
     with SandboxServer(frozen_clock=True, prefix="/soak") as server:
         sandbox = server.client()
+        pushes = PushCapture(sandbox, work / "push-journal.sqlite3")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]),
                "AIRFLOW_HOME": str(work / "airflow"), "AIRFLOW_CONN_EVERY8D_DEFAULT": json.dumps(
                    {"conn_type": "every8d", "host": server.base_url, "login": "demo", "password": "secret"})}
         warehouse = open_warehouse(target)
         for index in range(campaigns):
             sandbox.reset()
+            push_rng = random.Random(seed * 1_000 + index)  # apart from rng: a seed replays the same faults
+            pushes.arm(duplicates=push_rng.choice([0, 0, 1]), reorder=push_rng.random() < 0.5)
             campaign_id = f"soak-{seed}-{index}"
             audience = work / f"audience-{index}.parquet"
             _, message = write_audience(audience, rng, index)
@@ -226,20 +249,27 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
                 figures["retries"] += 1
                 harass(processes, rng, figures) if rng.random() < 0.2 else processes[0].wait()
             sandbox.clear_faults()
+            adoption = adopt_after_pushes(pushes, warehouse)  # what the delivery-status DAG's push step does
+            figures["adopted"] += adoption["adopted"]
+            figures["ambiguous"] += adoption["ambiguous"]
             result = check(sandbox, warehouse, campaign_id)
-            for key in ("duplicates", "lost", "open", "unknown", "needs_review", "recipients"):
+            for key in ("duplicates", "lost", "open", "unknown", "unrecorded", "unadopted", "needs_review",
+                        "recipients"):
                 figures[key] += result[key]
             figures["campaigns"] += 1
             status = "done" if outcome and outcome["ok"] else (outcome or {}).get("error", "unfinished")
             figures[f"ended_{status}"] += 1
-            if result["duplicates"] or result["lost"] or result["open"] or result["unknown"]:
+            if any(result[k] for k in ("duplicates", "lost", "open", "unknown", "unrecorded")):
                 broken.append({"campaign": campaign_id, **result, "end": status})
             print(json.dumps({"campaign": campaign_id, "end": status, **result}), file=sys.stderr, flush=True)
         warehouse.close()
+        pushes.close()
     out = {"bench": "campaign_soak", "seed": seed, "campaigns": figures["campaigns"], "faults": figures["faults"],
            "kills": figures["kills"], "freezes": figures["freezes"], "retries": figures["retries"],
            "recipients": figures["recipients"], "duplicates": figures["duplicates"], "lost": figures["lost"],
-           "open": figures["open"], "unknown": figures["unknown"], "needs_review": figures["needs_review"],
+           "open": figures["open"], "unknown": figures["unknown"], "unrecorded": figures["unrecorded"],
+           "adopted": figures["adopted"], "ambiguous": figures["ambiguous"], "unadopted": figures["unadopted"],
+           "needs_review": figures["needs_review"],
            "ended": {k[6:]: v for k, v in sorted(figures.items()) if k.startswith("ended_")},
            "broken": broken[:10], "seconds": round(time.monotonic() - started, 1)}
     return out
@@ -266,7 +296,7 @@ def main() -> int:
             target = "airflow://soak_ledger"
         out = soak(campaigns, seed, target, work)
     print(json.dumps(out))
-    return 1 if out["duplicates"] or out["lost"] or out["open"] or out["unknown"] else 0
+    return 1 if out["duplicates"] or out["lost"] or out["open"] or out["unknown"] or out["unrecorded"] else 0
 
 
 if __name__ == "__main__":

@@ -77,12 +77,85 @@ def assert_exactly_once(sandbox, warehouse, campaign_id: str, audience_rows: int
 FINAL_STATES = ("sent", "sent_unconfirmed", "needs_review", "unsent_no_credit", "unsent_international")
 
 
+class PushCapture:
+    """The sandbox's status pushes, delivered over HTTP and moved into the warehouse the product's way.
+
+    A loopback receiver (:class:`~every8d.sandbox.catcher.RequestCatcher`) takes the GETs; each is
+    parsed as the push endpoint does (``parse_push``), appended to a real push journal and flushed
+    with ``flush_journal``, so the campaign ledger finds them in ``every8d_push_events``.
+    """
+
+    def __init__(self, sandbox, journal_path) -> None:
+        from every8d.sandbox.catcher import RequestCatcher
+
+        self.sandbox, self.journal_path = sandbox, journal_path
+        self.catcher = RequestCatcher().__enter__()
+        self.taken = 0
+        self.arm()
+
+    def arm(self, **options) -> None:
+        """Point the sandbox's pushes here (again after a reset); ``duplicates``/``reorder`` as set_push."""
+        self.sandbox.set_push(f"{self.catcher.url}/push", **options)
+
+    def deliver(self, warehouse, advance: float = 120.0) -> int:
+        """Let statuses move, wait for every push, and flush them into ``warehouse``; pushes moved."""
+        from every8d.callbacks.flush import flush_journal
+        from every8d.callbacks.journal import Journal
+        from every8d.callbacks.params import parse_push
+
+        if advance:
+            self.sandbox.advance(advance)
+        assert self.sandbox.drain_pushes(30), "the sandbox could not deliver its pushes"
+        fresh = self.catcher.requests[self.taken:]
+        self.taken += len(fresh)
+        with Journal(self.journal_path) as journal:
+            journal.append([parse_push(r.path.partition("?")[2].encode()) for r in fresh])
+        flush_journal(warehouse, journal_path=self.journal_path)
+        return len(fresh)
+
+    def close(self) -> None:
+        self.catcher.__exit__(None, None, None)
+
+
+def adopt_after_pushes(pushes: PushCapture, warehouse, advance: float = 120.0) -> dict:
+    """Deliver the pushes, then the delivery-status DAG's adoption step (what runs after a campaign)."""
+    from every8d.campaign.adoption import adopt_pushed_batches
+
+    pushes.deliver(warehouse, advance)
+    return adopt_pushed_batches(warehouse)
+
+
+def recorded_batches(warehouse, campaign_id: str) -> set[str]:
+    """Batch ids the campaign's ledger knows: on its recipients, kept as stale, adopted from pushes."""
+    found = {b for b in warehouse.query_arrow(
+        "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
+        [campaign_id]).column("batch_id").to_pylist()}
+    for table in ("every8d_send_stale_batches", "every8d_send_adopted_batches"):
+        if warehouse.table_columns(table):
+            found |= set(warehouse.query_arrow(f"SELECT batch_id FROM {table} WHERE campaign_id = ?",
+                                               [campaign_id]).column("batch_id").to_pylist())
+    return found
+
+
+def awaiting_recipients(warehouse, campaign_id: str) -> set[tuple[str, str]]:
+    """(number, text) of recipients whose chunk is ``awaiting_batch``: sent, batch id not adopted yet."""
+    rows = warehouse.query_arrow(
+        "SELECT l.mobile, l.text FROM every8d_send_ledger l JOIN every8d_send_chunks c "
+        "ON c.campaign_id = l.campaign_id AND c.chunk = l.chunk WHERE l.campaign_id = ? "
+        "AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed' AND l.batch_id IS NULL", [campaign_id])
+    return set(zip(rows.column("mobile").to_pylist(), rows.column("text").to_pylist()))
+
+
 def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES) -> dict:
     """The four promises after any failure, as figures (the soak counts them, tests assert them zero).
 
     ``duplicates``: (number, text) pairs the gateway holds more than once; ``lost``: ledger recipients
     the gateway holds no message for; ``unknown``: gateway pairs the ledger does not plan, plus ledger
-    batch ids the gateway never issued; ``open``: recipients not in a final state.
+    batch ids the gateway never issued; ``open``: recipients not in a final state; ``unrecorded``:
+    batches the gateway issued that the ledger never recorded (neither answer, stale nor adopted);
+    ``unadopted``: those of them holding only recipients of ``awaiting_batch`` chunks (expected where
+    no pushes were delivered) or parked ``needs_review`` ones (a person settles them); any other
+    unrecorded batch is a lost one.
     """
     ledger, _ = ledger_and_rejects(warehouse, campaign_id)
     pairs = Counter((m["mobile"], m["text"]) for m in sandbox.messages())
@@ -93,7 +166,19 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
     registered = {r["batch_id"] for r in warehouse.query_arrow(
         "SELECT batch_id FROM every8d_batches WHERE campaign_id = ?", [campaign_id]).to_pylist()} if (
         "batch_id" in [c.lower() for c in warehouse.table_columns("every8d_batches")]) else set()
+    unrecorded = issued - recorded_batches(warehouse, campaign_id)
+    parked = {(m, t) for m, t, state in zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist(),
+                                            ledger.column("state").to_pylist()) if state == "needs_review"}
+    waiting = awaiting_recipients(warehouse, campaign_id) | parked  # for a push, or for a person
+    by_batch: dict = {}
+    for m in sandbox.messages():
+        by_batch.setdefault(m["batch_id"], set()).add((m["mobile"], m["text"]))
+    unadopted = {b for b in unrecorded if by_batch.get(b) and by_batch[b] <= waiting}
+    parked_batches = {b for b in unadopted if by_batch[b] <= parked}
     return {
+        "unrecorded": len(unrecorded),
+        "unadopted": len(unadopted),
+        "parked_batches": len(parked_batches),
         "duplicates": sum(n - 1 for n in pairs.values() if n > 1),
         "lost": sum(1 for pair in planned if pair not in pairs),
         "unknown": sum(1 for pair in pairs if pair not in planned) + len((recorded | registered) - issued),
@@ -104,8 +189,19 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
     }
 
 
-def assert_invariants(sandbox, warehouse, campaign_id: str, **kwargs) -> dict:
+def assert_invariants(sandbox, warehouse, campaign_id: str, *, pushes: PushCapture | None = None,
+                      **kwargs) -> dict:
+    """Assert the promises.  With ``pushes`` they are delivered and adopted first, and every batch the
+    gateway issued must be recorded (but a parked chunk's); without, an unrecorded batch must be an
+    ``awaiting_batch`` or parked one."""
+    if pushes is not None:
+        adopt_after_pushes(pushes, warehouse)
     figures = check_invariants(sandbox, warehouse, campaign_id, **kwargs)
-    broken = {k: figures[k] for k in ("duplicates", "lost", "unknown", "open", "planned_twice") if figures[k]}
+    keys = ["duplicates", "lost", "unknown", "open", "planned_twice"]
+    broken = {k: figures[k] for k in keys if figures[k]}
+    if pushes is not None and figures["unrecorded"] > figures["parked_batches"]:
+        broken["unrecorded"] = figures["unrecorded"]
+    if figures["unrecorded"] != figures["unadopted"]:
+        broken["unrecorded_not_awaiting"] = figures["unrecorded"] - figures["unadopted"]
     assert not broken, f"broken promises {broken}; ledger states {figures['states']}"
     return figures

@@ -86,3 +86,13 @@ def task_instance_of() -> Callable:
         return next(ti for ti in dag_run.get_task_instances() if ti.task_id == task_id)
 
     return get
+
+
+@pytest.fixture
+def pushes(sandbox, tmp_path):
+    """The sandbox's status pushes delivered over loopback and flushed into the warehouse on demand."""
+    from campaign_checks import PushCapture
+
+    capture = PushCapture(sandbox, tmp_path / "push-journal.sqlite3")
+    yield capture
+    capture.close()

@@ -55,7 +55,7 @@ KILL_STEPS = [
 
 @pytest.mark.parametrize(("step", "when", "nth"), KILL_STEPS)
 def test_a_runner_killed_at_any_step_then_rerun_keeps_every_promise(sandbox, every8d_conn_env, warehouse_target,
-                                                                    warehouse, audience, step, when, nth):
+                                                                    warehouse, audience, pushes, step, when, nth):
     if step == "resend":
         drop_first_answers(sandbox)
     first = Runner(warehouse_target, audience, settings={"signal_at": {"step": step, "when": when, "nth": nth}})
@@ -65,7 +65,7 @@ def test_a_runner_killed_at_any_step_then_rerun_keeps_every_promise(sandbox, eve
     assert second.wait() == 0, second.output[-3000:]
     summary = second.result()["summary"]
     assert summary["duplicates"] == summary["stale_batches"] == 0
-    assert_invariants(sandbox, warehouse, "camp")
+    assert_invariants(sandbox, warehouse, "camp", pushes=pushes)  # every batch issued is recorded, adopted or not
     assert summary["recipients"] + summary["rejected"] == 400
 
 
@@ -201,6 +201,7 @@ def test_a_scheduled_send_with_a_dropped_answer_is_parked_never_resent(sandbox, 
     assert result["error"] == "NeedsReviewError"
     figures = assert_invariants(sandbox, warehouse, "camp")
     assert figures["states"] == {"sent": 250, "needs_review": 50}
+    assert figures["unrecorded"] == figures["parked_batches"] == 1  # the parked chunk's batch, reported
     assert {m["status"] for m in sandbox.messages()} == {300}  # all still scheduled, each once
     again = Runner(warehouse_target, promo_audience, settings={"spec": spec})  # a retry does not resend either
     assert again.wait() == 3 and again.result()["error"] == "NeedsReviewError"

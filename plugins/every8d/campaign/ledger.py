@@ -155,7 +155,22 @@ STALE_BATCHES = TableSpec(
     ("campaign_id", "batch_id"),
 )
 
-SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS, STALE_BATCHES)
+ADOPTED_BATCHES = TableSpec(
+    "every8d_send_adopted_batches",
+    pa.schema([
+        _f("campaign_id", pa.string(), False),
+        _f("batch_id", pa.string(), False),
+        _f("chunk", pa.int32(), False),
+        _f("recipients", pa.int32(), False),  # ledger recipients the batch was matched to
+        _f("matched_by", pa.string(), False),  # mr | mobile
+        _f("first_push_at", UTC_TIME),  # earliest push of the batch we received
+        _f("adopted_by", pa.string(), False),  # the lease holder that recorded it
+        _f("adopted_at", UTC_TIME, False),
+    ]),
+    ("campaign_id", "batch_id"),
+)
+
+SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS, STALE_BATCHES, ADOPTED_BATCHES)
 
 #: Ledger columns the sender reads for a chunk.
 ROW_COLUMNS = ("row_number", "chunk", "route", "mobile", "name", "text", "send_at", "record_id", "points",
@@ -706,3 +721,69 @@ class SendLedger:
                 [refunded, now, now, self.campaign_id, self.campaign_id, batch_id],
             )
         return changed
+
+    # -- adoption: batches learned from status pushes (SQL kept together: it moves as one block) ---------
+
+    def awaiting_rows(self, every_campaign: bool = False) -> pa.Table:
+        """Recipients the filter confirmed whose batch is unknown, with their chunk's write times.
+
+        :param every_campaign: of every campaign (a number awaiting in two campaigns matches neither).
+        Columns: campaign_id, chunk, row_number, mobile, record_id, points, kind, in_flight_at, written_at,
+        scheduled_for.
+        """
+        return self.wh.query_arrow(
+            f"""SELECT l.campaign_id, l.chunk, l.row_number, l.mobile, l.record_id, l.points, c.kind,
+                       c.in_flight_at, c.written_at, c.scheduled_for
+                FROM {LEDGER.name} l JOIN {CHUNKS.name} c ON c.campaign_id = l.campaign_id AND c.chunk = l.chunk
+                WHERE (l.campaign_id = ? OR ?) AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed'
+                    AND l.batch_id IS NULL
+                ORDER BY l.campaign_id, l.chunk, l.row_number""",
+            [self.campaign_id, every_campaign],
+        )
+
+    def adopted_batch_ids(self) -> list[str]:
+        """Batches adopted for chunks still ``awaiting_batch`` (more of their pushes may match)."""
+        table = self.wh.query_arrow(
+            f"""SELECT a.batch_id FROM {ADOPTED_BATCHES.name} a
+                JOIN {CHUNKS.name} c ON c.campaign_id = a.campaign_id AND c.chunk = a.chunk
+                WHERE a.campaign_id = ? AND c.state = 'awaiting_batch' ORDER BY a.batch_id""",
+            [self.campaign_id],
+        )
+        return table.column("batch_id").to_pylist()
+
+    def record_adopted(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Note which batches were adopted (idempotent on ``batch_id``: a batch matched again adds its count)."""
+        if not rows:
+            return
+        before = {r["batch_id"]: r["recipients"] for r in self.wh.query_arrow(
+            f"""SELECT batch_id, recipients FROM {ADOPTED_BATCHES.name}
+                WHERE campaign_id = ? AND batch_id IN ({_marks(rows)})""",
+            [self.campaign_id, *(r["batch_id"] for r in rows)]).to_pylist()}
+        rows = [{**r, "recipients": r["recipients"] + before.get(r["batch_id"], 0)} for r in rows]
+        table = pa.Table.from_pylist(list(rows), schema=ADOPTED_BATCHES.schema)
+        self.wh.execute(
+            f"""DELETE FROM {ADOPTED_BATCHES.name} WHERE campaign_id = ? AND batch_id IN ({_marks(rows)})""",
+            [self.campaign_id, *(r["batch_id"] for r in rows)],
+        )
+        self.wh.append(ADOPTED_BATCHES.name, table)
+
+    def adopted_totals(self) -> tuple[int, int]:
+        """``(batches adopted from pushes, chunks still awaiting their batch)``."""
+        adopted = self.wh.query_arrow(
+            f"SELECT count(*) AS n FROM {ADOPTED_BATCHES.name} WHERE campaign_id = ?", [self.campaign_id],
+        ).column("n")[0].as_py()
+        awaiting = self.wh.query_arrow(
+            f"SELECT count(*) AS n FROM {CHUNKS.name} WHERE campaign_id = ? AND state = 'awaiting_batch'",
+            [self.campaign_id],
+        ).column("n")[0].as_py()
+        return int(adopted or 0), int(awaiting or 0)
+
+
+def campaigns_awaiting_batches(warehouse: Warehouse) -> list[str]:
+    """Campaigns with a chunk ``awaiting_batch`` (none when the send tables do not exist)."""
+    if not warehouse.table_columns(CHUNKS.name):
+        return []
+    table = warehouse.query_arrow(
+        f"SELECT DISTINCT campaign_id FROM {CHUNKS.name} WHERE state = 'awaiting_batch' ORDER BY campaign_id"
+    )
+    return table.column("campaign_id").to_pylist()

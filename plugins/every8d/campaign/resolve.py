@@ -8,6 +8,8 @@ Never resend blindly.  The policy (docs/exactly-once.md):
   24 h, so whoever the lost request reached is filtered (recorded
   ``sent_unconfirmed``) and everyone else is sent now (``sent``).  Repeating
   the resolution is as safe as doing it once.
+  The filtered recipients' chunk is ``awaiting_batch`` until the batch that
+  did reach them is adopted from its status pushes (:mod:`.adoption`).
 * otherwise (MMS, which has no filter endpoint; too late for the 24 h window;
   a *scheduled* request whose send time has not passed by the settle time, so
   the gateway may not have handed the original on and the filter cannot see
@@ -168,6 +170,8 @@ def resolve_chunk(
     if outcome.unsent:
         outcome.unsent_resolved = False
         outcome.stop = "no_credit"
+    if outcome.filtered:  # they have the text from a batch whose id was in the lost answer: adopted from pushes
+        outcome.state = "awaiting_batch"
     if errors:
         outcome.state = "in_flight"
         outcome.stop = "outcome_unknown"

@@ -247,7 +247,7 @@ class CampaignRun:
         self._check_budget(Decimal(campaign["points"] or 0), open_points)
         pending = [c for c in chunks if c.state == "pending"]
         doubtful = [c for c in chunks if c.state == "in_flight"]
-        short = [c for c in chunks if c.state == "sent" and not c.unsent_resolved]
+        short = [c for c in chunks if c.state in ("sent", "awaiting_batch") and not c.unsent_resolved]
         defer_to = self._quiet_hours_defer() if pending or doubtful else None
         with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="every8d-send") as pool:
             self._resolve_unsent(short)
@@ -256,6 +256,7 @@ class CampaignRun:
                             "(policy %s)", self.campaign_id, len(doubtful), self.options.in_doubt)
                 self._raise_for_stops(self._resolve_in_doubt([c.chunk for c in doubtful], settings, defer_to, pool))
             self._send_pending(pending, settings, defer_to, pool)
+        self._adopt(settings)
         return self._finish()
 
     def _suppressed(self) -> pa.Array | None:
@@ -359,6 +360,30 @@ class CampaignRun:
         """True when quiet hours under the ``reject`` policy forbid sending right now."""
         quiet = self.spec.quiet()
         return quiet is not None and quiet.policy == "reject" and quiet.next_allowed(_now()) is not None
+
+    def _adopt(self, settings: SendSettings) -> None:
+        """Adopt, from their status pushes, the batches of chunks resolved as already sent (:mod:`.adoption`)."""
+        from every8d.campaign.adoption import adopt_for_campaign
+
+        try:
+            result = adopt_for_campaign(self.ledger, fenced=self._fenced, owner=self.token,
+                                        register=lambda outcomes: self._register(outcomes, settings))
+        except errors.LeaseLostError:
+            raise
+        except Exception as error:  # pushes unreadable now: the status DAG's push step adopts later
+            log.warning("campaign %s: could not adopt batches from status pushes (%s); the delivery-status "
+                        "DAG tries again", self.campaign_id, type(error).__name__)
+            return
+        with self._read():
+            _, awaiting = self.ledger.adopted_totals()
+        if awaiting:
+            log.warning("campaign %s: %d chunk(s) awaiting_batch: the gateway has their recipients "
+                        "(sent_unconfirmed) but the batch id is not known yet; it is adopted from the batch's "
+                        "status pushes (every8d_delivery_status), which needs the account's push URL",
+                        self.campaign_id, awaiting)
+        if result.ambiguous:
+            log.warning("campaign %s: %d pushed batch(es) match more than one awaiting chunk; not adopted",
+                        self.campaign_id, len(result.ambiguous))
 
     def _register(self, outcomes: Iterable[ChunkOutcome], settings: SendSettings) -> int:
         batches: list[BatchSent] = [b for o in outcomes for b in o.batches]
@@ -627,6 +652,7 @@ class CampaignRun:
             totals = self.ledger.totals()
             rejects = self.ledger.reject_counts()
             stale_batches, duplicates = self.ledger.stale_totals()
+            adopted_batches, awaiting_batch = self.ledger.adopted_totals()
         summary: dict[str, Any] = {
             "campaign_id": self.campaign_id,
             "kind": campaign.get("kind", self.spec.kind),
@@ -646,6 +672,8 @@ class CampaignRun:
         summary["batches"] = totals["batches"]
         summary["stale_batches"] = stale_batches  # answers a runner got after losing its lease
         summary["duplicates"] = duplicates  # recipients those texted a second time (should be 0)
+        summary["adopted_batches"] = adopted_batches  # batches learned from status pushes (their answer was lost)
+        summary["awaiting_batch"] = awaiting_batch  # chunks whose batch id is not known yet (docs/exactly-once.md)
         summary["lost_answers"] = self.lost_answers
         summary["chunks"] = int(campaign.get("chunks") or 0)
         summary["calls"] = self.calls

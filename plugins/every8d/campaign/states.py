@@ -18,7 +18,15 @@ RecipientState = Literal[
     "needs_review",  # outcome unknown and could not be resolved safely: a person decides
     "cancelled",  # a scheduled message erased by the cancel operator (points refunded)
 ]
-ChunkState = Literal["pending", "in_flight", "sent", "needs_review"]
+ChunkState = Literal[
+    "pending",
+    "in_flight",
+    "sent",
+    # resolved through the 24 h filter: its recipients have the text (``sent_unconfirmed``) but the batch
+    # the gateway issued for them is not known yet; adopted from status pushes (.adoption), then ``sent``
+    "awaiting_batch",
+    "needs_review",
+]
 RejectReason = Literal[
     "missing_number",
     "invalid_number",

@@ -141,3 +141,25 @@ def merge_push_events(warehouse: Warehouse, *, now: datetime | None = None) -> P
         if replies:
             suppress_opt_outs(warehouse, now=now)
     return PushMergeResult(max(claimed, 0), counts.history, counts.messages, replies)
+
+
+UNREGISTERED_PUSHES = f"""
+SELECT e.batch_id, e.mobile, NULLIF(e.mr, '') AS mr, min(e.received_at) AS first_at
+FROM {PUSH_EVENTS.name} e
+WHERE e.received_at >= CAST(? AS TIMESTAMP WITH TIME ZONE) AND e.status <> {REPLY_STATUS}
+    AND (e.batch_id NOT IN (SELECT batch_id FROM {BATCHES.name}) OR e.batch_id IN ({{include}}))
+GROUP BY e.batch_id, e.mobile, NULLIF(e.mr, '')
+ORDER BY e.batch_id, e.mobile
+"""
+
+
+def pushed_unregistered_batches(warehouse: Warehouse, since: datetime, include: list[str] | tuple = ()):
+    """Who the status pushes of batches nobody registered went to: ``batch_id, mobile, mr, first_at`` rows.
+
+    A batch the gateway issued but whose answer we never read (a killed runner, a lost answer)
+    shows up here only: the campaign ledger adopts it from these rows (:mod:`every8d.campaign.adoption`).
+    :param include: registered batches to list anyway (adopted ones whose chunk may still match more rows).
+    """
+    ensure_tracking_tables(warehouse)
+    marks = ", ".join("?" for _ in include) or "NULL"
+    return warehouse.query_arrow(UNREGISTERED_PUSHES.format(include=marks), [since, *include])

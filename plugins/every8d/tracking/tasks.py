@@ -92,10 +92,13 @@ def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict
     from every8d.callbacks.flush import flush_journal
     from every8d.tracking.pushes import merge_push_events
 
+    from every8d.campaign.adoption import adopt_pushed_batches
+
     with warehouse_from(params) as warehouse:
         flushed = flush_journal(warehouse)
+        adopted = adopt_pushed_batches(warehouse)  # batches whose send answer was lost: registered from here on
         merged = asdict(merge_push_events(warehouse, now=utc(now)))
-    return {**merged, "journal_pushes_flushed": flushed.read}
+    return {**merged, "journal_pushes_flushed": flushed.read, "batches_adopted": adopted["adopted"]}
 
 
 def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -> list[dict[str, int]]:
