@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 
 from every8d.assets import BATCHES_ASSET
+from every8d.hooks.every8d import Every8dHook
 
 #: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
 STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "").strip() or "default_pool"
@@ -55,7 +56,7 @@ STATUS_PRIORITY = 1
         "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
         "parquet_root": Param(None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"),
         "parquet_conn_id": Param(None, type=["null", "string"], description="connection for an object-store root"),
-        "every8d_conn_id": Param("every8d_default", type="string"),
+        "every8d_conn_id": Param(Every8dHook.default_conn_name, type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
                         description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from every8d.assets import BATCHES_ASSET
+from every8d.hooks.every8d import Every8dHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -174,7 +175,7 @@ class Every8dSendSmsOperator(BaseOperator):
         max_lost_answers: int = 5,
         rejects_path: Any = None,
         warehouse: str | None = None,
-        every8d_conn_id: str = "every8d_default",
+        every8d_conn_id: str = Every8dHook.default_conn_name,
         batch_rows: int = 50_000,
         plan_memory_limit: str = "128MB",
         progress_every: int = 20,
@@ -328,7 +329,6 @@ class Every8dSendSmsOperator(BaseOperator):
         from every8d.campaign.errors import CampaignError
         from every8d.campaign.runner import CampaignRun, RunOptions
         from every8d.errors import Every8dError
-        from every8d.hooks.every8d import Every8dHook
         from every8d.warehouse import open_warehouse
 
         try:

@@ -25,7 +25,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "every8d_default"
 ENV_PAGE_CONCURRENCY = "EVERY8D_STATUS_PAGE_CONCURRENCY"
 ENV_WITH_RECORD_IDS = "EVERY8D_STATUS_WITH_RECORD_IDS"
 ENV_SHARDS = "EVERY8D_STATUS_SHARDS"
@@ -127,7 +126,7 @@ def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]
     concurrency = max(1, int(_param(params, "batch_concurrency", ENV_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
     group = max(1, int(_param(params, "merge_group", ENV_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
                        pool_size=max(concurrency * options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:
@@ -153,7 +152,7 @@ def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], n
     from every8d.tracking.sync import DueBatch, sync_batch
 
     options = sync_options_from(params)
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
                        pool_size=max(options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:
