@@ -25,7 +25,7 @@ class NumberCheck:
 
     :param mobile: E.164 text, null when the number could not be read.
     :param international: True when the number is outside the default region.
-    :param reason: a reject reason (:data:`~every8d.campaign.states.RejectReason`) or null.
+    :param reason: ``missing_number``, ``invalid_number``, ``not_mobile``, ``international_not_allowed`` or null.
     :param detail: a short, number-free explanation for the rejects output, or null.
     """
 
