@@ -125,13 +125,15 @@ def cmd_credit(args: argparse.Namespace) -> int:
 
 
 def _numbers(raw: Sequence[str]) -> list[str]:
-    from every8d.notifications.recipients import normalize_number, split_numbers
+    from every8d.notifications.recipients import split_numbers
+    from every8d.phones import normalize_for_send
 
     numbers = []
     for position, value in enumerate(split_numbers(raw), start=1):
-        number = normalize_number(value)
+        number, reason, detail = normalize_for_send(value, allow_international=True)  # priced as such below
         if number is None:
-            raise UsageError(f"number {position} is not a valid phone number")
+            why = "not a valid phone number" if reason == "invalid_number" else detail
+            raise UsageError(f"number {position} is {why}")
         numbers.append(number)
     if not numbers:
         raise UsageError("give at least one number")

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from every8d.campaign.audience import iter_audience
 from every8d.campaign.config import CampaignSpec
-from every8d.campaign.phones import PhoneNormalizer
+from every8d.phones import PhoneNormalizer
 from every8d.campaign.plan import Planner, PlanStats
 from every8d.campaign.screen import REJECT_SCHEMA, Screen
 

@@ -26,9 +26,9 @@ from every8d.notifications.recipients import (
     RECIPIENTS_VARIABLE,
     load_named_lists,
     names_of,
-    normalize_numbers,
     split_numbers,
 )
+from every8d.phones import send_numbers
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -176,9 +176,10 @@ class Every8dNotifier(BaseNotifier):
     def _recipients(self) -> list[str]:
         numbers = split_numbers(self.phones)
         numbers += load_named_lists(names_of(self.recipient_list), self.recipients_variable)
-        valid, invalid = normalize_numbers(numbers)
+        # the send policy: a landline cannot take an SMS; international ones are the operator's choice
+        valid, invalid = send_numbers(numbers, allow_international=True)
         if invalid:
-            self.log.warning("EVERY8D alert: %d recipient(s) skipped, not valid phone numbers", invalid)
+            self.log.warning("EVERY8D alert: %d recipient(s) skipped, not valid mobile numbers", invalid)
         return valid
 
     def _deliver(self, alert: Alert) -> None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from every8d import wire
 from every8d.errors import IncompleteListingError
-from every8d.tracking.numbers import to_e164
+from every8d.phones import normalize_observed
 from every8d.warehouse.tables import STATUS_STAGING
 
 #: The listing's rows with their place in it (``ordinal``: 0, 1, ... across all pages).
@@ -128,7 +128,7 @@ class PageSpool:
 
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
-    mobiles = to_e164(table.column("mobile"))
+    mobiles = normalize_observed(table.column("mobile"))
     table = table.set_column(table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles)
     ordinals = pa.array(np.arange(first_ordinal, first_ordinal + table.num_rows, dtype=np.int64))
     return pa.Table.from_arrays([ordinals, *table.columns], schema=SPOOL_SCHEMA)

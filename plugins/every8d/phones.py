@@ -1,22 +1,103 @@
-"""Phone numbers to E.164 with ``phonenumbers``: once per distinct raw value, columnar elsewhere.
+"""Phone numbers, one home: the send policy for numbers we text, the observe policy for numbers the gateway reports.
+
+**Send** (:func:`normalize_for_send`, columnar :class:`PhoneNormalizer`): a
+valid number of its country and a mobile, in the default region unless
+international sending is enabled (it costs 3x and must be enabled on the
+account).  Campaigns, the notifier and the CLI all use it, so none of them
+accepts a landline the others refuse.
+
+**Observe** (:func:`normalize_observed`, one value :func:`observed_mobile`):
+lenient, for what the gateway reports in listings, replies and pushes.  The
+gateway texted the number, so refusing it would lose a status whenever
+``phonenumbers``' ranges lag behind the carriers'.  Polls and pushes merge on
+this spelling: both functions share the patterns and the slow path below, and
+a property test holds them to the same key.
 
 ``phonenumbers`` costs about 50 µs a call, far too slow for a million rows
-one by one.  Two things keep it off the hot path: numbers already in the
-region's canonical form (``09xxxxxxxx``, ``+8869xxxxxxxx``) are matched with
-the library's own mobile pattern as one Arrow regex kernel, and every other
-value is parsed once per *distinct* value (with a bounded cache across
-batches).  A property test proves both paths agree.
+one by one.  Two things keep it off the hot path: numbers already in a
+canonical form are matched as one Arrow regex kernel, and every other value is
+parsed once per *distinct* value (with a bounded cache).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_REGION = "TW"
+
+# -- observe --------------------------------------------------------------------------------------
+# Shared by the columnar and the one-value path: the same text in, the same key out.
+_E164 = r"\+[1-9][0-9]{6,14}"
+_TW_LOCAL = r"09[0-9]{8}"
+_TW_NO_PLUS = r"8869[0-9]{8}"
+_E164_RE, _TW_LOCAL_RE, _TW_NO_PLUS_RE = (re.compile(p) for p in (_E164, _TW_LOCAL, _TW_NO_PLUS))
+
+
+@lru_cache(maxsize=10_000)
+def parse_observed(raw: str, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 via ``phonenumbers`` for an odd spelling; None when it cannot be a phone number.
+
+    Lenient on purpose (``is_possible_number``, not ``is_valid_number``).  Public for the tests
+    that hold the regexes to it.
+    """
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def observed_mobile(raw: str, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 for one number the gateway reports (a push's ``RM``), or None when it is not a number.
+
+    Regexes first: nearly every push carries a new number, so a cache would not help.
+    """
+    text = raw.strip()
+    if _E164_RE.fullmatch(text):
+        return text
+    if _TW_LOCAL_RE.fullmatch(text):
+        return "+886" + text[1:]
+    if _TW_NO_PLUS_RE.fullmatch(text):
+        return "+" + text
+    return parse_observed(text, region)
+
+
+def normalize_observed(mobiles: pa.Array | pa.ChunkedArray, region: str = DEFAULT_REGION) -> pa.Array:
+    """Numbers from a gateway listing as E.164, a column at a time; nulls stay null.
+
+    A value that is not a phone number is kept as the gateway wrote it
+    (trimmed) rather than dropped: the row still says what the gateway said.
+    Where :func:`observed_mobile` gives a key, this gives the same one.
+    """
+    if isinstance(mobiles, pa.ChunkedArray):
+        mobiles = mobiles.combine_chunks()
+    text = pc.utf8_trim_whitespace(mobiles.cast(pa.string()))
+    e164 = pc.match_substring_regex(text, f"^{_E164}$")
+    if pc.all(e164).as_py() is not False:  # the common case: nothing to do
+        return text
+    local = pc.match_substring_regex(text, f"^{_TW_LOCAL}$")
+    no_plus = pc.match_substring_regex(text, f"^{_TW_NO_PLUS}$")
+    result = pc.if_else(local, pc.binary_join_element_wise("+886", pc.utf8_slice_codeunits(text, 1), ""), text)
+    result = pc.if_else(no_plus, pc.binary_join_element_wise("+", text, ""), result)
+    odd = pc.fill_null(pc.invert(pc.or_(pc.or_(e164, local), no_plus)), False)
+    if not pc.any(odd).as_py():
+        return result
+    distinct = pc.unique(text.filter(odd))
+    fixed = pa.array([parse_observed(v, region) or v for v in distinct.to_pylist()], pa.string())
+    return pc.if_else(odd, pc.take(fixed, pc.index_in(text, value_set=distinct)), result)
+
+
+# -- send -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -35,15 +116,19 @@ class NumberCheck:
     detail: pa.Array
 
 
-def normalize_one(raw: str, region: str = DEFAULT_REGION, *, require_mobile: bool = True) -> tuple[
-    str | None, str | None, str | None
-]:
-    """``(e164, reason, detail)`` for one raw number; the slow path, called per distinct value."""
+def normalize_for_send(
+    raw: str, region: str = DEFAULT_REGION, *, allow_international: bool = False, require_mobile: bool = True
+) -> tuple[str | None, str | None, str | None]:
+    """``(e164, reason, detail)`` for one number we are about to text: the send policy, scalar.
+
+    A valid number of its country, a mobile (``require_mobile``), in ``region``
+    unless ``allow_international``.  ``detail`` never holds the number.
+    """
     import phonenumbers
     from phonenumbers import PhoneNumberType
 
     try:
-        number = phonenumbers.parse(raw, region)
+        number = phonenumbers.parse(str(raw).strip(), region)
     except phonenumbers.NumberParseException:
         return None, "invalid_number", "not a phone number"
     if not phonenumbers.is_valid_number(number):
@@ -53,7 +138,25 @@ def normalize_one(raw: str, region: str = DEFAULT_REGION, *, require_mobile: boo
         PhoneNumberType.FIXED_LINE_OR_MOBILE,
     ):
         return None, "not_mobile", "not a mobile number (SMS needs one)"
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None, None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not allow_international and number.country_code != phonenumbers.country_code_for_region(region.upper()):
+        return None, "international_not_allowed", f"outside {region.upper()}: international numbers are not enabled"
+    return e164, None, None
+
+
+def send_numbers(
+    numbers: Iterable[str], region: str = DEFAULT_REGION, *, allow_international: bool = False
+) -> tuple[list[str], int]:
+    """Unique E.164 numbers in first-seen order under the send policy, and how many were refused."""
+    seen: dict[str, None] = {}
+    refused = 0
+    for raw in numbers:
+        e164 = normalize_for_send(raw, region, allow_international=allow_international)[0]
+        if e164 is None:
+            refused += 1
+        else:
+            seen.setdefault(e164, None)
+    return list(seen), refused
 
 
 class PhoneNormalizer:
@@ -107,7 +210,7 @@ class PhoneNormalizer:
     def _slow(self, raw: str) -> tuple[str | None, str | None, str | None]:
         hit = self._cache.get(raw)
         if hit is None:
-            hit = normalize_one(raw, self.region, require_mobile=self.require_mobile)
+            hit = normalize_for_send(raw, self.region, allow_international=True, require_mobile=self.require_mobile)
             self.slow_calls += 1
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
