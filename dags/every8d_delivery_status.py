@@ -24,16 +24,16 @@ Where things go (params override environment variables):
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 
+from every8d import settings
 from every8d.assets import BATCHES_ASSET
 from every8d.hooks.every8d import Every8dHook
 
 #: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
-STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "").strip() or "default_pool"
+STATUS_POOL = settings.get("status_pool") or "default_pool"
 #: Below the send campaign's tasks (priority 10): when slots are short, the campaign goes first.
 STATUS_PRIORITY = 1
 

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from every8d import settings
 from every8d.callbacks.events import REPLY_STATUS
 from every8d.callbacks.journal import ROW_COLUMNS, Journal
 from every8d.callbacks.settings import journal_path_from_env
-from every8d.optout import ENV_OPT_OUT_KEYWORDS, OptOutMatcher, parse_keywords
+from every8d.optout import OptOutMatcher, parse_keywords
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -168,7 +169,7 @@ def flush_journal(
     keywords = (
         opt_out_keywords
         if opt_out_keywords is not None
-        else parse_keywords(os.environ.get(ENV_OPT_OUT_KEYWORDS))
+        else parse_keywords(settings.get("opt_out_keywords") or None)
     )
     matcher = OptOutMatcher(keywords)
     wh, owned = _open(warehouse)

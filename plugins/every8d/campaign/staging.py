@@ -14,18 +14,20 @@ import string
 from pathlib import Path
 from typing import Any
 
+from every8d import settings
 from every8d.campaign.audience import AudienceError, SqlAudience, iter_audience
+from every8d.paths import default_path
 
 _SQL = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def staging_root() -> Path:
-    """``$EVERY8D_STAGING_ROOT``, else ``$AIRFLOW_HOME/every8d/staging``."""
-    configured = os.environ.get("EVERY8D_STAGING_ROOT")
+    """``[every8d] staging_root``, else ``$AIRFLOW_HOME/every8d/staging``."""
+    configured = settings.get("staging_root")
     if configured:
         return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "every8d" / "staging"
+    return default_path("staging")
 
 
 def template_fields(message: str) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from every8d import settings
 from every8d.tracking.views import view_files
 from every8d.warehouse.base import Warehouse
 
@@ -50,7 +51,7 @@ class AnalystDb:
 
 def analyst_db_path(warehouse_target: str | None) -> Path | None:
     """``EVERY8D_ANALYST_DB``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
-    configured = os.environ.get(ENV_ANALYST_DB, "").strip()
+    configured = settings.get("analyst_db")
     if configured.lower() in DISABLED:
         return None
     if configured:

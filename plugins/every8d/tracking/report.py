@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from every8d import settings
+from every8d.paths import default_path
 from every8d.warehouse.base import Warehouse
 
 ENV_REPORT_DIR = "EVERY8D_REPORT_DIR"
@@ -33,10 +35,10 @@ GREEN, RED, GREY, BLUE = "#2f855a", "#c53030", "#a0aec0", "#2b6cb0"
 
 def default_report_dir() -> Path:
     """``EVERY8D_REPORT_DIR``, else ``$AIRFLOW_HOME/every8d/reports``."""
-    configured = os.environ.get(ENV_REPORT_DIR, "").strip()
+    configured = settings.get("report_dir")
     if configured:
         return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "every8d" / "reports"
+    return default_path("reports")
 
 
 def _slug(campaign: str | None) -> str:

@@ -12,10 +12,10 @@ changed column list applies cleanly.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from every8d import settings
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
@@ -28,7 +28,7 @@ _VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*
 
 def default_sql_dir() -> Path:
     """``EVERY8D_SQL_DIR``, else the ``sql/`` folder shipped beside this module."""
-    configured = os.environ.get(ENV_SQL_DIR, "").strip()
+    configured = settings.get("sql_dir")
     if configured:
         return Path(configured)
     return Path(__file__).resolve().parent / "sql"

@@ -15,9 +15,10 @@ Implementations load lazily, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from every8d import settings
+from every8d.paths import default_path
 
 if TYPE_CHECKING:
     from every8d.warehouse.base import Warehouse
@@ -32,12 +33,11 @@ AIRFLOW_SCHEME = "airflow://"
 
 
 def default_warehouse_target() -> str:
-    """``EVERY8D_WAREHOUSE`` if set, else the DuckDB file under ``$AIRFLOW_HOME/every8d/``."""
-    configured = os.environ.get(ENV_WAREHOUSE, "").strip()
+    """``[every8d] warehouse`` if set, else the DuckDB file under ``$AIRFLOW_HOME/every8d/``."""
+    configured = settings.get("warehouse")
     if configured:
         return configured
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return f"{DUCKDB_SCHEME}{(home / 'every8d' / 'every8d.duckdb').resolve()}"
+    return f"{DUCKDB_SCHEME}{default_path('every8d.duckdb').resolve()}"
 
 
 def open_warehouse(target: str | None = None) -> Warehouse:
@@ -47,7 +47,7 @@ def open_warehouse(target: str | None = None) -> Warehouse:
         from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
         path = target[len(DUCKDB_SCHEME):]
-        memory_limit = os.environ.get(ENV_DUCKDB_MEMORY_LIMIT, "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+        memory_limit = settings.get("duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT
         if path.startswith("/:memory:") or path == ":memory:":
             return DuckDbWarehouse(":memory:", memory_limit=memory_limit)
         if not path.startswith("/"):

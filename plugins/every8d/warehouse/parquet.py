@@ -20,17 +20,17 @@ ones may belong to an export running right now, e.g. a task and its retry).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from every8d import settings
+from every8d.paths import default_path
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HISTORY, TableSpec
 
@@ -64,12 +64,11 @@ def _modified_epoch(info: dict) -> float | None:
 
 
 def default_parquet_root() -> str:
-    """``EVERY8D_PARQUET_ROOT`` if set, else ``$AIRFLOW_HOME/every8d/parquet``."""
-    configured = os.environ.get(ENV_PARQUET_ROOT, "").strip()
+    """``[every8d] parquet_root`` if set, else ``$AIRFLOW_HOME/every8d/parquet``."""
+    configured = settings.get("parquet_root")
     if configured:
         return configured
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return str((home / "every8d" / "parquet").resolve())
+    return str(default_path("parquet").resolve())
 
 
 def resolve_root(root: Any = None) -> tuple[Any, str]:

@@ -1,0 +1,129 @@
+"""The provider's configuration, read in one place: the ``[every8d]`` section of Airflow's config.
+
+Airflow maps ``AIRFLOW__EVERY8D__<KEY>`` environment variables onto the section
+itself (and ``_CMD`` / ``_SECRET`` variants), so :func:`get` asks Airflow's
+``conf`` and nothing else.  The older ``EVERY8D_<KEY>`` names still work for one
+release, with a :class:`DeprecationWarning`.  :data:`OPTIONS` is also what
+``get_provider_info()["config"]`` declares, so the docs, the provider info and
+the code cannot drift.  This module imports nothing heavy: provider info reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+SECTION = "every8d"
+LEGACY_PREFIX = "EVERY8D_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``[every8d]`` option.  ``default`` None: derived at run time (see ``description``)."""
+
+    type: str
+    description: str
+    default: str | None = None
+    example: str | None = None
+
+
+OPTIONS: dict[str, Option] = {
+    "warehouse": Option("string", "Warehouse target: a ``duckdb:///`` path, a Postgres/MySQL connection id or URL. "
+                        "Default: a DuckDB file under ``$AIRFLOW_HOME/every8d/``.", example="postgres_default"),
+    "duckdb_memory_limit": Option("string", "DuckDB's memory limit per connection.", "512MB", "1GB"),
+    "parquet_root": Option("string", "Folder or object-store URL of the Parquet copy; ``none`` turns it off. "
+                           "Default: ``$AIRFLOW_HOME/every8d/parquet``.", example="s3://bucket/every8d"),
+    "parquet_conn_id": Option("string", "Connection for an object-store ``parquet_root``.", example="aws_default"),
+    "staging_root": Option("string", "Folder for campaign staging files. Default: ``$AIRFLOW_HOME/every8d/staging``."),
+    "report_dir": Option("string", "Folder of the analytics report. Default: ``$AIRFLOW_HOME/every8d/reports``."),
+    "analyst_db": Option("string", "DuckDB file for analysts. Default: ``<warehouse>.analyst.duckdb`` beside a "
+                         "DuckDB warehouse file."),
+    "sql_dir": Option("string", "Folder of changed view SQL. Default: the ``sql/`` folder shipped in the package."),
+    "alert_ledger": Option("string", "SQLite file of the notifier's dedupe ledger. "
+                           "Default: ``$AIRFLOW_HOME/every8d/alerts.sqlite3``."),
+    "opt_out_keywords": Option("string", "Comma-separated reply keywords that opt a number out. "
+                               "Default: the built-in list.", example="STOP,退訂"),
+    "push_token": Option("string", "Token(s) the push receiver accepts, comma-separated while rotating (secret)."),
+    "push_token_file": Option("string", "File holding the push token(s), used when ``push_token`` is empty.",
+                              example="/run/secrets/every8d_push_token"),
+    "push_allowed_cidrs": Option("string", "Client networks allowed to push, comma-separated; empty allows all.",
+                                 example="203.0.113.0/24"),
+    "push_journal": Option("string", "SQLite journal the receiver writes and the flush reads. "
+                           "Default: ``$AIRFLOW_HOME/every8d/push-journal.sqlite3``."),
+    "push_record_timeout": Option("float", "Seconds a push waits for its journal write before a 503.", "5.0"),
+    "push_busy_timeout": Option("float", "Seconds SQLite waits for another writer's lock.", "2.0"),
+    "status_pool": Option("string", "Airflow pool of the delivery-status DAG's tasks.", "default_pool"),
+    "status_page_concurrency": Option("integer", "Listing pages fetched at once per batch."),
+    "status_with_record_ids": Option("boolean", "Ask the gateway for record ids in status listings.", "False"),
+    "status_shards": Option("integer", "Task instances polling per status run at most."),
+    "status_batch_concurrency": Option("integer", "Batches each status shard fetches at once."),
+    "status_merge_group": Option("integer", "Batches merged per transaction at most."),
+}
+
+_warned: set[str] = set()
+
+
+def legacy_name(key: str) -> str:
+    """``EVERY8D_<KEY>``: the name the option had before the ``[every8d]`` section."""
+    return LEGACY_PREFIX + key.upper()
+
+
+def _airflow(key: str) -> str:
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # outside an Airflow install (the receiver alone): the environment only
+        return os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}", "")
+    return conf.get(SECTION, key, fallback="") or ""
+
+
+def get(key: str) -> str:
+    """The option's text, stripped; ``""`` when unset (callers apply the derived defaults)."""
+    if key not in OPTIONS:
+        raise KeyError(f"[{SECTION}] has no option {key!r}")
+    value = _airflow(key).strip()
+    if value:
+        return value
+    legacy = os.environ.get(legacy_name(key), "").strip()
+    if legacy and legacy_name(key) not in _warned:
+        _warned.add(legacy_name(key))
+        warnings.warn(
+            f"{legacy_name(key)} is deprecated and goes in the next release: set "
+            f"AIRFLOW__{SECTION.upper()}__{key.upper()} or [{SECTION}] {key} instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    return legacy or (OPTIONS[key].default or "")
+
+
+def parse_bool(value: object) -> bool:
+    """``1/true/yes/on`` and ``0/false/no/off/""`` (any case); anything else is an error, not False."""
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {text[:20]!r} (use true or false)")
+
+
+def provider_config() -> dict:
+    """The ``config`` entry of ``get_provider_info()``: the section as Airflow providers declare it."""
+    return {
+        SECTION: {
+            "description": "The EVERY8D provider: where it keeps its data, the push receiver, the status DAG.",
+            "options": {
+                key: {
+                    "description": option.description,
+                    "version_added": "0.1.0",
+                    "type": option.type,
+                    "example": option.example,
+                    "default": option.default,
+                }
+                for key, option in OPTIONS.items()
+            },
+        }
+    }
