@@ -8,13 +8,13 @@ when the audience lacks a column the message template uses.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from pathlib import Path
 from typing import Any
 
 from every8d import settings
+from every8d.atomic import atomic_path
 from every8d.campaign.audience import AudienceError, SqlAudience, iter_audience
 from every8d.paths import default_path
 
@@ -80,19 +80,18 @@ def stage_campaign_audience(
 
     target = staging_root() / f"{_UNSAFE.sub('_', run_id)}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".parquet.partial")
     rows = 0
     writer = None
-    try:
-        for batch in iter_audience(source, columns):
-            if writer is None:
-                writer = pq.ParquetWriter(partial, batch.schema)
-            writer.write_batch(batch.cast(writer.schema) if batch.schema != writer.schema else batch)
-            rows += batch.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise AudienceError("the audience is empty")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:
+        try:
+            for batch in iter_audience(source, columns):
+                if writer is None:
+                    writer = pq.ParquetWriter(partial, batch.schema)
+                writer.write_batch(batch.cast(writer.schema) if batch.schema != writer.schema else batch)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise AudienceError("the audience is empty")
     return {"path": str(target), "columns": columns, "rows": rows}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from every8d import settings
+from every8d.atomic import atomic_path
 from every8d.tracking.views import view_files
 from every8d.warehouse.base import Warehouse
 
@@ -95,9 +95,8 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     parquet_views, copied, views = [], [], []
-    try:
+    with atomic_path(path) as temporary:
         with duckdb.connect(str(temporary)) as connection:
             for table in PARQUET_TABLES:
                 files = _parquet_glob(parquet_root, table)
@@ -118,10 +117,6 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
                     connection.execute(sql_file.read_text(encoding="utf-8"))
                     views.append(sql_file.stem)
             connection.execute("CHECKPOINT")
-        os.replace(temporary, path)
-    finally:
-        for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
-            leftover.unlink(missing_ok=True)
     log.info("analysts' DuckDB file %s: %d Parquet views, %d tables copied, %d analytics views",
              path, len(parquet_views), len(copied), len(views))
     return AnalystDb(path, tuple(parquet_views), tuple(copied), tuple(views))
