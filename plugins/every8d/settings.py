@@ -1,8 +1,9 @@
 """The provider's configuration, read in one place: the ``[every8d]`` section of Airflow's config.
 
 Airflow maps ``AIRFLOW__EVERY8D__<KEY>`` environment variables onto the section
-itself (and ``_CMD`` / ``_SECRET`` variants), so :func:`get` asks Airflow's
-``conf`` and nothing else.  The older ``EVERY8D_<KEY>`` names still work for one
+itself (and ``_CMD`` / ``_SECRET`` variants), so in an Airflow process :func:`get`
+asks Airflow's ``conf``; the push receiver, which runs without Airflow, reads
+the same names and ``airflow.cfg`` without it.  The older ``EVERY8D_<KEY>`` names still work for one
 release, with a :class:`DeprecationWarning`.  :data:`OPTIONS` is also what
 ``get_provider_info()["config"]`` declares, so the docs, the provider info and
 the code cannot drift.  This module imports nothing heavy: provider info reads it.
@@ -11,13 +12,14 @@ the code cannot drift.  This module imports nothing heavy: provider info reads i
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
 SECTION = "every8d"
 LEGACY_PREFIX = "EVERY8D_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off", "none", ""})
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,33 @@ def legacy_name(key: str) -> str:
 
 
 def _airflow(key: str) -> str:
+    """What Airflow's config says: its ``conf`` when this process already loaded it.
+
+    The push receiver and the flush run outside Airflow, where importing
+    ``airflow.configuration`` would cost seconds a start: there the environment
+    name is read, then the ``[every8d]`` section of ``airflow.cfg`` as plain text.
+    """
+    conf_module = sys.modules.get("airflow.configuration")
+    if conf_module is not None:
+        return conf_module.conf.get(SECTION, key, fallback="") or ""
+    value = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}", "")
+    if value:
+        return value
+    return _config_file().get(key, "")
+
+
+def _config_file() -> dict[str, str]:
+    import configparser
+
+    path = os.environ.get("AIRFLOW_CONFIG") or os.path.join(
+        os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "airflow.cfg"
+    )
+    parser = configparser.ConfigParser(interpolation=None)
     try:
-        from airflow.configuration import conf
-    except ImportError:  # outside an Airflow install (the receiver alone): the environment only
-        return os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}", "")
-    return conf.get(SECTION, key, fallback="") or ""
+        parser.read(path, encoding="utf-8")
+    except configparser.Error:
+        return {}  # Airflow itself reports a broken airflow.cfg
+    return dict(parser[SECTION]) if parser.has_section(SECTION) else {}
 
 
 def get(key: str) -> str:
@@ -99,7 +123,7 @@ def get(key: str) -> str:
 
 
 def parse_bool(value: object) -> bool:
-    """``1/true/yes/on`` and ``0/false/no/off/""`` (any case); anything else is an error, not False."""
+    """``1/true/yes/on`` and ``0/false/no/off/none/""`` (any case, Jinja's ``"True"`` too); else an error."""
     if isinstance(value, bool):
         return value
     text = "" if value is None else str(value).strip().lower()
