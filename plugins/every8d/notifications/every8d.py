@@ -71,8 +71,9 @@ class Every8dNotifier(BaseNotifier):
     :param rate_limit: at most this many alerts per DAG per ``rate_window``; None for no limit.
     :param rate_window: the rate limit's sliding window (a timedelta, or seconds).
     :param ledger: where claims are kept: ``sqlite:///path`` or ``airflow://<postgres conn id>``;
-        default ``$EVERY8D_ALERT_LEDGER`` or ``$AIRFLOW_HOME/every8d/alerts.sqlite3``.
+        default ``[every8d] alert_ledger`` or ``$AIRFLOW_HOME/every8d/alerts.sqlite3``.
     :param subject: the gateway's record note for the send (not shown on phones).
+    :param context: Airflow's own notifier argument, passed to ``BaseNotifier`` as it is.
     """
 
     template_fields: Sequence[str] = ("message", "phones", "recipient_list")

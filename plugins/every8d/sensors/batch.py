@@ -29,9 +29,10 @@ class Every8dBatchSensor(BaseSensorOperator):
     :param batch_id: one batch id (templated).
     :param campaign_id: wait for every registered batch of this campaign (templated).
     :param mms: the batch is an MMS batch (only with ``batch_id``).
-    :param warehouse: warehouse target for ``campaign_id`` (default ``EVERY8D_WAREHOUSE``).
+    :param warehouse: warehouse target for ``campaign_id`` (default ``[every8d] warehouse``).
     :param every8d_conn_id: the EVERY8D connection.
     :param deferrable: wait in the triggerer (default) or poke from a worker.
+    :param poke_interval: seconds between status checks, in the triggerer or the worker.
     """
 
     template_fields: Sequence[str] = ("batch_id", "campaign_id")
