@@ -30,6 +30,7 @@ class Option:
     description: str
     default: str | None = None
     example: str | None = None
+    sensitive: bool = False  # hidden by ``airflow config list``, as Airflow's own secrets are
 
 
 OPTIONS: dict[str, Option] = {
@@ -48,7 +49,8 @@ OPTIONS: dict[str, Option] = {
                            "Default: ``$AIRFLOW_HOME/every8d/alerts.sqlite3``."),
     "opt_out_keywords": Option("string", "Comma-separated reply keywords that opt a number out. "
                                "Default: the built-in list.", example="STOP,退訂"),
-    "push_token": Option("string", "Token(s) the push receiver accepts, comma-separated while rotating (secret)."),
+    "push_token": Option("string", "Token(s) the push receiver accepts, comma-separated while rotating.",
+                         sensitive=True),
     "push_token_file": Option("string", "File holding the push token(s), used when ``push_token`` is empty.",
                               example="/run/secrets/every8d_push_token"),
     "push_allowed_cidrs": Option("string", "Client networks allowed to push, comma-separated; empty allows all.",
@@ -146,6 +148,7 @@ def provider_config() -> dict:
                     "type": option.type,
                     "example": option.example,
                     "default": option.default,
+                    **({"sensitive": True} if option.sensitive else {}),
                 }
                 for key, option in OPTIONS.items()
             },

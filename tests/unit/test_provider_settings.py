@@ -55,6 +55,7 @@ def test_provider_info_declares_every_option_the_code_reads():
     for option in section["options"].values():
         assert option["description"] and option["type"] in {"string", "integer", "float", "boolean"}
         assert {"version_added", "example", "default"} <= set(option)
+    assert section["options"]["push_token"]["sensitive"] is True  # masked like Airflow's own secrets
 
 
 @pytest.mark.parametrize(("text", "value"), [("true", True), ("ON", True), ("1", True), ("no", False), ("", False)])
