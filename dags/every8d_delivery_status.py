@@ -30,7 +30,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, Trigge
 
 from every8d import settings
 from every8d.assets import BATCHES_ASSET
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 
 #: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
 STATUS_POOL = settings.get("status_pool") or "default_pool"
@@ -56,7 +56,7 @@ STATUS_PRIORITY = 1
         "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
         "parquet_root": Param(None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"),
         "parquet_conn_id": Param(None, type=["null", "string"], description="connection for an object-store root"),
-        "every8d_conn_id": Param(Every8dHook.default_conn_name, type="string"),
+        "every8d_conn_id": Param(DEFAULT_CONN_NAME, type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
                         description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),

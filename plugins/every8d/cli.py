@@ -342,12 +342,12 @@ def cmd_sandbox(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from every8d.hooks.every8d import Every8dHook
+    from every8d.hooks import DEFAULT_CONN_NAME
 
     connection = _Parser(add_help=False)
     group = connection.add_argument_group("gateway connection")
     group.add_argument(
-        "--conn-id", default=Every8dHook.default_conn_name, help="Airflow connection id (default: %(default)s)"
+        "--conn-id", default=DEFAULT_CONN_NAME, help="Airflow connection id (default: %(default)s)"
     )
     group.add_argument("--url", help="gateway base URL instead of a connection (with --uid)")
     group.add_argument(

@@ -35,6 +35,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from airflow.sdk import BaseHook
 
 from every8d import wire
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.errors import (
     Every8dError,
     GatewayError,
@@ -224,7 +225,7 @@ class Every8dHook(BaseHook):
     """
 
     conn_name_attr = "every8d_conn_id"
-    default_conn_name = "every8d_default"
+    default_conn_name = DEFAULT_CONN_NAME
     conn_type = "every8d"
     hook_name = "EVERY8D SMS"
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.notifications.alert import Alert, alert_from_context, fit_message
 from every8d.notifications.ledger import FAILED, SENT, UNKNOWN, AlertLedger
 from every8d.notifications.recipients import (
@@ -87,7 +87,7 @@ class Every8dNotifier(BaseNotifier):
         recipient_list: str | Iterable[str] | None = None,
         message: str = DEFAULT_MESSAGE,
         allow_long: bool = False,
-        every8d_conn_id: str = Every8dHook.default_conn_name,
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         recipients_variable: str = RECIPIENTS_VARIABLE,
         rate_limit: int | None = DEFAULT_RATE_LIMIT,
         rate_window: timedelta | float = DEFAULT_RATE_WINDOW,
@@ -218,6 +218,7 @@ class Every8dNotifier(BaseNotifier):
 
     def _send(self, ledger: AlertLedger, alert: Alert, text: str, numbers: list[str]) -> None:
         from every8d.errors import GatewayError, SendOutcomeUnknownError
+        from every8d.hooks.every8d import Every8dHook
 
         hook = Every8dHook(self.every8d_conn_id)
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -70,7 +70,7 @@ class Every8dCancelCampaignOperator(BaseOperator):
     template_fields: Sequence[str] = ("campaign_id", "warehouse", "every8d_conn_id")
 
     def __init__(self, *, campaign_id: str, warehouse: str | None = None,
-                 every8d_conn_id: str = Every8dHook.default_conn_name, **kwargs: Any) -> None:
+                 every8d_conn_id: str = DEFAULT_CONN_NAME, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
         self.warehouse = warehouse
@@ -80,6 +80,7 @@ class Every8dCancelCampaignOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from every8d.errors import Every8dError
+        from every8d.hooks.every8d import Every8dHook
         from every8d.warehouse import open_warehouse
 
         hook = Every8dHook(self.every8d_conn_id)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from every8d.assets import BATCHES_ASSET
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.settings import parse_bool
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ class Every8dSendSmsOperator(BaseOperator):
         max_lost_answers: int = 5,
         rejects_path: Any = None,
         warehouse: str | None = None,
-        every8d_conn_id: str = Every8dHook.default_conn_name,
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         batch_rows: int = 50_000,
         plan_memory_limit: str = "128MB",
         progress_every: int = 20,
@@ -392,6 +392,7 @@ class Every8dSendSmsOperator(BaseOperator):
         from every8d.campaign.errors import CampaignError
         from every8d.campaign.runner import CampaignRun, RunOptions
         from every8d.errors import Every8dError
+        from every8d.hooks.every8d import Every8dHook
         from every8d.warehouse import open_warehouse
 
         try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.triggers.batch import DEFAULT_POLL_SECONDS, Every8dBatchTrigger
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Every8dBatchSensor(BaseSensorOperator):
         campaign_id: str | None = None,
         mms: bool = False,
         warehouse: str | None = None,
-        every8d_conn_id: str = Every8dHook.default_conn_name,
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         deferrable: bool = True,
         poke_interval: float = DEFAULT_POLL_SECONDS,
         **kwargs: Any,
@@ -91,6 +91,7 @@ class Every8dBatchSensor(BaseSensorOperator):
 
     def poke(self, context: Context, batches: list[dict[str, Any]] | None = None) -> bool:
         from every8d.batch_state import batch_progress
+        from every8d.hooks.every8d import Every8dHook
 
         hook = Every8dHook(self.every8d_conn_id)
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from every8d.batch_state import BatchProgress, batch_progress
-from every8d.hooks.every8d import Every8dHook
+from every8d.hooks import DEFAULT_CONN_NAME
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Every8dBatchTrigger(BaseTrigger):
     def __init__(
         self,
         batches: Sequence[dict[str, Any]],
-        every8d_conn_id: str = Every8dHook.default_conn_name,
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         poll_interval: float = DEFAULT_POLL_SECONDS,
     ) -> None:
         super().__init__()
@@ -53,6 +53,7 @@ class Every8dBatchTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from every8d.errors import Every8dError
+        from every8d.hooks.every8d import Every8dHook
 
         hook = Every8dHook(self.every8d_conn_id)
         waiting = list(self.batches)
