@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("sql", nargs="+", metavar="SQL", help="one SQL statement ('-' reads it from stdin)")
     where = query.add_mutually_exclusive_group()
-    where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside EVERY8D_WAREHOUSE)")
+    where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside [every8d] warehouse)")
     where.add_argument("--warehouse", action="store_true",
                        help="the warehouse file itself, read-only: waits for and briefly blocks the pipeline")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -106,22 +106,28 @@ def _config_file() -> dict[str, str]:
 
 
 def get(key: str) -> str:
-    """The option's text, stripped; ``""`` when unset (callers apply the derived defaults)."""
+    """The option's text, stripped; ``""`` when unset and without a default (callers derive one).
+
+    An ``AIRFLOW__EVERY8D__*`` variable wins; else an old ``EVERY8D_*`` one (an
+    environment variable beats ``airflow.cfg``, as in Airflow, and Airflow's conf
+    would answer with the declared default and hide it); else Airflow's config.
+    """
     if key not in OPTIONS:
         raise KeyError(f"[{SECTION}] has no option {key!r}")
-    value = _airflow(key).strip()
-    if value:
-        return value
-    legacy = os.environ.get(legacy_name(key), "").strip()
-    if legacy and legacy_name(key) not in _warned:
-        _warned.add(legacy_name(key))
-        warnings.warn(
-            f"{legacy_name(key)} is deprecated and goes in the next release: set "
-            f"AIRFLOW__{SECTION.upper()}__{key.upper()} or [{SECTION}] {key} instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-    return legacy or (OPTIONS[key].default or "")
+    new_name = f"AIRFLOW__{SECTION.upper()}__{key.upper()}"
+    if not any(os.environ.get(new_name + suffix) for suffix in ("", "_CMD", "_SECRET")):
+        legacy = os.environ.get(legacy_name(key), "").strip()
+        if legacy:
+            if legacy_name(key) not in _warned:
+                _warned.add(legacy_name(key))
+                warnings.warn(
+                    f"{legacy_name(key)} is deprecated and goes in the next release: set "
+                    f"{new_name} or [{SECTION}] {key} instead",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            return legacy
+    return _airflow(key).strip() or (OPTIONS[key].default or "")
 
 
 def parse_bool(value: object) -> bool:

@@ -152,8 +152,8 @@ def flush_journal(
     """Write every journaled push not flushed yet into the warehouse, then move the watermark.
 
     :param warehouse: a Warehouse, an ``open_warehouse`` target, or None for the default one.
-    :param journal_path: the journal (default: ``EVERY8D_PUSH_JOURNAL`` or ``$AIRFLOW_HOME/every8d/``).
-    :param opt_out_keywords: keywords (default: ``EVERY8D_OPT_OUT_KEYWORDS`` or the built-in list).
+    :param journal_path: the journal (default: ``[every8d] push_journal`` or ``$AIRFLOW_HOME/every8d/``).
+    :param opt_out_keywords: keywords (default: ``[every8d] opt_out_keywords`` or the built-in list).
     :param batch_rows: journal rows per warehouse transaction.
     :param keep: how long flushed rows stay in the journal before they are pruned.
     """

@@ -31,7 +31,6 @@ from typing import Any
 from every8d import settings
 from every8d.paths import default_path
 
-LEDGER_ENV = "EVERY8D_ALERT_LEDGER"
 TABLE = "every8d_alert_ledger"
 CLAIMED, SENT, FAILED, UNKNOWN, RATE_LIMITED = "claimed", "sent", "failed", "unknown", "rate_limited"
 

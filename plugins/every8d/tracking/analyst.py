@@ -4,7 +4,7 @@ DuckDB allows one writing process per file and no writer while another
 process has it open, even read-only: an analyst's notebook left open on the
 warehouse file would make every status sync and campaign wait and fail.  So
 analysts get a file of their own, ``every8d.analyst.duckdb`` beside the
-warehouse (or ``EVERY8D_ANALYST_DB``): the big per-message tables are views
+warehouse (or ``[every8d] analyst_db``): the big per-message tables are views
 over the Parquet output (always as fresh as the last export), the small
 tables are copied in, and the analytics views are created on top.  The
 pipeline rebuilds it under a temporary name and renames it into place, so a
@@ -30,7 +30,6 @@ from every8d.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
-ENV_ANALYST_DB = "EVERY8D_ANALYST_DB"
 DISABLED = ("none", "off", "false", "0")
 #: Tables partitioned in the Parquet output: views over the files instead of copies.
 PARQUET_TABLES = ("every8d_messages", "every8d_status_history", "every8d_batches")
@@ -50,7 +49,7 @@ class AnalystDb:
 
 
 def analyst_db_path(warehouse_target: str | None) -> Path | None:
-    """``EVERY8D_ANALYST_DB``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
+    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
     configured = settings.get("analyst_db")
     if configured.lower() in DISABLED:
         return None

@@ -26,13 +26,12 @@ from every8d import atomic, settings
 from every8d.paths import default_path
 from every8d.warehouse.base import Warehouse
 
-ENV_REPORT_DIR = "EVERY8D_REPORT_DIR"
 ZONES = ("UTC", "Asia/Taipei")
 GREEN, RED, GREY, BLUE = "#2f855a", "#c53030", "#a0aec0", "#2b6cb0"
 
 
 def default_report_dir() -> Path:
-    """``EVERY8D_REPORT_DIR``, else ``$AIRFLOW_HOME/every8d/reports``."""
+    """``[every8d] report_dir``, else ``$AIRFLOW_HOME/every8d/reports``."""
     configured = settings.get("report_dir")
     if configured:
         return Path(configured)

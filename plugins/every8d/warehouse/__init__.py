@@ -2,12 +2,12 @@
 
 ``open_warehouse(target)`` picks the implementation from a URL-like target:
 
-- ``None``: env ``EVERY8D_WAREHOUSE``, else the DuckDB file
+- ``None``: the ``[every8d] warehouse`` option, else the DuckDB file
   ``$AIRFLOW_HOME/every8d/every8d.duckdb``;
 - ``duckdb:///abs/path.duckdb`` or ``duckdb:///:memory:``;
 - ``airflow://<conn_id>``: the connection's common-sql hook (Postgres tested).
 
-``EVERY8D_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory per connection: ``512MB`` unless set
+``[every8d] duckdb_memory_limit`` caps DuckDB's memory per connection: ``512MB`` unless set
 (DuckDB's own default, 80% of the machine, is too much for a process among Airflow's
 workers; beyond the cap DuckDB spills to disk).
 Implementations load lazily, so importing this package stays cheap.
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["ENV_WAREHOUSE", "Warehouse", "default_warehouse_target", "open_warehouse"]
 
 ENV_WAREHOUSE = "EVERY8D_WAREHOUSE"
-ENV_DUCKDB_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_SCHEME = "duckdb://"
 AIRFLOW_SCHEME = "airflow://"

@@ -36,8 +36,6 @@ from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HI
 
 log = logging.getLogger(__name__)
 
-ENV_PARQUET_ROOT = "EVERY8D_PARQUET_ROOT"
-ENV_PARQUET_CONN_ID = "EVERY8D_PARQUET_CONN_ID"
 DATA_FILE = "data.parquet"
 PARTITION_COLUMNS = ("send_date", "kind")
 PARTITIONED_TABLES = (MESSAGES, STATUS_HISTORY)
@@ -99,7 +97,7 @@ class ParquetExporter:
     """Rewrites dirty partitions of the tracking tables under one root.
 
     :param root: folder, fsspec URL (``s3://bucket/prefix``) or ``ObjectStoragePath``; default
-        ``EVERY8D_PARQUET_ROOT`` or ``$AIRFLOW_HOME/every8d/parquet``.
+        ``[every8d] parquet_root`` or ``$AIRFLOW_HOME/every8d/parquet``.
     """
 
     def __init__(self, root: Any = None) -> None:
