@@ -73,6 +73,7 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     assert not [r for r in requires if r.startswith("tenacity")]
     assert [r for r in requires if r.startswith("matplotlib")] and all(
         "extra ==" in r for r in requires if r.startswith("matplotlib"))  # the report's charts: an extra
+    assert all("extra ==" in r for r in requires if r.startswith("pandas"))  # DataFrame audiences only
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
