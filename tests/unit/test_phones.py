@@ -35,8 +35,8 @@ def _push_key(raw: str) -> str | None:
         return None
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(spelled, min_size=1, max_size=12))
+@settings(max_examples=150, deadline=None)
+@given(st.lists(spelled, min_size=1, max_size=8))
 def test_a_push_and_a_poll_key_the_same_gateway_number_alike(raws):
     """Polls (a listing column) and pushes (one RM) must give one key, or they never merge."""
     polled = normalize_observed(pa.array(raws, pa.string())).to_pylist()
@@ -47,7 +47,7 @@ def test_a_push_and_a_poll_key_the_same_gateway_number_alike(raws):
         assert observed_mobile(raw) in (None, poll_key), raw
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(spelled)
 def test_replies_key_numbers_as_the_listing_does(raw):
     """The third observe path, replies, lands on the same spelling as the status listing."""
