@@ -7,13 +7,13 @@ Shared by the dry run (which keeps the plan in scratch space) and the send
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from every8d.atomic import atomic_path
 from every8d.campaign.audience import iter_audience
 from every8d.campaign.config import CampaignSpec
 from every8d.campaign.plan import Planner, PlanStats
@@ -72,12 +72,18 @@ def write_rejects(path: Any, batches: Iterable[pa.RecordBatch], campaign_id: str
 
     target = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
+    # An object store has no os.replace: this one keeps its own rename (every8d.atomic is for local files).
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     schema = pa.schema([pa.field("campaign_id", pa.string()), *REJECT_SCHEMA])
     rows = 0
-    with atomic_path(target) as temporary:
+    try:
         with temporary.open("wb") as handle, pq.ParquetWriter(handle, schema) as writer:
             for batch in batches:
                 campaign = pa.repeat(pa.scalar(campaign_id, pa.string()), batch.num_rows)
                 writer.write_batch(pa.RecordBatch.from_arrays([campaign, *batch.columns], schema=schema))
                 rows += batch.num_rows
+        temporary.rename(target)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
     return rows
