@@ -2,7 +2,7 @@
 
 Both receivers run as their own process on a loopback port and get the same
 gateway-shaped GETs (10% exact duplicates, shuffled) from 32 keep-alive
-connections (``every8d.callbacks.loadgen``, a bare asyncio HTTP client, so
+connections (``bench/loadgen.py``, a bare asyncio HTTP client, so
 the client's CPU stays small on a two-core machine):
 
 - project: ``python -m every8d.callbacks`` — validate, group-commit into the
@@ -142,7 +142,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def measure(url: str, token: str, count: int, seed: int) -> tuple[dict, set[str]]:
-    from every8d.callbacks.loadgen import make_pushes, run_load
+    from loadgen import make_pushes, run_load  # bench/ is on sys.path as the script's folder
 
     warm, _ = make_pushes(300, 0.0, seed=seed + 1000, user_id="warm")
     run_load(url, token, [{**p, "BatchID": "warm-" + p["BatchID"]} for p in warm], CONCURRENCY)

@@ -1,9 +1,9 @@
 """Daily EVERY8D delivery report: analytics views refreshed, then HTML per campaign and an overview.
 
 Reads the warehouse the status sync writes (param ``warehouse`` or
-``EVERY8D_WAREHOUSE``), (re)creates the views from the SQL shipped in the
-package (or ``EVERY8D_SQL_DIR``), refreshes the analysts' DuckDB file, and
-writes the report to param ``report_dir`` or ``EVERY8D_REPORT_DIR`` (default
+``[every8d] warehouse``), (re)creates the views from the SQL shipped in the
+package (or ``[every8d] sql_dir``), refreshes the analysts' DuckDB file, and
+writes the report to param ``report_dir`` or ``[every8d] report_dir`` (default
 ``$AIRFLOW_HOME/every8d/reports``): ``index.html`` across campaigns and one
 self-contained HTML file per campaign, times in ``timezone`` (UTC or Asia/Taipei).
 """
@@ -24,8 +24,8 @@ from airflow.sdk import Param, dag, task
     tags=["every8d"],
     doc_md=__doc__,
     params={
-        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
-        "report_dir": Param(None, type=["null", "string"], description="output folder; default EVERY8D_REPORT_DIR"),
+        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default [every8d] warehouse"),
+        "report_dir": Param(None, type=["null", "string"], description="output folder; default [every8d] report_dir"),
         "timezone": Param("Asia/Taipei", type="string", enum=["UTC", "Asia/Taipei"],
                           description="the zone the report shows times in"),
     },

@@ -11,28 +11,29 @@ Every decision uses the wall clock, not the run's ``run_after`` (a run that
 starts late must not decide in the past); a rerun leaves the same rows.
 
 The status tasks run with a low priority and in the pool named by
-``EVERY8D_STATUS_POOL`` (docker-compose.yaml and docs/deploy.md use
+``[every8d] status_pool`` (docker-compose.yaml and docs/deploy.md use
 ``every8d_status``, created with ``airflow pools set every8d_status 2 "..."``),
 so a campaign always finds a free slot while a pass runs.  Unset, they use
 ``default_pool``: a pool that does not exist would stall them silently (the
 scheduler only logs "non-existent pool").
 
 Where things go (params override environment variables):
-``warehouse`` / ``EVERY8D_WAREHOUSE``, ``parquet_root`` / ``EVERY8D_PARQUET_ROOT``
-(``none`` to skip), ``parquet_conn_id`` / ``EVERY8D_PARQUET_CONN_ID``.
+``warehouse`` / ``[every8d] warehouse``, ``parquet_root`` / ``[every8d] parquet_root``
+(``none`` to skip), ``parquet_conn_id`` / ``[every8d] parquet_conn_id``.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task
 
+from every8d import settings
 from every8d.assets import BATCHES_ASSET
+from every8d.hooks import DEFAULT_CONN_NAME
 
 #: The pool of the status tasks: its slots bound what a status pass can take from ``parallelism``.
-STATUS_POOL = os.environ.get("EVERY8D_STATUS_POOL", "").strip() or "default_pool"
+STATUS_POOL = settings.get("status_pool") or "default_pool"
 #: Below the send campaign's tasks (priority 10): when slots are short, the campaign goes first.
 STATUS_PRIORITY = 1
 
@@ -52,13 +53,13 @@ STATUS_PRIORITY = 1
         "priority_weight": STATUS_PRIORITY, "weight_rule": "absolute",
     },
     params={
-        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
+        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default [every8d] warehouse"),
         "parquet_root": Param(None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"),
         "parquet_conn_id": Param(None, type=["null", "string"], description="connection for an object-store root"),
-        "every8d_conn_id": Param("every8d_default", type="string"),
+        "every8d_conn_id": Param(DEFAULT_CONN_NAME, type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
-                        description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),
+                        description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; [every8d] status_shards)"),
         "batch_concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=64,
                                    description="batches each shard fetches at once (default 8)"),
         "merge_group": Param(None, type=["null", "integer"], minimum=1,

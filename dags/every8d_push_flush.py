@@ -7,8 +7,8 @@ and opt-outs to ``every8d_suppressions``); ``every8d_delivery_status`` merges
 them into the message tables.  It must run where the journal file is (the
 api-server's machine or a shared volume): see docs/pushes.md.
 
-Params override environment variables: ``warehouse`` / ``EVERY8D_WAREHOUSE``,
-``journal`` / ``EVERY8D_PUSH_JOURNAL``.
+Params override the options: ``warehouse`` / ``[every8d] warehouse``,
+``journal`` / ``[every8d] push_journal``.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
         "warehouse": Param(
-            None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"
+            None, type=["null", "string"], description="warehouse target; default [every8d] warehouse"
         ),
         "journal": Param(
-            None, type=["null", "string"], description="journal file; default EVERY8D_PUSH_JOURNAL"
+            None, type=["null", "string"], description="journal file; default [every8d] push_journal"
         ),
     },
 )

@@ -65,6 +65,15 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "every8d/tracking/sql/20_campaign_summary.sql" in names
     assert "every8d/ui/app.py" in names
+    # test and benchmark tools stay out of the runtime package (they live in bench/)
+    assert not [n for n in names if n.endswith(("/loadgen.py", "/loadtest.py", "campaign/states.py"))]
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert "Requires-Python: >=3.11" in metadata.splitlines()  # datetime.UTC, Template.get_identifiers
+    assert not [r for r in requires if r.startswith("tenacity")]
+    assert [r for r in requires if r.startswith("matplotlib")] and all(
+        "extra ==" in r for r in requires if r.startswith("matplotlib"))  # the report's charts: an extra
+    assert all("extra ==" in r for r in requires if r.startswith("pandas"))  # DataFrame audiences only
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

@@ -117,13 +117,15 @@ def cmd_credit(args: argparse.Namespace) -> int:
 
 
 def _numbers(raw: Sequence[str]) -> list[str]:
-    from every8d.notifications.recipients import normalize_number, split_numbers
+    from every8d.notifications.recipients import split_numbers
+    from every8d.phones import normalize_for_send
 
     numbers = []
     for position, value in enumerate(split_numbers(raw), start=1):
-        number = normalize_number(value)
+        number, reason, detail = normalize_for_send(value, allow_international=True)  # priced as such below
         if number is None:
-            raise UsageError(f"number {position} is not a valid phone number")
+            why = "not a valid phone number" if reason == "invalid_number" else detail
+            raise UsageError(f"number {position} is {why}")
         numbers.append(number)
     if not numbers:
         raise UsageError("give at least one number")
@@ -331,10 +333,12 @@ def cmd_sandbox(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from every8d.hooks import DEFAULT_CONN_NAME
+
     connection = _Parser(add_help=False)
     group = connection.add_argument_group("gateway connection")
     group.add_argument(
-        "--conn-id", default="every8d_default", help="Airflow connection id (default: %(default)s)"
+        "--conn-id", default=DEFAULT_CONN_NAME, help="Airflow connection id (default: %(default)s)"
     )
     group.add_argument("--url", help="gateway base URL instead of a connection (with --uid)")
     group.add_argument(
@@ -388,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("sql", nargs="+", metavar="SQL", help="one SQL statement ('-' reads it from stdin)")
     where = query.add_mutually_exclusive_group()
-    where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside EVERY8D_WAREHOUSE)")
+    where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside [every8d] warehouse)")
     where.add_argument("--warehouse", action="store_true",
                        help="the warehouse file itself, read-only: waits for and briefly blocks the pipeline")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")

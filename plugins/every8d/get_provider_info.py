@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from every8d.settings import provider_config
+
 
 def get_provider_info() -> dict:
-    """Connection type ``every8d`` with its form fields; no heavy imports here."""
+    """Connection type ``every8d`` with its form fields and the ``[every8d]`` section; no heavy imports here."""
     return {
         "package-name": "airflow-provider-every8d",
         "name": "EVERY8D",
@@ -28,6 +30,7 @@ def get_provider_info() -> dict:
         "sensors": [{"integration-name": "EVERY8D", "python-modules": ["every8d.sensors.batch"]}],
         "triggers": [{"integration-name": "EVERY8D", "python-modules": ["every8d.triggers.batch"]}],
         "notifications": ["every8d.notifications.every8d.Every8dNotifier"],
+        "config": provider_config(),
         "connection-types": [
             {
                 "hook-class-name": "every8d.hooks.every8d.Every8dHook",

@@ -14,9 +14,10 @@ configured as its own keyword (e.g. ``取消訂閱``).
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from collections.abc import Iterable
+
+from every8d import settings
 
 ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
 DEFAULT_OPT_OUT_KEYWORDS = (
@@ -69,7 +70,7 @@ class OptOutMatcher:
     @classmethod
     def from_env(cls) -> OptOutMatcher:
         """The keywords in ``EVERY8D_OPT_OUT_KEYWORDS`` (comma-separated), else the defaults."""
-        return cls(parse_keywords(os.environ.get(ENV_OPT_OUT_KEYWORDS)))
+        return cls(parse_keywords(settings.get("opt_out_keywords") or None))
 
     def __call__(self, text: str | None) -> bool:
         if not text or not self.keywords:

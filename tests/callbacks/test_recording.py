@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from every8d.callbacks.app import create_app
-from every8d.callbacks.loadgen import make_pushes, run_load
+from bench.loadgen import make_pushes, run_load
 from every8d.callbacks.settings import ENV_TOKEN, ENV_TOKEN_FILE, PushSettings
 
 TOKEN = "Zq8-vT3nW_pL6yR1xK9mB4cF7hJ2dS5g"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from every8d.campaign.phones import PhoneNormalizer, normalize_one
+from every8d.phones import PhoneNormalizer, normalize_for_send
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -78,7 +78,7 @@ canonical = st.builds(
 def test_fast_path_agrees_with_phonenumbers(values):
     check = PhoneNormalizer().check(pa.array(values))
     for value, mobile, reason in zip(values, check.mobile.to_pylist(), check.reason.to_pylist()):
-        expected, expected_reason, _ = normalize_one(value)
+        expected, expected_reason, _ = normalize_for_send(value)
         assert (mobile, reason) == (expected, expected_reason), value
 
 

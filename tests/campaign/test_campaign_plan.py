@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from every8d.campaign.audience import ColumnMap
-from every8d.campaign.phones import PhoneNormalizer
+from every8d.phones import PhoneNormalizer
 from every8d.campaign.plan import Planner
 from every8d.campaign.schedule import QuietHours
 from every8d.campaign.screen import Screen

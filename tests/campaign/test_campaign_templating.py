@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from every8d.campaign.audience import AudienceError, iter_audience
 from every8d.campaign.templating import MessageTemplate, TemplateError, TemplateSet
 
 
@@ -57,8 +58,10 @@ def test_bad_templates_fail_before_any_row(message, problem):
 
 
 def test_missing_column_is_named():
-    with pytest.raises(TemplateError, match=r"\['amount'\]"):
-        TemplateSet("Pay ${amount}").check_columns(["name", "mobile"])
+    """The audience reader (what a campaign runs) names a column the template uses and the audience lacks."""
+    needed = ["mobile", *TemplateSet("Pay ${amount}").source_columns]
+    with pytest.raises(AudienceError, match=r"\['amount'\]"):
+        next(iter_audience(pa.table({"name": ["a"], "mobile": ["0912345678"]}), needed))
 
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)

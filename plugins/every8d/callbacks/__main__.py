@@ -62,9 +62,9 @@ def _flush(argv: list[str]) -> int:
         prog="python -m every8d.callbacks flush", description="Move journaled pushes into the warehouse."
     )
     parser.add_argument(
-        "--warehouse", default=None, help="open_warehouse target (default: EVERY8D_WAREHOUSE)"
+        "--warehouse", default=None, help="open_warehouse target (default: [every8d] warehouse)"
     )
-    parser.add_argument("--journal", default=None, help="journal file (default: EVERY8D_PUSH_JOURNAL)")
+    parser.add_argument("--journal", default=None, help="journal file (default: [every8d] push_journal)")
     args = parser.parse_args(argv)
     from every8d.callbacks.flush import flush_journal
 

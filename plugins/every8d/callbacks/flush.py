@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from every8d import settings
 from every8d.callbacks.events import REPLY_STATUS
 from every8d.callbacks.journal import ROW_COLUMNS, Journal
 from every8d.callbacks.settings import journal_path_from_env
-from every8d.optout import ENV_OPT_OUT_KEYWORDS, OptOutMatcher, parse_keywords
+from every8d.optout import OptOutMatcher, parse_keywords
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -151,8 +152,8 @@ def flush_journal(
     """Write every journaled push not flushed yet into the warehouse, then move the watermark.
 
     :param warehouse: a Warehouse, an ``open_warehouse`` target, or None for the default one.
-    :param journal_path: the journal (default: ``EVERY8D_PUSH_JOURNAL`` or ``$AIRFLOW_HOME/every8d/``).
-    :param opt_out_keywords: keywords (default: ``EVERY8D_OPT_OUT_KEYWORDS`` or the built-in list).
+    :param journal_path: the journal (default: ``[every8d] push_journal`` or ``$AIRFLOW_HOME/every8d/``).
+    :param opt_out_keywords: keywords (default: ``[every8d] opt_out_keywords`` or the built-in list).
     :param batch_rows: journal rows per warehouse transaction.
     :param keep: how long flushed rows stay in the journal before they are pruned.
     """
@@ -168,7 +169,7 @@ def flush_journal(
     keywords = (
         opt_out_keywords
         if opt_out_keywords is not None
-        else parse_keywords(os.environ.get(ENV_OPT_OUT_KEYWORDS))
+        else parse_keywords(settings.get("opt_out_keywords") or None)
     )
     matcher = OptOutMatcher(keywords)
     wh, owned = _open(warehouse)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from every8d.callbacks.events import PushEvent
+from every8d.phones import observed_mobile, parse_observed
 from every8d.wire import TAIPEI
 
 # Below uvicorn's own ~64 KiB request-line limit, so the answer is ours; 2,000 escaped CJK characters: 18 KiB.
@@ -36,7 +36,6 @@ _NAMES = {
     "userid": "USERID",
 }
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
-_TW_MOBILE = re.compile(r"^(?:\+886|886|0)(9[0-9]{8})$")
 _RT = re.compile(r"^[0-9]{14}$")
 _STATUS = re.compile(r"^-?[0-9]{1,4}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, LF and CR are fine in a reply
@@ -113,37 +112,12 @@ def decode_params(pairs: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], dic
 
 
 def normalize_mobile(raw: str, region: str = DEFAULT_REGION) -> str | None:
-    """E.164 for a number the gateway reports, or None.
-
-    Taiwan mobiles in their usual spellings (``09…``, ``+8869…``, ``8869…``)
-    take a regex fast path: nearly every push, each with a new number, so a
-    cache would not help and ``phonenumbers`` costs ~60 µs a call.  Anything
-    else goes through :func:`parse_mobile`.
-    """
-    if region == DEFAULT_REGION:
-        match = _TW_MOBILE.match(raw)
-        if match:
-            return "+886" + match.group(1)
-    return parse_mobile(raw, region)
+    """E.164 for the number a push reports, or None: the observe policy, as polls spell it."""
+    return observed_mobile(raw, region)
 
 
-@lru_cache(maxsize=10_000)
-def parse_mobile(raw: str, region: str = DEFAULT_REGION) -> str | None:
-    """E.164 via ``phonenumbers``; None when it cannot be a phone number.
-
-    Lenient on purpose (``is_possible_number``, not ``is_valid_number``): the
-    gateway texted this number, and refusing its push would lose the status
-    whenever the library's number ranges lag behind the carriers'.
-    """
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+#: ``phonenumbers`` alone, without the regexes: what the fast path must agree with.
+parse_mobile = parse_observed
 
 
 def _required(params: dict[str, str], key: str) -> str:

@@ -10,19 +10,18 @@ time) so the same settings work under ``airflow api-server`` and standalone.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from every8d import settings
 from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS, ENV_OPT_OUT_KEYWORDS, parse_keywords  # noqa: F401 (settings API)
+from every8d.paths import default_path
 
 ENV_TOKEN = "EVERY8D_PUSH_TOKEN"
 ENV_TOKEN_FILE = "EVERY8D_PUSH_TOKEN_FILE"
 ENV_ALLOWED_CIDRS = "EVERY8D_PUSH_ALLOWED_CIDRS"
 ENV_JOURNAL = "EVERY8D_PUSH_JOURNAL"
-ENV_RECORD_TIMEOUT = "EVERY8D_PUSH_RECORD_TIMEOUT"
-ENV_BUSY_TIMEOUT = "EVERY8D_PUSH_BUSY_TIMEOUT"
 
 MIN_TOKEN_LENGTH = 32
 MIN_DISTINCT_CHARS = 12
@@ -94,18 +93,18 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
 
 def default_journal_path() -> Path:
     """``$AIRFLOW_HOME/every8d/push-journal.sqlite3`` (``~/airflow`` when unset)."""
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return home / "every8d" / "push-journal.sqlite3"
+    return default_path("push-journal.sqlite3")
 
 
 def journal_path_from_env() -> Path:
     """The journal file the receiver writes and the flush reads (they must agree)."""
-    configured = os.environ.get(ENV_JOURNAL, "").strip()
+    configured = settings.get("push_journal")
     return Path(configured).expanduser() if configured else default_journal_path()
 
 
-def _float_env(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
+def _float_env(key: str, default: float) -> float:
+    name = f"[every8d] {key}"
+    text = settings.get(key)
     if not text:
         return default
     try:
@@ -150,8 +149,8 @@ class PushSettings:
     @classmethod
     def from_env(cls) -> PushSettings:
         """Settings from ``EVERY8D_PUSH_*``; :class:`SettingsError` when missing or weak."""
-        token_text = os.environ.get(ENV_TOKEN, "")
-        token_file = os.environ.get(ENV_TOKEN_FILE, "").strip()
+        token_text = settings.get("push_token")
+        token_file = settings.get("push_token_file")
         if not token_text.strip() and token_file:
             try:
                 token_text = Path(token_file).read_text(encoding="utf-8")
@@ -162,7 +161,7 @@ class PushSettings:
         return cls(
             tokens=parse_tokens(token_text),
             journal_path=journal_path_from_env(),
-            allowed_networks=parse_networks(os.environ.get(ENV_ALLOWED_CIDRS, "")),
-            record_timeout=_float_env(ENV_RECORD_TIMEOUT, 5.0),
-            busy_timeout=_float_env(ENV_BUSY_TIMEOUT, 2.0),
+            allowed_networks=parse_networks(settings.get("push_allowed_cidrs")),
+            record_timeout=_float_env("push_record_timeout", 5.0),
+            busy_timeout=_float_env("push_busy_timeout", 2.0),
         )

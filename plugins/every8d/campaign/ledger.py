@@ -17,14 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from every8d.arrow_types import POINTS, UTC_TIME
 from every8d.campaign.outcomes import ChunkOutcome
 from every8d.campaign.plan import PlanStats
 from every8d.campaign.points import as_points
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import TableSpec
 
-UTC_TIME = pa.timestamp("us", tz="UTC")
-POINTS = pa.decimal128(12, 2)
 IN_LIST_MAX = 900  # placeholders per IN (...) list
 
 

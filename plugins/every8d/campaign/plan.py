@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from every8d.arrow_types import UTC_TIME
 from every8d.campaign.screen import KEPT_SCHEMA, REJECT_SCHEMA
 
 DEFAULT_CHUNK_SIZE = 500
@@ -51,7 +52,7 @@ CHUNK_SCHEMA = pa.schema(
         pa.field("route", pa.string(), nullable=False),
         pa.field("recipients", pa.int32(), nullable=False),
         pa.field("points", pa.int64(), nullable=False),
-        pa.field("send_at", pa.timestamp("us", tz="UTC")),
+        pa.field("send_at", UTC_TIME),
     ]
 )
 

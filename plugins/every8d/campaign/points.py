@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from every8d import pricing
+from every8d.arrow_types import POINTS
 
-POINTS_TYPE = pa.decimal128(12, 2)
+POINTS_TYPE = POINTS  # the name the campaign modules use
 _ASTRAL = r"[\x{10000}-\x{10FFFF}]"  # characters that take two UTF-16 code units
 
 

@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from every8d.campaign.audience import iter_audience
 from every8d.campaign.config import CampaignSpec
-from every8d.campaign.phones import PhoneNormalizer
 from every8d.campaign.plan import Planner, PlanStats
 from every8d.campaign.screen import REJECT_SCHEMA, Screen
+from every8d.phones import PhoneNormalizer
 
 if TYPE_CHECKING:
     from every8d.campaign.runner import RunOptions
@@ -72,6 +72,7 @@ def write_rejects(path: Any, batches: Iterable[pa.RecordBatch], campaign_id: str
 
     target = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
+    # An object store has no os.replace: this one keeps its own rename (every8d.atomic is for local files).
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     schema = pa.schema([pa.field("campaign_id", pa.string()), *REJECT_SCHEMA])
     rows = 0

@@ -30,10 +30,10 @@ import pyarrow as pa
 
 from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
-from every8d.campaign.phones import normalize_one
 from every8d.campaign.sender import SendSettings, safe_error
 from every8d.client import Every8dClient
 from every8d.errors import GatewayError
+from every8d.phones import observed_mobile
 
 InDoubtPolicy = Literal["resend_filtered", "needs_review"]
 #: The gateway's filter looks back 24 h; keep an hour of margin for clocks and slow runs.
@@ -107,7 +107,7 @@ def _resend_group(client: Every8dClient, group: _Group, settings: SendSettings, 
         return [], None, 1, safe_error(error)
     except Exception as error:  # no answer, unreachable, refused: the original may still have gone
         return [], None, 1, safe_error(error)
-    filtered = {normalize_one(str(n))[0] or str(n) for n in result.filtered}
+    filtered = {observed_mobile(str(n)) or str(n) for n in result.filtered}
     confirmed = [r for r, m in zip(group.row_numbers, group.mobiles) if m in filtered]
     fresh = [r for r, m in zip(group.row_numbers, group.mobiles) if m not in filtered]
     updates = []

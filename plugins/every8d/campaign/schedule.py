@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 
-UTC_TS = pa.timestamp("us", tz="UTC")
+from every8d.arrow_types import UTC_TIME
+
+UTC_TS = UTC_TIME  # the name the campaign modules use
 DEFAULT_ZONE = "Asia/Taipei"
 QuietPolicy = Literal["reschedule", "reject"]
 _DAY_US = 86_400_000_000

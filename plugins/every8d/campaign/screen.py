@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from every8d.campaign.audience import ColumnMap
-from every8d.campaign.phones import PhoneNormalizer
 from every8d.campaign.points import sms_points_array
 from every8d.campaign.schedule import UTC_TS, QuietHours, effective_send_times, parse_send_times
 from every8d.campaign.templating import TemplateSet
+from every8d.phones import PhoneNormalizer
 
 KEPT_SCHEMA = pa.schema(
     [

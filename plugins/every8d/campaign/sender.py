@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
-from every8d.campaign.phones import normalize_one
 from every8d.client import Every8dClient, ParamRecipient, SendResult
 from every8d.errors import GatewayError, GatewayUnreachableError, SendOutcomeUnknownError, TemporaryGatewayError
+from every8d.phones import observed_mobile
 
 
 #: Gateway codes after which nobody knows what was sent (-99: unknown error on the gateway).
@@ -182,7 +182,7 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
                     continue
                 row = by_record.get(record_id) if record_id else None
                 if row is None:
-                    row = by_mobile.get(mobile) or by_mobile.get(normalize_one(str(mobile))[0])
+                    row = by_mobile.get(mobile) or by_mobile.get(observed_mobile(str(mobile)))
                 if row is not None:
                     found.setdefault(state, set()).add(row)
     return [(state, sorted(rows_)) for state, rows_ in sorted(found.items())]

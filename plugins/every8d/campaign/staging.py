@@ -8,24 +8,26 @@ when the audience lacks a column the message template uses.
 
 from __future__ import annotations
 
-import os
 import re
 import string
 from pathlib import Path
 from typing import Any
 
+from every8d import settings
+from every8d.atomic import atomic_path
 from every8d.campaign.audience import AudienceError, SqlAudience, iter_audience
+from every8d.paths import default_path
 
 _SQL = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def staging_root() -> Path:
-    """``$EVERY8D_STAGING_ROOT``, else ``$AIRFLOW_HOME/every8d/staging``."""
-    configured = os.environ.get("EVERY8D_STAGING_ROOT")
+    """``[every8d] staging_root``, else ``$AIRFLOW_HOME/every8d/staging``."""
+    configured = settings.get("staging_root")
     if configured:
         return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "every8d" / "staging"
+    return default_path("staging")
 
 
 def template_fields(message: str) -> list[str]:
@@ -78,19 +80,18 @@ def stage_campaign_audience(
 
     target = staging_root() / f"{_UNSAFE.sub('_', run_id)}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".parquet.partial")
     rows = 0
     writer = None
-    try:
-        for batch in iter_audience(source, columns):
-            if writer is None:
-                writer = pq.ParquetWriter(partial, batch.schema)
-            writer.write_batch(batch.cast(writer.schema) if batch.schema != writer.schema else batch)
-            rows += batch.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise AudienceError("the audience is empty")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:
+        try:
+            for batch in iter_audience(source, columns):
+                if writer is None:
+                    writer = pq.ParquetWriter(partial, batch.schema)
+                writer.write_batch(batch.cast(writer.schema) if batch.schema != writer.schema else batch)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise AudienceError("the audience is empty")
     return {"path": str(target), "columns": columns, "rows": rows}

@@ -147,15 +147,6 @@ class TemplateSet:
         """Audience columns the templates read."""
         return tuple(dict.fromkeys(self.fields.get(f, f) for f in self.field_names))
 
-    def check_columns(self, available: list[str]) -> None:
-        """Fail before anything is sent when a template names a column the audience lacks."""
-        absent = [c for c in self.source_columns if c not in available]
-        if absent:
-            raise TemplateError(
-                f"the message template uses column(s) {absent} that the audience does not have; "
-                f"available: {sorted(available)}"
-            )
-
     def render(self, batch: pa.RecordBatch, template_ids: pa.Array | None) -> tuple[pa.Array, pa.Array, pa.Array]:
         """``(template_id, text, error)`` per row of ``batch`` (fields read from its columns)."""
         n = batch.num_rows

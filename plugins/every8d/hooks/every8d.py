@@ -31,6 +31,7 @@ from every8d.client.settings import (
     optional_int,
 )
 from every8d.errors import register_secret
+from every8d.hooks import DEFAULT_CONN_NAME
 
 __all__ = ["DEFAULT_BASE_URL", "Every8dHook", "HookSettings", "normalize_base_url"]
 
@@ -74,7 +75,7 @@ class Every8dHook(BaseHook):
     """
 
     conn_name_attr = "every8d_conn_id"
-    default_conn_name = "every8d_default"
+    default_conn_name = DEFAULT_CONN_NAME
     conn_type = "every8d"
     hook_name = "EVERY8D SMS"
 

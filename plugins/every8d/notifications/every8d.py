@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.notifications.alert import Alert, alert_from_context, fit_message
 from every8d.notifications.ledger import FAILED, SENT, UNKNOWN, AlertLedger
 from every8d.notifications.recipients import (
     RECIPIENTS_VARIABLE,
     load_named_lists,
     names_of,
-    normalize_numbers,
     split_numbers,
 )
+from every8d.phones import send_numbers
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -70,8 +71,9 @@ class Every8dNotifier(BaseNotifier):
     :param rate_limit: at most this many alerts per DAG per ``rate_window``; None for no limit.
     :param rate_window: the rate limit's sliding window (a timedelta, or seconds).
     :param ledger: where claims are kept: ``sqlite:///path`` or ``airflow://<postgres conn id>``;
-        default ``$EVERY8D_ALERT_LEDGER`` or ``$AIRFLOW_HOME/every8d/alerts.sqlite3``.
+        default ``[every8d] alert_ledger`` or ``$AIRFLOW_HOME/every8d/alerts.sqlite3``.
     :param subject: the gateway's record note for the send (not shown on phones).
+    :param context: Airflow's own notifier argument, passed to ``BaseNotifier`` as it is.
     """
 
     template_fields: Sequence[str] = ("message", "phones", "recipient_list")
@@ -85,7 +87,7 @@ class Every8dNotifier(BaseNotifier):
         recipient_list: str | Iterable[str] | None = None,
         message: str = DEFAULT_MESSAGE,
         allow_long: bool = False,
-        every8d_conn_id: str = "every8d_default",
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         recipients_variable: str = RECIPIENTS_VARIABLE,
         rate_limit: int | None = DEFAULT_RATE_LIMIT,
         rate_window: timedelta | float = DEFAULT_RATE_WINDOW,
@@ -175,9 +177,10 @@ class Every8dNotifier(BaseNotifier):
     def _recipients(self) -> list[str]:
         numbers = split_numbers(self.phones)
         numbers += load_named_lists(names_of(self.recipient_list), self.recipients_variable)
-        valid, invalid = normalize_numbers(numbers)
+        # the send policy: a landline cannot take an SMS; international ones are the operator's choice
+        valid, invalid = send_numbers(numbers, allow_international=True)
         if invalid:
-            self.log.warning("EVERY8D alert: %d recipient(s) skipped, not valid phone numbers", invalid)
+            self.log.warning("EVERY8D alert: %d recipient(s) skipped, not valid mobile numbers", invalid)
         return valid
 
     def _deliver(self, alert: Alert) -> None:

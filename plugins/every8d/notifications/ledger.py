@@ -20,7 +20,6 @@ as SHA-256 digests, so the table holds no phone numbers in plain text.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LEDGER_ENV = "EVERY8D_ALERT_LEDGER"
+from every8d import settings
+from every8d.paths import default_path
+
 TABLE = "every8d_alert_ledger"
 CLAIMED, SENT, FAILED, UNKNOWN, RATE_LIMITED = "claimed", "sent", "failed", "unknown", "rate_limited"
 
@@ -48,12 +49,11 @@ _DDL = (
 
 
 def default_target() -> str:
-    """``$EVERY8D_ALERT_LEDGER``, else a SQLite file under ``$AIRFLOW_HOME/every8d/``."""
-    configured = os.environ.get(LEDGER_ENV, "").strip()
+    """``[every8d] alert_ledger``, else a SQLite file under ``$AIRFLOW_HOME/every8d/``."""
+    configured = settings.get("alert_ledger")
     if configured:
         return configured
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return "sqlite:///" + str(Path(home) / "every8d" / "alerts.sqlite3")
+    return "sqlite:///" + str(default_path("alerts.sqlite3"))
 
 
 def recipient_digest(number: str) -> str:

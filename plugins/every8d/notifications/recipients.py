@@ -7,8 +7,9 @@ of list name to numbers::
 
     {"oncall": ["+886912345678", "0987654321"], "data-team": "0911111111,0922222222"}
 
-Numbers are normalized to E.164 (default region TW) so ``0912345678`` and
-``+886912345678`` are one recipient, for the send and for the dedupe ledger.
+The notifier passes the numbers through the send policy of
+:mod:`every8d.phones` (a valid mobile; no landline), in E.164 so ``0912345678``
+and ``+886912345678`` are one recipient, for the send and for the dedupe ledger.
 """
 
 from __future__ import annotations
@@ -63,29 +64,3 @@ def load_named_lists(names: Iterable[str], variable: str = RECIPIENTS_VARIABLE) 
             raise RecipientError(f"recipient list {name!r} is not in Variable {variable!r}")
         numbers.extend(split_numbers(lists[name]))
     return numbers
-
-
-def normalize_number(raw: str, region: str = "TW") -> str | None:
-    """``raw`` in E.164 (``0912345678`` → ``+886912345678``), or None when it is not a valid number."""
-    import phonenumbers
-
-    try:
-        parsed = phonenumbers.parse(str(raw).strip(), region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_numbers(numbers: Iterable[str], region: str = "TW") -> tuple[list[str], int]:
-    """Unique E.164 numbers in first-seen order, and how many inputs were not valid numbers."""
-    seen: dict[str, None] = {}
-    invalid = 0
-    for raw in numbers:
-        number = normalize_number(raw, region)
-        if number is None:
-            invalid += 1
-        else:
-            seen.setdefault(number, None)
-    return list(seen), invalid

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from every8d.hooks import DEFAULT_CONN_NAME
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -70,7 +72,7 @@ class Every8dCancelCampaignOperator(BaseOperator):
     template_fields: Sequence[str] = ("campaign_id", "warehouse", "every8d_conn_id")
 
     def __init__(self, *, campaign_id: str, warehouse: str | None = None,
-                 every8d_conn_id: str = "every8d_default", **kwargs: Any) -> None:
+                 every8d_conn_id: str = DEFAULT_CONN_NAME, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
         self.warehouse = warehouse

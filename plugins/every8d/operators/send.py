@@ -20,26 +20,20 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from every8d.assets import BATCHES_ASSET
+from every8d.hooks import DEFAULT_CONN_NAME
+from every8d.settings import parse_bool
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from every8d.campaign.config import CampaignSpec
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "", "none"}
-
-
 def as_bool(value: Any, name: str) -> bool:
     """Booleans survive Jinja as the strings ``"True"``/``"False"``: read them back."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ValueError(f"{name} must be true or false, not {value!r}") from None
 
 
 def as_decimal(value: Any, name: str) -> Decimal | None:
@@ -118,7 +112,77 @@ class Every8dSendSmsOperator(BaseOperator):
     ``ObjectStoragePath``), or ``sql`` on ``sql_conn_id``.  The message uses
     ``string.Template`` syntax: ``$name`` / ``${field}`` fill in audience
     columns, ``$$`` is a dollar sign.  Returns a small summary (counts and
-    points) as XCom.  See docs/campaigns.md for every parameter.
+    points) as XCom.  docs/campaigns.md has the same parameters with examples.
+
+    :param message: one template, or ``{template_id: template}`` with ``template_column`` (JSON text of
+        such a dict also works).
+    :param audience: a pandas DataFrame or Arrow table, an upstream task's output (XComArg), a callable
+        returning one (called at execute time, with ``context=`` if it takes it), or a Parquet / CSV path
+        or ``ObjectStoragePath`` (``s3://...`` works with the matching fsspec package; a Parquet
+        *directory* is read as a dataset).
+    :param sql: a query on any common-sql connection, read in batches (Postgres: server-side cursor); its
+        result columns are the audience's columns; ``.sql`` files are loaded as templates.
+    :param sql_conn_id: connection for ``sql``.
+    :param sql_parameters: query parameters in the driver's style.
+    :param audience_format: ``parquet`` or ``csv`` when the path's suffix does not say.
+    :param mobile_column: phone numbers, any format (``0912-345-678``, ``+886912345678``, integers).
+    :param name_column: recipient name sent to the gateway (shows in status listings).
+    :param record_key_column: your id for the recipient, kept in the ledger and rejects.
+    :param send_at_column: per-row send time: timestamps, or ISO 8601 / ``yyyyMMddHHmmss`` text; naive
+        values are read in ``send_time_zone``; past times mean "at once".
+    :param template_column: with several templates, the column naming each row's template.
+    :param fields: ``{placeholder: column}`` for columns whose names are not identifiers.
+    :param subject: a note for the account's records (SMS); the MMS subject (MMS: 15 CJK / 95 ASCII
+        characters).
+    :param schedule_at: the campaign's send time: aware datetime or ISO 8601 with an offset; rows without
+        their own time use it.
+    :param validity_minutes: ``RETRYTIME``: how long the gateway keeps trying (1..10080).
+    :param campaign_id: the unit of exactly-once; default ``dag_id.task_id.run_id`` (+ ``.map_index``),
+        stable across retries of a task instance.
+    :param estimate_only: plan, price and report; sends nothing and writes no ledger (reads the credit if
+        it can). ``dry_run=`` is its deprecated old name (as an attribute it hid
+        ``BaseOperator.dry_run()``).
+    :param dry_run: deprecated name of ``estimate_only`` (it hid ``BaseOperator.dry_run()``).
+    :param max_points: fail before the first send (no retry) when the estimate is above it.
+    :param check_credit: stop before the first send when the account's credit (``getCredit``) does not
+        cover the recipients still ``pending`` (in-doubt ones were most likely charged already and are not
+        counted again). An "insufficient" verdict is read a second time first (a cut ``9600.00`` parses as
+        ``960``); the failure is retry-safe, since the account can be topped up.
+    :param region: region for numbers without a country code.
+    :param allow_international: accept numbers outside ``region`` (priced ×3, must be enabled on the
+        account); refused as ``international_not_allowed`` otherwise.
+    :param require_mobile: refuse fixed-line numbers (``not_mobile``).
+    :param dedupe_on: key(s) for removing duplicates, first row wins: ``mobile``, ``recipient_key``,
+        ``text``, ``name``, ``template_id``; a (number, text) pair is never kept twice whatever the key.
+    :param apply_suppressions: drop numbers in ``every8d_suppressions`` (opt-outs) as ``suppressed``.
+    :param quiet_hours: a daily window with no sends, in ``quiet_hours_timezone`` (may cross midnight).
+    :param quiet_hours_policy: ``reschedule`` (default): move such sends to the window's end; ``reject``:
+        refuse those rows (``quiet_hours``), and refuse to start sending during the window.
+    :param quiet_hours_timezone: zone of the window.
+    :param send_time_zone: zone for naive per-row times.
+    :param chunk_size: recipients per request (the vendor suggests 500–2000; at most 5000).
+    :param min_group_size: a text shared by at least this many recipients goes as one multi-number
+        ``sendSMS`` per chunk; other texts go through ``SendParamSMS`` with a per-recipient ``Mr``.
+    :param concurrency: requests at a time (threads sharing the hook's pooled sessions).
+    :param in_doubt: what to do with a chunk whose answer was lost: ``resend_filtered`` (default) or
+        ``needs_review``.
+    :param settle_seconds: before resolving a chunk whose answer was lost, wait this long after its last
+        request was **written** (warehouse clock; default: the connection's connect timeout + 2 × read
+        timeout).
+    :param lease_seconds: how long one renewal of the campaign's lease holds; a crashed runner's retry
+        takes over after it (default: 3 × (connect + read timeout), at least 30 s; must exceed one
+        request's deadline).
+    :param max_lost_answers: lost answers one try resolves itself (after the settle time) before it stops
+        retry-safe: the gateway keeps losing them.
+    :param rejects_path: also write every refused row (row number, reason, detail, key, raw and E.164
+        number) as one Parquet file here; the same rows are always in ``every8d_send_rejects``.
+    :param warehouse: where the ledger lives: ``duckdb:///abs/path.duckdb``, ``airflow://<conn_id>``;
+        default ``[every8d] warehouse``, else ``$AIRFLOW_HOME/every8d/every8d.duckdb``.
+    :param every8d_conn_id: the EVERY8D connection.
+    :param batch_rows: rows per Arrow batch while reading and screening (memory vs. speed).
+    :param plan_memory_limit: DuckDB memory cap while planning (it spills to a scratch folder above it).
+    :param progress_every: log a progress line every N chunks: settled/total, points so far, rate, ETA
+        (counts only).
     """
 
     kind = "sms"
@@ -174,7 +238,7 @@ class Every8dSendSmsOperator(BaseOperator):
         max_lost_answers: int = 5,
         rejects_path: Any = None,
         warehouse: str | None = None,
-        every8d_conn_id: str = "every8d_default",
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         batch_rows: int = 50_000,
         plan_memory_limit: str = "128MB",
         progress_every: int = 20,

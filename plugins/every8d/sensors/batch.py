@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+from every8d.hooks import DEFAULT_CONN_NAME
 from every8d.triggers.batch import DEFAULT_POLL_SECONDS, Every8dBatchTrigger
 
 if TYPE_CHECKING:
@@ -28,9 +29,10 @@ class Every8dBatchSensor(BaseSensorOperator):
     :param batch_id: one batch id (templated).
     :param campaign_id: wait for every registered batch of this campaign (templated).
     :param mms: the batch is an MMS batch (only with ``batch_id``).
-    :param warehouse: warehouse target for ``campaign_id`` (default ``EVERY8D_WAREHOUSE``).
+    :param warehouse: warehouse target for ``campaign_id`` (default ``[every8d] warehouse``).
     :param every8d_conn_id: the EVERY8D connection.
     :param deferrable: wait in the triggerer (default) or poke from a worker.
+    :param poke_interval: seconds between status checks, in the triggerer or the worker.
     """
 
     template_fields: Sequence[str] = ("batch_id", "campaign_id")
@@ -43,7 +45,7 @@ class Every8dBatchSensor(BaseSensorOperator):
         campaign_id: str | None = None,
         mms: bool = False,
         warehouse: str | None = None,
-        every8d_conn_id: str = "every8d_default",
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         deferrable: bool = True,
         poke_interval: float = DEFAULT_POLL_SECONDS,
         **kwargs: Any,

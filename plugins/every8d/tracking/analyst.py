@@ -4,7 +4,7 @@ DuckDB allows one writing process per file and no writer while another
 process has it open, even read-only: an analyst's notebook left open on the
 warehouse file would make every status sync and campaign wait and fail.  So
 analysts get a file of their own, ``every8d.analyst.duckdb`` beside the
-warehouse (or ``EVERY8D_ANALYST_DB``): the big per-message tables are views
+warehouse (or ``[every8d] analyst_db``): the big per-message tables are views
 over the Parquet output (always as fresh as the last export), the small
 tables are copied in, and the analytics views are created on top.  The
 pipeline rebuilds it under a temporary name and renames it into place, so a
@@ -17,19 +17,19 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from every8d import settings
+from every8d.atomic import atomic_path
 from every8d.tracking.views import view_files
 from every8d.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
-ENV_ANALYST_DB = "EVERY8D_ANALYST_DB"
 DISABLED = ("none", "off", "false", "0")
 #: Tables partitioned in the Parquet output: views over the files instead of copies.
 PARQUET_TABLES = ("every8d_messages", "every8d_status_history", "every8d_batches")
@@ -49,8 +49,8 @@ class AnalystDb:
 
 
 def analyst_db_path(warehouse_target: str | None) -> Path | None:
-    """``EVERY8D_ANALYST_DB``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
-    configured = os.environ.get(ENV_ANALYST_DB, "").strip()
+    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
+    configured = settings.get("analyst_db")
     if configured.lower() in DISABLED:
         return None
     if configured:
@@ -94,9 +94,8 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     parquet_views, copied, views = [], [], []
-    try:
+    with atomic_path(path) as temporary:
         with duckdb.connect(str(temporary)) as connection:
             for table in PARQUET_TABLES:
                 files = _parquet_glob(parquet_root, table)
@@ -117,10 +116,6 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
                     connection.execute(sql_file.read_text(encoding="utf-8"))
                     views.append(sql_file.stem)
             connection.execute("CHECKPOINT")
-        os.replace(temporary, path)
-    finally:
-        for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):
-            leftover.unlink(missing_ok=True)
     log.info("analysts' DuckDB file %s: %d Parquet views, %d tables copied, %d analytics views",
              path, len(parquet_views), len(copied), len(views))
     return AnalystDb(path, tuple(parquet_views), tuple(copied), tuple(views))

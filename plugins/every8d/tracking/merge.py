@@ -19,7 +19,7 @@ the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.sqltypes import create_table_sql
@@ -255,7 +255,3 @@ def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
     """Flag the Parquet partitions of staged batches (and of ``batch_id``) for the next export."""
     warehouse.execute(MARK_DIRTY, [datetime.now(timezone.utc), batch_id or ""])
 
-
-def send_date_of(sent_at: datetime, scheduled_at: datetime | None) -> date:
-    """The partition date of a batch: the UTC date it goes out."""
-    return (scheduled_at or sent_at).astimezone(timezone.utc).date()

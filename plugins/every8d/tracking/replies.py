@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from every8d.optout import OptOutMatcher
-from every8d.tracking.numbers import to_e164
+from every8d.phones import normalize_observed
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import REPLIES, SUPPRESSIONS
 
@@ -48,7 +48,7 @@ REPLY_EVENT_KEY_SQL = (
 def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll") -> pa.Table:
     """Gateway replies as ``every8d_replies`` rows (numbers in E.164, times in UTC)."""
     rows = list(replies)
-    mobiles = to_e164(pa.array([r.mobile for r in rows], pa.string())).to_pylist()
+    mobiles = normalize_observed(pa.array([r.mobile for r in rows], pa.string())).to_pylist()
     times = [r.replied_at.astimezone(timezone.utc) for r in rows]
     texts = [r.content for r in rows]
     keys = [reply_event_key(batch_id, m, t, x) for m, t, x in zip(mobiles, times, texts)]

@@ -14,29 +14,28 @@ import base64
 import hashlib
 import html
 import io
-import os
 import re
 import textwrap
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from every8d import atomic, settings
+from every8d.paths import default_path
 from every8d.warehouse.base import Warehouse
 
-ENV_REPORT_DIR = "EVERY8D_REPORT_DIR"
 ZONES = ("UTC", "Asia/Taipei")
 GREEN, RED, GREY, BLUE = "#2f855a", "#c53030", "#a0aec0", "#2b6cb0"
 
 
 def default_report_dir() -> Path:
-    """``EVERY8D_REPORT_DIR``, else ``$AIRFLOW_HOME/every8d/reports``."""
-    configured = os.environ.get(ENV_REPORT_DIR, "").strip()
+    """``[every8d] report_dir``, else ``$AIRFLOW_HOME/every8d/reports``."""
+    configured = settings.get("report_dir")
     if configured:
         return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "every8d" / "reports"
+    return default_path("reports")
 
 
 def _slug(campaign: str | None) -> str:
@@ -44,12 +43,6 @@ def _slug(campaign: str | None) -> str:
     text = campaign if campaign is not None else "(none)"
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "campaign"
     return f"{readable}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 @dataclass(frozen=True)
@@ -288,7 +281,7 @@ def build_report(warehouse: Warehouse, out_dir: Path | None = None, *, timezone:
         page, count = _campaign_page(campaign, plans.get(cid, {}), [r for r in reasons if r["campaign_id"] == cid],
                                      times.get(cid, []), timezone, rejects.get(cid, []))
         path = out / f"{_slug(cid)}.html"
-        _write_atomic(path, page)
+        atomic.write_bytes(path, page)
         pages.append(path)
         charts += count
         lines.append(f"<tr><td><a href='{path.name}'>{html.escape(cid or '(no campaign)')}</a></td>"
@@ -315,5 +308,5 @@ def build_report(warehouse: Warehouse, out_dir: Path | None = None, *, timezone:
             "<table><tr><th>campaign</th><th>sent on</th><th>sent</th><th>delivered</th><th>delivery rate</th>"
             f"<th>points</th><th>points per delivered</th></tr>{''.join(lines)}</table>{''.join(overview)}")
     index = out / "index.html"
-    _write_atomic(index, _page("EVERY8D delivery report", body, timezone))
+    atomic.write_bytes(index, _page("EVERY8D delivery report", body, timezone))
     return Report(index=index, campaigns=len(summary), charts=charts, pages=tuple(pages))

@@ -13,7 +13,6 @@ pages arrive, so no lock is held while the gateway is slow.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from every8d import wire
+from every8d.atomic import atomic_path
 from every8d.errors import IncompleteListingError
-from every8d.tracking.numbers import to_e164
+from every8d.phones import normalize_observed
 from every8d.warehouse.tables import STATUS_STAGING
 
 #: The listing's rows with their place in it (``ordinal``: 0, 1, ... across all pages).
@@ -53,13 +53,8 @@ class PageSpool:
         the count line; otherwise the partial file is removed and
         :class:`~every8d.errors.IncompleteListingError` (or the chunks' own error) is raised.
         """
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        try:
+        with atomic_path(self.path) as partial:
             self._write(chunks, partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, self.path)
         return self
 
     def _write(self, chunks: Iterable[tuple[int, wire.StatusPage]], partial: Path) -> None:
@@ -128,7 +123,7 @@ class PageSpool:
 
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
-    mobiles = to_e164(table.column("mobile"))
+    mobiles = normalize_observed(table.column("mobile"))
     table = table.set_column(table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles)
     ordinals = pa.array(np.arange(first_ordinal, first_ordinal + table.num_rows, dtype=np.int64))
     return pa.Table.from_arrays([ordinals, *table.columns], schema=SPOOL_SCHEMA)

@@ -3,48 +3,40 @@
 Each function takes the run's params (which may be empty), decides with the wall
 clock (a run that starts late must not decide in the past; the merge rules make
 a rerun idempotent whatever its clock), resolves the warehouse, Parquet root and gateway connection at run time
-(params first, then environment variables, then defaults), and returns
-JSON-friendly results for XCom.
-
-Environment variables: ``EVERY8D_WAREHOUSE`` (warehouse target),
-``EVERY8D_PARQUET_ROOT`` (folder or URL; ``none`` turns the Parquet copy off),
-``EVERY8D_PARQUET_CONN_ID`` (connection for an object-store root),
-``EVERY8D_STATUS_PAGE_CONCURRENCY``, ``EVERY8D_STATUS_WITH_RECORD_IDS``,
-``EVERY8D_STATUS_SHARDS`` (task instances polling per run at most),
-``EVERY8D_STATUS_BATCH_CONCURRENCY`` (batches each shard fetches at once) and
-``EVERY8D_STATUS_MERGE_GROUP`` (batches merged per transaction at most).
+(params first, then the ``[every8d]`` options of :mod:`every8d.settings`, then
+defaults), and returns JSON-friendly results for XCom.  The options: ``warehouse``,
+``parquet_root`` (``none`` turns the Parquet copy off), ``parquet_conn_id``,
+``status_page_concurrency``, ``status_with_record_ids``, ``status_shards``,
+``status_batch_concurrency`` and ``status_merge_group``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from every8d import settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "every8d_default"
-ENV_PAGE_CONCURRENCY = "EVERY8D_STATUS_PAGE_CONCURRENCY"
-ENV_WITH_RECORD_IDS = "EVERY8D_STATUS_WITH_RECORD_IDS"
-ENV_SHARDS = "EVERY8D_STATUS_SHARDS"
-ENV_BATCH_CONCURRENCY = "EVERY8D_STATUS_BATCH_CONCURRENCY"
-ENV_MERGE_GROUP = "EVERY8D_STATUS_MERGE_GROUP"
+OPTION_PAGE_CONCURRENCY = "status_page_concurrency"
+OPTION_WITH_RECORD_IDS = "status_with_record_ids"
+OPTION_SHARDS = "status_shards"
+OPTION_BATCH_CONCURRENCY = "status_batch_concurrency"
+OPTION_MERGE_GROUP = "status_merge_group"
 #: Batches one run takes at most when ``max_batches`` is not given.
 DEFAULT_SHARD_LIMIT_FALLBACK = 10_000
 PARQUET_OFF = ("none", "off", "false", "0")
 
 
-def _param(params: Mapping[str, Any] | None, name: str, env: str | None = None, default: Any = None) -> Any:
+def _param(params: Mapping[str, Any] | None, name: str, option: str | None = None, default: Any = None) -> Any:
+    """The DAG param ``name``, else the ``[every8d]`` option, else ``default``."""
     value = (params or {}).get(name)
     if value is None or value == "":
-        value = os.environ.get(env, "").strip() if env else ""
+        value = settings.get(option) if option else ""
     return default if value is None or value == "" else value
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def warehouse_from(params: Mapping[str, Any] | None):
@@ -56,12 +48,12 @@ def warehouse_from(params: Mapping[str, Any] | None):
 
 def parquet_root_from(params: Mapping[str, Any] | None) -> Any:
     """The Parquet root (None when turned off), as an ``ObjectStoragePath`` when a connection is named."""
-    from every8d.warehouse.parquet import ENV_PARQUET_CONN_ID, ENV_PARQUET_ROOT, default_parquet_root
+    from every8d.warehouse.parquet import default_parquet_root
 
-    root = _param(params, "parquet_root", ENV_PARQUET_ROOT) or default_parquet_root()
+    root = _param(params, "parquet_root", "parquet_root") or default_parquet_root()
     if str(root).strip().lower() in PARQUET_OFF:
         return None
-    conn_id = _param(params, "parquet_conn_id", ENV_PARQUET_CONN_ID)
+    conn_id = _param(params, "parquet_conn_id", "parquet_conn_id")
     if conn_id:
         from airflow.sdk import ObjectStoragePath
 
@@ -75,8 +67,8 @@ def sync_options_from(params: Mapping[str, Any] | None):
 
     grace = _param(params, "expiry_grace_minutes")
     return SyncOptions(
-        with_record_ids=_truthy(_param(params, "with_record_ids", ENV_WITH_RECORD_IDS, False)),
-        page_concurrency=max(1, int(_param(params, "page_concurrency", ENV_PAGE_CONCURRENCY, 2))),
+        with_record_ids=settings.parse_bool(_param(params, "with_record_ids", OPTION_WITH_RECORD_IDS, False)),
+        page_concurrency=max(1, int(_param(params, "page_concurrency", OPTION_PAGE_CONCURRENCY, 2))),
         expiry_grace=DEFAULT_EXPIRY_GRACE if grace is None else timedelta(minutes=int(grace)),
     )
 
@@ -111,7 +103,7 @@ def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -
 
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
     with warehouse_from(params) as warehouse:
-        max_shards = max(1, int(_param(params, "shards", ENV_SHARDS, default_max_shards(warehouse.dialect))))
+        max_shards = max(1, int(_param(params, "shards", OPTION_SHARDS, default_max_shards(warehouse.dialect))))
         closed = close_settled_batches(warehouse, now=utc(now))
         due = len(due_batches(warehouse, utc(now), limit))
     shards = shard_count(due, max_shards)
@@ -127,10 +119,10 @@ def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]
     from every8d.tracking.shards import DEFAULT_CONCURRENCY, DEFAULT_MERGE_GROUP, sync_shard
 
     options = sync_options_from(params)
-    concurrency = max(1, int(_param(params, "batch_concurrency", ENV_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
-    group = max(1, int(_param(params, "merge_group", ENV_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
+    concurrency = max(1, int(_param(params, "batch_concurrency", OPTION_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
+    group = max(1, int(_param(params, "merge_group", OPTION_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
                        pool_size=max(concurrency * options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:
@@ -156,7 +148,7 @@ def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], n
     from every8d.tracking.sync import DueBatch, sync_batch
 
     options = sync_options_from(params)
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
                        pool_size=max(options.page_concurrency, 1))
     try:
         with warehouse_from(params) as warehouse:

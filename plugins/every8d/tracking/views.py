@@ -2,7 +2,7 @@
 
 The SQL ships inside the package, in ``every8d/tracking/sql/*.sql`` (one view
 per file, applied in file-name order), so a wheel install has it and analysts
-can read it without Python; ``EVERY8D_SQL_DIR`` points at a changed copy.  It is
+can read it without Python; ``[every8d] sql_dir`` points at a changed copy.  It is
 written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
 WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
 file serves every warehouse; a ``<dialect>/`` folder beside them, when there
@@ -12,14 +12,13 @@ changed column list applies cleanly.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from every8d import settings
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
-ENV_SQL_DIR = "EVERY8D_SQL_DIR"
 VIEWS = (
     "every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times",
 )
@@ -27,8 +26,8 @@ _VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*
 
 
 def default_sql_dir() -> Path:
-    """``EVERY8D_SQL_DIR``, else the ``sql/`` folder shipped beside this module."""
-    configured = os.environ.get(ENV_SQL_DIR, "").strip()
+    """``[every8d] sql_dir``, else the ``sql/`` folder shipped beside this module."""
+    configured = settings.get("sql_dir")
     if configured:
         return Path(configured)
     return Path(__file__).resolve().parent / "sql"

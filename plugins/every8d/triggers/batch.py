@@ -16,6 +16,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from every8d.batch_state import BatchProgress, batch_progress
+from every8d.hooks import DEFAULT_CONN_NAME
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Every8dBatchTrigger(BaseTrigger):
     def __init__(
         self,
         batches: Sequence[dict[str, Any]],
-        every8d_conn_id: str = "every8d_default",
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
         poll_interval: float = DEFAULT_POLL_SECONDS,
     ) -> None:
         super().__init__()

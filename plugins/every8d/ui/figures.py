@@ -8,10 +8,11 @@ itself.  Phone numbers leave this module masked.
 
 from __future__ import annotations
 
-import os
 import re
 from contextlib import contextmanager
 from typing import Any
+
+from every8d import settings
 
 #: Time-to-deliver buckets: (upper bound in seconds, label).
 BUCKETS = ((10, "< 10 s"), (30, "10–30 s"), (60, "30–60 s"), (120, "1–2 min"), (300, "2–5 min"),
@@ -177,4 +178,4 @@ def all_campaigns(reader: _Reader, limit: int = 200) -> list[dict[str, Any]]:
 
 
 def warehouse_target() -> str | None:
-    return os.environ.get("EVERY8D_WAREHOUSE") or None
+    return settings.get("warehouse") or None

@@ -2,12 +2,12 @@
 
 ``open_warehouse(target)`` picks the implementation from a URL-like target:
 
-- ``None``: env ``EVERY8D_WAREHOUSE``, else the DuckDB file
+- ``None``: the ``[every8d] warehouse`` option, else the DuckDB file
   ``$AIRFLOW_HOME/every8d/every8d.duckdb``;
 - ``duckdb:///abs/path.duckdb`` or ``duckdb:///:memory:``;
 - ``airflow://<conn_id>``: the connection's common-sql hook (Postgres tested).
 
-``EVERY8D_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory per connection: ``512MB`` unless set
+``[every8d] duckdb_memory_limit`` caps DuckDB's memory per connection: ``512MB`` unless set
 (DuckDB's own default, 80% of the machine, is too much for a process among Airflow's
 workers; beyond the cap DuckDB spills to disk).
 Implementations load lazily, so importing this package stays cheap.
@@ -15,9 +15,10 @@ Implementations load lazily, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from every8d import settings
+from every8d.paths import default_path
 
 if TYPE_CHECKING:
     from every8d.warehouse.base import Warehouse
@@ -25,19 +26,17 @@ if TYPE_CHECKING:
 __all__ = ["ENV_WAREHOUSE", "Warehouse", "default_warehouse_target", "open_warehouse"]
 
 ENV_WAREHOUSE = "EVERY8D_WAREHOUSE"
-ENV_DUCKDB_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_SCHEME = "duckdb://"
 AIRFLOW_SCHEME = "airflow://"
 
 
 def default_warehouse_target() -> str:
-    """``EVERY8D_WAREHOUSE`` if set, else the DuckDB file under ``$AIRFLOW_HOME/every8d/``."""
-    configured = os.environ.get(ENV_WAREHOUSE, "").strip()
+    """``[every8d] warehouse`` if set, else the DuckDB file under ``$AIRFLOW_HOME/every8d/``."""
+    configured = settings.get("warehouse")
     if configured:
         return configured
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return f"{DUCKDB_SCHEME}{(home / 'every8d' / 'every8d.duckdb').resolve()}"
+    return f"{DUCKDB_SCHEME}{default_path('every8d.duckdb').resolve()}"
 
 
 def open_warehouse(target: str | None = None) -> Warehouse:
@@ -47,7 +46,7 @@ def open_warehouse(target: str | None = None) -> Warehouse:
         from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
         path = target[len(DUCKDB_SCHEME):]
-        memory_limit = os.environ.get(ENV_DUCKDB_MEMORY_LIMIT, "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+        memory_limit = settings.get("duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT
         if path.startswith("/:memory:") or path == ":memory:":
             return DuckDbWarehouse(":memory:", memory_limit=memory_limit)
         if not path.startswith("/"):

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from every8d.arrow_types import UTC_TIME
 from every8d.warehouse.base import Warehouse, translate_placeholders
 from every8d.warehouse.sqltypes import create_table_sql, quote
 
@@ -39,7 +40,7 @@ _POSTGRES_TYPES: dict[int, pa.DataType] = {
     701: pa.float64(),
     1082: pa.date32(),
     1114: pa.timestamp("us"),
-    1184: pa.timestamp("us", tz="UTC"),
+    1184: UTC_TIME,
 }
 _NUMERIC_OID = 1700
 

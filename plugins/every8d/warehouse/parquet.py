@@ -20,24 +20,22 @@ ones may belong to an export running right now, e.g. a task and its retry).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from every8d import settings
+from every8d.paths import default_path
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HISTORY, TableSpec
 
 log = logging.getLogger(__name__)
 
-ENV_PARQUET_ROOT = "EVERY8D_PARQUET_ROOT"
-ENV_PARQUET_CONN_ID = "EVERY8D_PARQUET_CONN_ID"
 DATA_FILE = "data.parquet"
 PARTITION_COLUMNS = ("send_date", "kind")
 PARTITIONED_TABLES = (MESSAGES, STATUS_HISTORY)
@@ -64,12 +62,11 @@ def _modified_epoch(info: dict) -> float | None:
 
 
 def default_parquet_root() -> str:
-    """``EVERY8D_PARQUET_ROOT`` if set, else ``$AIRFLOW_HOME/every8d/parquet``."""
-    configured = os.environ.get(ENV_PARQUET_ROOT, "").strip()
+    """``[every8d] parquet_root`` if set, else ``$AIRFLOW_HOME/every8d/parquet``."""
+    configured = settings.get("parquet_root")
     if configured:
         return configured
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    return str((home / "every8d" / "parquet").resolve())
+    return str(default_path("parquet").resolve())
 
 
 def resolve_root(root: Any = None) -> tuple[Any, str]:
@@ -100,7 +97,7 @@ class ParquetExporter:
     """Rewrites dirty partitions of the tracking tables under one root.
 
     :param root: folder, fsspec URL (``s3://bucket/prefix``) or ``ObjectStoragePath``; default
-        ``EVERY8D_PARQUET_ROOT`` or ``$AIRFLOW_HOME/every8d/parquet``.
+        ``[every8d] parquet_root`` or ``$AIRFLOW_HOME/every8d/parquet``.
     """
 
     def __init__(self, root: Any = None) -> None:

@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from every8d import wire
+from every8d.arrow_types import POINTS, UTC_TIME
 
 if TYPE_CHECKING:
     from every8d.warehouse.base import Warehouse
-
-UTC_TIME = pa.timestamp("us", tz="UTC")
-POINTS = pa.decimal128(12, 2)
 
 
 def _field(name: str, arrow_type: pa.DataType, nullable: bool = True) -> pa.Field:

@@ -1,4 +1,4 @@
-"""Measure the sandbox's throughput: ``python -m every8d.sandbox.loadtest``.
+"""Measure the sandbox's throughput: ``python bench/sandbox_load.py``.
 
 Starts a sandbox (``--no-record``) unless ``--url`` is given, then fires
 getCredit and sendSMS requests over keep-alive connections from a few worker
