@@ -217,7 +217,7 @@ def merge_spool(
     """One transaction: stage the spooled rows, merge them, apply the close rules, book the poll."""
     with warehouse.transaction():
         merge.clear_staging(warehouse)
-        if warehouse.dialect == "duckdb":  # the warehouse reads the spool file itself
+        if warehouse.sql.scans_arrow:  # the warehouse reads the spool file itself
             columns = ", ".join(STATUS_STAGING.schema.names)
 
             def stage(source: str) -> str:
