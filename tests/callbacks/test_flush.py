@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 from every8d.callbacks.flush import flush_journal
 from every8d.callbacks.journal import Journal
@@ -45,6 +46,19 @@ EVENTS = [
     push("b-2", "+886912000005", 999, "20260301091800", sm="不要！"),
     push("b-2", "+886912000005", 999, "20260301091800", sm="不要！", mr="other-mr"),  # same reply, other MR
 ]
+
+
+@pytest.fixture
+def mariadb_target(mariadb_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from every8d.warehouse.tables import TRACKING_TABLES
+
+    return mariadb_target_for(mariadb_database, monkeypatch, [spec.name for spec in TRACKING_TABLES])
+
+
+@pytest.fixture(params=WAREHOUSE_KINDS)
+def warehouse_target(request: pytest.FixtureRequest) -> str:
+    """This module's flushes run on MariaDB too (the callbacks' conftest has DuckDB and Postgres)."""
+    return request.getfixturevalue(f"{request.param}_target")
 
 
 def table(wh, sql: str) -> list[dict]:
@@ -172,6 +186,9 @@ print(json.dumps(flush_journal(sys.argv[1], journal_path=sys.argv[2], batch_rows
 """
 
 
+# A flusher process on a SQL warehouse imports Airflow (seconds each): DuckDB (the file lock) and
+# MariaDB (row locks, where a stray DROP TABLE would commit and free them) stand for the kinds.
+@pytest.mark.parametrize("warehouse_target", ["duckdb", "mariadb"], indirect=True)
 def test_two_flushers_started_together_neither_split_nor_double_the_journal(tmp_path, warehouse_target):
     """The flush DAG and the status DAG flush the same journal at once: every row is read by one of them."""
     pushes = [push("b-9", f"09120{i:05d}", 100, "20260301090000", mr=f"m{i}") for i in range(60)]

@@ -90,7 +90,7 @@ def wall_clock() -> datetime:
 
 CLOSE_SETTLED = f"""
 UPDATE {BATCHES.name}
-SET state = 'closed', closed_reason = 'all_final', closed_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
+SET state = 'closed', closed_reason = 'all_final', closed_at = CAST(? AS {{timestamp}}),
     final_count = recipients, next_poll_at = NULL
 WHERE state = 'open' AND recipients IS NOT NULL AND recipients > 0
   AND recipients <= (SELECT count(*) FROM {MESSAGES.name} m
@@ -106,7 +106,7 @@ def close_settled_batches(warehouse: Warehouse, *, now: datetime) -> int:
     """
     ensure_tracking_tables(warehouse)
     with warehouse.transaction():
-        return max(warehouse.execute(CLOSE_SETTLED, [now]), 0)
+        return max(warehouse.execute(CLOSE_SETTLED.format(timestamp=warehouse.sql.timestamp), [now]), 0)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
     ensure_tracking_tables(warehouse)
     rows = warehouse.query_arrow(
         f"SELECT batch_id, kind, sent_at, scheduled_at, validity_minutes FROM {BATCHES.name} "
-        "WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS TIMESTAMP WITH TIME ZONE)) "
+        f"WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
         "ORDER BY next_poll_at, batch_id LIMIT ?",
         [now, int(limit)],
     ).to_pylist()

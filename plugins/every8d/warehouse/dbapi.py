@@ -77,10 +77,12 @@ def _mysql_column_type(description: Sequence[Any]) -> pa.DataType | None:
     type_code = description[1]
     if type_code == _MYSQL_TINY:  # BOOLEAN is TINYINT(1)
         return pa.bool_()
-    if type_code == _MYSQL_NEWDECIMAL:
-        precision, scale = description[4], description[5]
-        if isinstance(precision, int) and isinstance(scale, int) and 0 < precision <= 38:
-            return pa.decimal128(precision, scale)
+    if type_code == _MYSQL_NEWDECIMAL:  # the driver gives the display length: digits, sign and point
+        length, scale = description[3] or description[2], description[5]
+        if isinstance(length, int) and isinstance(scale, int):
+            precision = length - 1 - (1 if scale else 0)
+            if 0 < precision <= 38:
+                return pa.decimal128(precision, scale)
         return None
     return _MYSQL_TYPES.get(type_code)
 
@@ -103,6 +105,8 @@ def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType 
     columns = list(zip(*rows)) if rows else [() for _ in names]
     arrays = []
     for values, arrow_type in zip(columns, types):
+        if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
+            values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
         array = pa.array(values, type=arrow_type) if arrow_type is not None or values else pa.array(values, pa.null())
         if pa.types.is_timestamp(array.type) and array.type.tz and array.type.tz != "UTC":
             array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
@@ -137,7 +141,9 @@ class DbApiWarehouse(Warehouse):
 
     def _begin(self) -> Any:
         connection = self.hook.get_conn()
-        if getattr(connection, "autocommit", False):
+        if self.dialect == "mysql":
+            self.hook.set_autocommit(connection, False)  # mysqlclient: a method, not an attribute
+        elif getattr(connection, "autocommit", False):
             connection.autocommit = False
         if self.dialect == "postgres":
             with connection.cursor() as cursor:
@@ -276,9 +282,13 @@ class DbApiWarehouse(Warehouse):
             self.execute(ddl)
             try:
                 self._load(staging, reader)
-                return self.execute(sql_for_source(staging), parameters)
+                statements = sql_for_source(staging)
+                if isinstance(statements, str):
+                    return self.execute(statements, parameters)
+                counts = [self.execute(statement, parameters) for statement in statements]
+                return -1 if -1 in counts else sum(counts)
             finally:
-                self.execute(f"DROP TABLE IF EXISTS {staging}")
+                self.execute(self.sql.drop_temporary_sql(staging))
 
     def close(self) -> None:
         """Nothing is held between operations."""

@@ -48,6 +48,8 @@ class Dialect:
     integer = "INTEGER"
     #: appended to a ``SELECT`` that must lock the rows it reads until the transaction ends.
     for_update = " FOR UPDATE"
+    #: The server's clock, as an aware (UTC) time.
+    now = "now()"
     #: Whether ``table_columns`` must restrict an unqualified name to the current schema.
     current_schema = ""
     #: Whether the engine scans Arrow data in place (``execute_over`` without a copy).
@@ -108,6 +110,10 @@ class Dialect:
         temp = "TEMPORARY " if temporary else ""
         return f"CREATE {temp}TABLE IF NOT EXISTS {quote(name)} ({', '.join(columns)})"
 
+    def drop_temporary_sql(self, name: str) -> str:
+        """Drop a temporary table made by :meth:`create_table_sql` without ending the transaction."""
+        return f"DROP TABLE IF EXISTS {quote(name)}"
+
     def add_column_sql(self, name: str, field: pa.Field) -> str:
         return f"ALTER TABLE {quote(name)} ADD COLUMN {quote(field.name)} {self.sql_type(field.type)}"
 
@@ -121,9 +127,10 @@ class Dialect:
         update_columns: list[str],
         only_if: str | None,
         source: str,
-    ) -> str:
+    ) -> str | tuple[str, ...]:
         """``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... [WHERE only_if]`` (or ``DO NOTHING``).
 
+        Engines that need several statements return them in order (their row counts add up).
         ``only_if`` names the existing row by the table's name and the incoming one as ``excluded``.
         """
         names = ", ".join(quote(c) for c in columns)
@@ -143,6 +150,10 @@ class Dialect:
         """``insert`` (an ``INSERT ... SELECT``) skipping rows whose key exists: ``ON CONFLICT DO NOTHING``."""
         return f"{insert}\nON CONFLICT DO NOTHING"
 
+    def plus_ms(self, moment: str) -> str:
+        """``moment`` plus a parameter's worth of milliseconds."""
+        return f"{moment} + CAST(? AS INTEGER) * INTERVAL '1 millisecond'"
+
     def distinct(self, left: str, right: str) -> str:
         """``left IS DISTINCT FROM right`` (null-safe inequality)."""
         return f"{left} IS DISTINCT FROM {right}"
@@ -151,11 +162,47 @@ class Dialect:
         """``left IS NOT DISTINCT FROM right`` (null-safe equality)."""
         return f"{left} IS NOT DISTINCT FROM {right}"
 
+    #: Whether ``INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE`` exists (MySQL has no such WHERE).
+    conflict_update = True
+
+    def insert_or_update(self, insert: str, table: str, key: tuple[str, ...], columns: list[str]) -> str:
+        """``insert`` (an ``INSERT ... SELECT``) updating ``columns`` of rows whose ``key`` exists."""
+        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns)
+        return f"{insert}\nON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets}"
+
+    def conflict_update_sql(
+        self, table: str, alias: str, columns: str, select: str, key: tuple[str, ...],
+        sets: list[tuple[str, str]], where: str,
+    ) -> str:
+        """``INSERT INTO table AS alias (columns) select ON CONFLICT (key) DO UPDATE SET ... WHERE where``.
+
+        Only where :attr:`conflict_update` holds; ``excluded`` names the incoming row.
+        """
+        assignments = ",\n    ".join(f"{c} = {v}" for c, v in sets)
+        return (
+            f"INSERT INTO {table} AS {alias} ({columns})\n{select}\n"
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET\n    {assignments}\nWHERE {where}"
+        )
+
+    def anti_join(self, select: str, alias: str, table: str, other: str, on: str) -> str:
+        """``SELECT alias.* FROM (select) alias`` without the rows that match ``table other`` ``on``."""
+        return f"SELECT {alias}.* FROM ({select}) {alias}\nWHERE NOT EXISTS (SELECT 1 FROM {table} {other} WHERE {on})"
+
+    def update_from(
+        self, table: str, alias: str, sets: list[tuple[str, str]], source: str, source_alias: str, where: str
+    ) -> str:
+        """``UPDATE table alias SET ... FROM (source) source_alias WHERE where`` (assignments in order)."""
+        assignments = ",\n    ".join(f"{column} = {value}" for column, value in sets)
+        return f"UPDATE {table} {alias} SET\n    {assignments}\nFROM ({source}) {source_alias}\nWHERE {where}"
+
 
 class DuckDbDialect(Dialect):
     name = "duckdb"
     for_update = ""  # one writer per file: the transaction holds the whole database
     scans_arrow = True
+
+    def anti_join(self, select: str, alias: str, table: str, other: str, on: str) -> str:
+        return f"SELECT {alias}.* FROM ({select}) {alias}\nANTI JOIN {table} {other} ON {on}"
 
 
 class PostgresDialect(Dialect):
@@ -169,8 +216,9 @@ class PostgresDialect(Dialect):
         return "TEXT"
 
 
-#: Longest key text column on MySQL/MariaDB: five of them (utf8mb4) stay below InnoDB's 3072-byte key.
-MYSQL_KEY_CHARS = 150
+#: Longest key text column on MySQL/MariaDB (a campaign id's limit): three of them in one key
+#: (utf8mb4, 4 bytes a character) stay below InnoDB's 3072-byte key.
+MYSQL_KEY_CHARS = 250
 
 
 class MySqlDialect(Dialect):
@@ -181,6 +229,7 @@ class MySqlDialect(Dialect):
     """
 
     name = "mysql"
+    now = "NOW(6)"  # the session's time zone is UTC
     timestamp = "DATETIME(6)"
     text = "CHAR"
     integer = "SIGNED"
@@ -192,6 +241,13 @@ class MySqlDialect(Dialect):
     def timestamp_type(self, aware: bool) -> str:
         return "DATETIME(6)"
 
+    def plus_ms(self, moment: str) -> str:
+        return f"{moment} + INTERVAL (? * 1000) MICROSECOND"
+
+    def drop_temporary_sql(self, name: str) -> str:
+        # A plain DROP TABLE commits the open transaction (and releases its row locks) on MySQL.
+        return f"DROP TEMPORARY TABLE IF EXISTS {quote(name)}"
+
     def upsert_sql(
         self,
         name: str,
@@ -200,32 +256,48 @@ class MySqlDialect(Dialect):
         update_columns: list[str],
         only_if: str | None,
         source: str,
-    ) -> str:
-        """``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE``; ``only_if`` is evaluated once, before any change.
+    ) -> tuple[str, ...]:
+        """``UPDATE ... JOIN`` the existing keys (``WHERE only_if``), then ``INSERT`` the new ones.
 
-        MySQL applies the assignments left to right, each seeing the ones before, so the
-        condition is kept in a session variable by the first assignment.
+        Two statements, not ``ON DUPLICATE KEY UPDATE``: that counts an update twice and applies
+        its assignments one after the other, so a condition could not see the row as it was.
         """
         names = ", ".join(quote(c) for c in columns)
-        sql = f"INSERT INTO {quote(name)} ({names}) SELECT {names} FROM {source} ON DUPLICATE KEY UPDATE "
+        table = quote(name)
+        on = " AND ".join(f"{table}.{quote(k)} = excluded.{quote(k)}" for k in key)
+        insert = (
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {source} excluded "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {on})"
+        )
         if not update_columns:
-            return sql + f"{quote(key[0])} = {quote(key[0])}"
-        if not only_if:
-            return sql + ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update_columns)
-        condition = re.sub(r"\bexcluded\.(\"?)([A-Za-z_][A-Za-z0-9_]*)\1", r"VALUES(\2)", only_if)
-        sets = [
-            f"{quote(c)} = IF({'@every8d_upsert := (' + condition + ')' if i == 0 else '@every8d_upsert'}, "
-            f"VALUES({quote(c)}), {quote(c)})"
-            for i, c in enumerate(update_columns)
-        ]
-        return sql + ", ".join(sets)
+            return (insert,)
+        sets = ", ".join(f"{table}.{quote(c)} = excluded.{quote(c)}" for c in update_columns)
+        update = f"UPDATE {table} JOIN {source} excluded ON {on} SET {sets}"
+        if only_if:
+            update += f" WHERE {only_if}"
+        return update, insert
+
+    conflict_update = False
+
+    def insert_or_update(self, insert: str, table: str, key: tuple[str, ...], columns: list[str]) -> str:
+        sets = ", ".join(f"{quote(table)}.{quote(c)} = VALUES({quote(c)})" for c in columns)
+        return f"{insert}\nON DUPLICATE KEY UPDATE {sets}"
+
+    def update_from(
+        self, table: str, alias: str, sets: list[tuple[str, str]], source: str, source_alias: str, where: str
+    ) -> str:
+        """``UPDATE table alias JOIN (source) ON where SET alias.column = ...``, applied left to right."""
+        assignments = ",\n    ".join(f"{alias}.{column} = {value}" for column, value in sets)
+        return f"UPDATE {table} {alias} JOIN ({source}) {source_alias} ON {where}\nSET {assignments}"
 
     def insert_new(self, insert: str) -> str:
         """A no-op update of the first column, not ``INSERT IGNORE`` (which would hide other errors too)."""
-        first = re.search(r"INSERT\s+INTO\s+\S+\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)", insert, re.IGNORECASE)
+        first = re.search(
+            r"INSERT\s+INTO\s+\"?([A-Za-z_][A-Za-z0-9_.]*)\"?\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)", insert, re.IGNORECASE
+        )
         if first is None:
             raise ValueError("insert_new needs INSERT INTO table (columns ...) SELECT ...")
-        column = quote(first.group(1))
+        column = f"{quote(first.group(1))}.{quote(first.group(2))}"  # qualified: the SELECT may have it too
         return f"{insert}\nON DUPLICATE KEY UPDATE {column} = {column}"
 
     def distinct(self, left: str, right: str) -> str:
