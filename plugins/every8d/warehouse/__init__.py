@@ -5,7 +5,8 @@
 - ``None``: env ``EVERY8D_WAREHOUSE``, else the DuckDB file
   ``$AIRFLOW_HOME/every8d/every8d.duckdb``;
 - ``duckdb:///abs/path.duckdb`` or ``duckdb:///:memory:``;
-- ``airflow://<conn_id>``: the connection's common-sql hook (Postgres tested).
+- ``airflow://<conn_id>``: the connection's common-sql hook (Postgres and MySQL/MariaDB tested;
+  the engine's SQL spellings are in :mod:`every8d.warehouse.dialects`).
 
 ``EVERY8D_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory per connection: ``512MB`` unless set
 (DuckDB's own default, 80% of the machine, is too much for a process among Airflow's
