@@ -50,7 +50,7 @@ class Dialect:
     for_update = " FOR UPDATE"
     #: The server's clock, as an aware (UTC) time.
     now = "now()"
-    #: Whether ``table_columns`` must restrict an unqualified name to the current schema.
+    #: How ``table_columns`` restricts an unqualified name to the current schema (empty: no need).
     current_schema = ""
     #: Whether the engine scans Arrow data in place (``execute_over`` without a copy).
     scans_arrow = False
@@ -230,6 +230,7 @@ class MySqlDialect(Dialect):
 
     name = "mysql"
     now = "NOW(6)"  # the session's time zone is UTC
+    current_schema = "DATABASE()"  # information_schema spans every database of the server
     timestamp = "DATETIME(6)"
     text = "CHAR"
     integer = "SIGNED"
