@@ -11,6 +11,11 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# mysqlclient (the MySQL provider's driver) compiles against MariaDB's client headers
+	command -v mariadb_config >/dev/null || command -v mysql_config >/dev/null || \
+		{ test "$$(id -u)" = 0 && command -v apt-get >/dev/null && apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libmariadb-dev pkg-config; } || \
+		echo "no MariaDB client headers (libmariadb-dev): pip will fail to build mysqlclient"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

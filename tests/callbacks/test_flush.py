@@ -1,17 +1,32 @@
-"""From the journal to the warehouse: events once, replies once, opt-outs suppressed; safe to repeat."""
+"""From the journal to the warehouse: push events once, safe to repeat, and two flushers never split a journal.
+
+The flush writes push events only; the push merge derives replies and opt-outs from them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 from every8d.callbacks.flush import flush_journal
 from every8d.callbacks.journal import Journal
 from every8d.callbacks.params import parse_push
+from every8d.optout import OptOutMatcher
+from every8d.tracking.batches import register_batches
+from every8d.tracking.pushes import merge_push_events
 from every8d.tracking.replies import reply_event_key
 from every8d.warehouse import open_warehouse
+from every8d.warehouse.tables import ensure_tracking_tables
 
 NOW = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 
@@ -33,6 +48,19 @@ EVENTS = [
 ]
 
 
+@pytest.fixture
+def mariadb_target(mariadb_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from every8d.warehouse.tables import TRACKING_TABLES
+
+    return mariadb_target_for(mariadb_database, monkeypatch, [spec.name for spec in TRACKING_TABLES])
+
+
+@pytest.fixture(params=WAREHOUSE_KINDS)
+def warehouse_target(request: pytest.FixtureRequest) -> str:
+    """This module's flushes run on MariaDB too (the callbacks' conftest has DuckDB and Postgres)."""
+    return request.getfixturevalue(f"{request.param}_target")
+
+
 def table(wh, sql: str) -> list[dict]:
     return wh.query_arrow(sql).to_pylist()
 
@@ -44,11 +72,24 @@ def journal(tmp_path):
         yield j
 
 
-def test_flush_writes_events_replies_and_opt_outs(journal, warehouse_target):
+def register(wh, *batch_ids: str) -> None:
+    register_batches(wh, [
+        {"batch_id": b, "campaign_id": "c", "kind": "sms", "sent_at": NOW, "scheduled_at": None,
+         "recipients": 1, "points": Decimal("1.00"), "validity_minutes": 60}
+        for b in batch_ids
+    ])
+
+
+def test_flush_writes_events_only_and_the_merge_derives_replies_and_opt_outs(journal, warehouse_target):
     result = flush_journal(warehouse_target, journal_path=journal.path, now=NOW)
-    assert (result.read, result.events_written, result.replies_written, result.opt_outs_added) == (8, 8, 4, 2)
+    assert (result.read, result.events_written) == (8, 8)
     assert journal.count(pending_only=True) == 0
     with open_warehouse(warehouse_target) as wh:
+        ensure_tracking_tables(wh)
+        assert table(wh, "SELECT count(*) AS n FROM every8d_replies")[0]["n"] == 0
+        assert table(wh, "SELECT count(*) AS n FROM every8d_suppressions")[0]["n"] == 0
+        register(wh, "b-1", "b-2")
+        assert merge_push_events(wh, now=NOW).replies == 4
         events = table(wh, "SELECT * FROM every8d_push_events ORDER BY reported_at, status, mr")
         assert {e["event_key"] for e in events} == {e.key for e in EVENTS}
         first = events[0]
@@ -72,24 +113,27 @@ def test_flush_writes_events_replies_and_opt_outs(journal, warehouse_target):
         )
         suppressed = table(wh, "SELECT mobile, reason, source FROM every8d_suppressions ORDER BY mobile")
         assert suppressed == [
-            {"mobile": "+886912000002", "reason": "opt-out reply", "source": "push"},
-            {"mobile": "+886912000005", "reason": "opt-out reply", "source": "push"},
+            {"mobile": "+886912000002", "reason": "opt-out reply", "source": "reply"},
+            {"mobile": "+886912000005", "reason": "opt-out reply", "source": "reply"},
         ]
 
 
 def test_flushing_again_or_after_a_crash_changes_nothing(journal, duckdb_target):
     flush_journal(duckdb_target, journal_path=journal.path, now=NOW)
     assert flush_journal(duckdb_target, journal_path=journal.path, now=NOW).read == 0
-    # A crash between the warehouse commit and the watermark: the next flush replays everything.
+    # The journal's own copy of the watermark is not what counts: the warehouse's is.
     journal.conn.execute("UPDATE flush_state SET flushed_seq = 0")
-    replay = flush_journal(duckdb_target, journal_path=journal.path, now=NOW)
-    assert (replay.read, replay.events_written, replay.replies_written, replay.opt_outs_added) == (8, 0, 0, 0)
+    assert flush_journal(duckdb_target, journal_path=journal.path, now=NOW).read == 0
+    # A warehouse watermark set back (say, a restored warehouse): replaying everything changes nothing.
     with open_warehouse(duckdb_target) as wh:
-        counts = [
-            table(wh, f"SELECT count(*) AS n FROM {t}")[0]["n"]
-            for t in ("every8d_push_events", "every8d_replies", "every8d_suppressions")
+        wh.execute("UPDATE every8d_push_flush_state SET flushed_seq = 0")
+    replay = flush_journal(duckdb_target, journal_path=journal.path, now=NOW)
+    assert (replay.read, replay.events_written) == (8, 0)
+    with open_warehouse(duckdb_target) as wh:
+        assert table(wh, "SELECT count(*) AS n FROM every8d_push_events")[0]["n"] == 8
+        assert table(wh, "SELECT journal_id, flushed_seq FROM every8d_push_flush_state") == [
+            {"journal_id": journal.journal_id(), "flushed_seq": 8}
         ]
-    assert counts == [8, 4, 2]
 
 
 def test_flush_in_small_batches_and_prune(journal, duckdb_target):
@@ -110,8 +154,11 @@ def test_flush_in_small_batches_and_prune(journal, duckdb_target):
 
 
 def test_configured_keywords_and_a_missing_journal(journal, tmp_path, duckdb_target):
-    result = flush_journal(duckdb_target, journal_path=journal.path, opt_out_keywords=["好的"], now=NOW)
-    assert result.opt_outs_added == 1
+    flush_journal(duckdb_target, journal_path=journal.path, now=NOW)
+    with open_warehouse(duckdb_target) as wh:
+        register(wh, "b-1", "b-2")
+        merge_push_events(wh, now=NOW, matcher=OptOutMatcher(["好的"]))
+        assert table(wh, "SELECT mobile FROM every8d_suppressions") == [{"mobile": "+886912000003"}]
     empty = flush_journal(duckdb_target, journal_path=tmp_path / "nothing-here.sqlite3")
     assert empty.read == 0 and not (tmp_path / "nothing-here.sqlite3").exists()
 
@@ -123,3 +170,52 @@ def test_pruning_keeps_unflushed_and_recent_rows(journal, duckdb_target):
     journal.append([late])  # old, but not flushed yet
     assert journal.prune(NOW + timedelta(seconds=1)) == 8
     assert [row[1] for row in journal.read_after(0, 10)] == [late.key]
+
+
+FLUSHER = """
+import json, sys, time
+from pathlib import Path
+from every8d.callbacks.flush import flush_journal
+from every8d.warehouse import open_warehouse
+open_warehouse(sys.argv[1]).close()  # drivers loaded: what is left is the race itself
+start = Path(sys.argv[3])
+Path(sys.argv[4]).touch()
+while not start.exists():
+    time.sleep(0.01)
+print(json.dumps(flush_journal(sys.argv[1], journal_path=sys.argv[2], batch_rows=10).__dict__))
+"""
+
+
+# A flusher process on a SQL warehouse imports Airflow (seconds each): DuckDB (the file lock) and
+# MariaDB (row locks, where a stray DROP TABLE would commit and free them) stand for the kinds.
+@pytest.mark.parametrize("warehouse_target", ["duckdb", "mariadb"], indirect=True)
+def test_two_flushers_started_together_neither_split_nor_double_the_journal(tmp_path, warehouse_target):
+    """The flush DAG and the status DAG flush the same journal at once: every row is read by one of them."""
+    pushes = [push("b-9", f"09120{i:05d}", 100, "20260301090000", mr=f"m{i}") for i in range(60)]
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        journal.append(pushes)
+        journal_id = journal.journal_id()
+    start = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    flushers = [
+        subprocess.Popen([sys.executable, "-c", FLUSHER, warehouse_target, str(journal.path), str(start),
+                          str(tmp_path / f"ready-{n}")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for n in range(2)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{n}").exists() for n in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    start.touch()  # both ready: they go at once
+    results = []
+    for flusher in flushers:
+        out, err = flusher.communicate(timeout=120)
+        assert flusher.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(r["read"] for r in results) == len(pushes)  # one flusher per row: none read twice
+    assert sum(r["events_written"] for r in results) in (len(pushes), -len(results))  # -1 where untold
+    with open_warehouse(warehouse_target) as wh:
+        assert table(wh, "SELECT count(*) AS n FROM every8d_push_events")[0]["n"] == len(pushes)
+        assert table(wh, "SELECT flushed_seq FROM every8d_push_flush_state WHERE journal_id = '%s'" % journal_id) == [
+            {"flushed_seq": len(pushes)}
+        ]

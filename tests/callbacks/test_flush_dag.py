@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 from every8d.callbacks.journal import Journal
 from every8d.callbacks.params import parse_push
+from every8d.tracking.batches import register_batches
+from every8d.tracking.pushes import merge_push_events
 from every8d.warehouse import open_warehouse
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -44,6 +46,10 @@ def test_the_flush_dag_moves_the_journal_into_the_warehouse(airflow_home, tmp_pa
 
     with open_warehouse(target) as wh:
         keys = wh.query_arrow("SELECT event_key FROM every8d_push_events")["event_key"].to_pylist()
+        # The flush writes push events only; the push merge derives the opt-out from them.
+        register_batches(wh, [{"batch_id": "dag-1", "campaign_id": None, "kind": "sms", "sent_at": events[0].received_at,
+                               "scheduled_at": None, "recipients": 5, "points": None, "validity_minutes": 60}])
+        assert merge_push_events(wh).replies == 1
         suppressed = wh.query_arrow("SELECT mobile FROM every8d_suppressions")["mobile"].to_pylist()
     assert sorted(keys) == sorted(e.key for e in events)
     assert suppressed == ["+886912000000"]

@@ -81,6 +81,9 @@ def test_duplicated_reordered_pushes_end_to_end(sandbox, every8d_conn_env, recei
     with open_warehouse(duckdb_target) as wh:
         events = wh.query_arrow("SELECT event_key FROM every8d_push_events WHERE batch_id = ?", [batch_id])
         assert sorted(events["event_key"].to_pylist()) == sorted(sent)
+        # The status sync merges them: replies and opt-outs come from the events, final statuses win
+        # whatever the arrival order.
+        merge_push_events(wh)
         replies = wh.query_arrow(
             "SELECT mobile, reply_text FROM every8d_replies WHERE batch_id = ? ORDER BY mobile", [batch_id]
         ).to_pylist()
@@ -91,9 +94,6 @@ def test_duplicated_reordered_pushes_end_to_end(sandbox, every8d_conn_env, recei
         ]
         suppressed = wh.query_arrow("SELECT mobile FROM every8d_suppressions")["mobile"].to_pylist()
         assert suppressed == [NUMBERS[3]]
-
-        # The status sync merges them: final statuses win whatever the arrival order.
-        merge_push_events(wh)
         rows = wh.query_arrow("SELECT mobile, status FROM every8d_messages WHERE batch_id = ?", [batch_id])
         current = dict(zip(rows["mobile"].to_pylist(), rows["status"].to_pylist()))
     expected = {m["mobile"]: m["status"] for m in sandbox.messages(batch_id)}

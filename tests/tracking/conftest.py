@@ -1,16 +1,21 @@
-"""Warehouses for the tracking tests: a DuckDB file and a real Postgres database."""
+"""Warehouses for the tracking tests: a DuckDB file, a real Postgres database and a real MariaDB database.
+
+MariaDB comes from ``tests/warehouse_fixtures.py`` (skipped, with one sentence, when no server answers).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import TRACKING_TABLES
 
 PG_CONN_ID = "every8d_test_warehouse"
+
 VIEWS = (
     "every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times",
 )
@@ -38,7 +43,16 @@ def postgres_target(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> 
     return target
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture
+def mariadb_target(mariadb_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``airflow://...`` of a MariaDB connection to the session's test database, emptied of our tables."""
+    target = mariadb_target_for(mariadb_database, monkeypatch, [])
+    with open_warehouse(target) as warehouse:
+        _drop_everything(warehouse)
+    return target
+
+
+@pytest.fixture(params=WAREHOUSE_KINDS)
 def warehouse_target(request: pytest.FixtureRequest) -> str:
     """The target of each warehouse kind in turn."""
     return request.getfixturevalue(f"{request.param}_target")

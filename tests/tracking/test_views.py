@@ -82,7 +82,7 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     assert {r["status"]: r["meaning_en"] for r in reasons}[103] == wire.status_info(103).meaning
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "mysql"])
 def test_views_count_opt_outs_from_the_suppression_list(dialect):
     """Opt-outs are decided once, by the shared matcher; the views must not keep their own keyword list."""
     for path in view_files(dialect):

@@ -3,7 +3,9 @@
 A push is answered 200 only once its row is on disk here, so a crash, a
 locked warehouse or a slow network never loses one.  The journal is local and
 small-write friendly (one fsync per group of pushes), unlike a warehouse; the
-flush moves rows on later and remembers how far it got (``flushed_seq``).
+flush moves rows on later.  How far it got is kept in the warehouse, under the
+journal's own random ``journal_id``, in the transaction that writes the rows;
+``flushed_seq`` here is a copy of it, for pruning.
 Rows are deduplicated on the event key, so retried pushes add nothing.
 
 A :class:`Journal` object is not thread-safe: the recorder's writer thread
@@ -42,6 +44,11 @@ CREATE TABLE IF NOT EXISTS flush_state (
     flushed_at_us INTEGER
 );
 INSERT OR IGNORE INTO flush_state (id, flushed_seq, flushed_at_us) VALUES (1, 0, NULL);
+CREATE TABLE IF NOT EXISTS journal_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    journal_id TEXT NOT NULL  -- names this journal's watermark in the warehouse
+);
+INSERT OR IGNORE INTO journal_identity (id, journal_id) VALUES (1, lower(hex(randomblob(16))));
 """
 
 _INSERT = (
@@ -193,6 +200,10 @@ class Journal:
 
     # -- the flush's side -------------------------------------------------------------
 
+    def journal_id(self) -> str:
+        """This journal's id (random, made with the file): names its watermark in the warehouse."""
+        return str(self.conn.execute("SELECT journal_id FROM journal_identity WHERE id = 1").fetchone()[0])
+
     def flushed_seq(self) -> int:
         return int(self.conn.execute("SELECT flushed_seq FROM flush_state WHERE id = 1").fetchone()[0])
 
@@ -204,7 +215,7 @@ class Journal:
         ).fetchall()
 
     def mark_flushed(self, seq: int, now: datetime | None = None) -> None:
-        """Move the watermark forward to ``seq`` (never back: concurrent flushes are harmless)."""
+        """Move the local copy of the watermark forward to ``seq`` (never back), once the warehouse has it."""
         stamp = to_micros(now or datetime.now(timezone.utc))
         self.conn.execute(
             "UPDATE flush_state SET flushed_seq = max(flushed_seq, ?), flushed_at_us = ? WHERE id = 1",

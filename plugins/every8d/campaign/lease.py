@@ -29,13 +29,16 @@ from every8d.campaign import errors
 log = logging.getLogger(__name__)
 
 CAMPAIGNS_TABLE = "every8d_campaigns"
-#: ``now() + ? ms`` on DuckDB and Postgres alike.
-NOW_PLUS_MS = "now() + CAST(? AS INTEGER) * INTERVAL '1 millisecond'"
+
+
+def now_plus_ms(warehouse: Any) -> str:
+    """``now() + ? ms`` as the warehouse spells it."""
+    return warehouse.sql.plus_ms(warehouse.sql.now)
 
 
 def db_now(warehouse: Any) -> datetime:
     """The warehouse's clock: the one clock every runner of a campaign agrees on."""
-    return warehouse.query_arrow("SELECT now() AS now").column("now")[0].as_py()
+    return warehouse.query_arrow(f"SELECT {warehouse.sql.now} AS now").column("now")[0].as_py()
 
 
 class Lease:
@@ -69,11 +72,12 @@ class Lease:
 
         :param placeholder: columns for a campaign row that does not exist yet (state ``planning``).
         """
+        now = self.wh.sql.now
         with self.lock, self.wh.transaction():
             taken = self.wh.execute(
-                f"""UPDATE {CAMPAIGNS_TABLE} SET lease_owner = ?, lease_until = {NOW_PLUS_MS},
-                        lease_epoch = coalesce(lease_epoch, 0) + 1, updated_at = now()
-                    WHERE campaign_id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= now())""",
+                f"""UPDATE {CAMPAIGNS_TABLE} SET lease_owner = ?, lease_until = {now_plus_ms(self.wh)},
+                        lease_epoch = coalesce(lease_epoch, 0) + 1, updated_at = {now}
+                    WHERE campaign_id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= {now})""",
                 [self.owner, self._ms, self.campaign_id, self.owner],
             )
             if taken == 1:
@@ -88,7 +92,7 @@ class Lease:
             self.wh.execute(
                 f"""INSERT INTO {CAMPAIGNS_TABLE} ({', '.join(names)}, lease_owner, lease_until, lease_epoch,
                         updated_at)
-                    VALUES ({', '.join('?' for _ in names)}, ?, {NOW_PLUS_MS}, 1, now())""",
+                    VALUES ({', '.join('?' for _ in names)}, ?, {now_plus_ms(self.wh)}, 1, {now})""",
                 [*columns.values(), self.owner, self._ms],
             )
             return True
@@ -111,7 +115,8 @@ class Lease:
         until the transaction ends, so nobody takes over halfway through it.
         """
         renewed = self.wh.execute(
-            f"UPDATE {CAMPAIGNS_TABLE} SET lease_until = {NOW_PLUS_MS} WHERE campaign_id = ? AND lease_owner = ?",
+            f"UPDATE {CAMPAIGNS_TABLE} SET lease_until = {now_plus_ms(self.wh)} "
+            "WHERE campaign_id = ? AND lease_owner = ?",
             [self._ms, self.campaign_id, self.owner],
         )
         if renewed != 1:

@@ -7,21 +7,25 @@ replaced: later observations of a final message only fill in what was
 missing (received time, points, MR), so a late or duplicated push cannot
 undo a delivery.  Replaying the same observations changes nothing.
 
-Postgres (and other warehouses) keep the two tables' keys as primary keys
-and the merge is ``INSERT ... ON CONFLICT``.  DuckDB has no index on them
-(see :class:`~every8d.warehouse.tables.TableSpec`), so there the same
-statements are spelled with anti-joins: history rows already recorded and
-messages already known are left out of the inserts, and known messages are
-changed by one ``UPDATE ... FROM`` the staged rows.  Both spellings leave
-the same rows.
+Postgres keeps the two tables' keys as primary keys and the merge is
+``INSERT ... ON CONFLICT``.  DuckDB has no index on them (see
+:class:`~every8d.warehouse.tables.TableSpec`), and MySQL/MariaDB has no
+``ON CONFLICT ... WHERE``, so there the same statements are spelled with
+anti-joins: history rows already recorded and messages already known are
+left out of the inserts, and known messages are changed by one
+``UPDATE ... FROM`` (MySQL: ``UPDATE ... JOIN``) the staged rows.  Every
+spelling leaves the same rows; the dialect objects
+(:mod:`every8d.warehouse.dialects`) hold the differences.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from every8d.warehouse.base import Warehouse
+from every8d.warehouse.dialects import Dialect, dialect_for
 from every8d.warehouse.sqltypes import create_table_sql
 from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HISTORY, STATUS_STAGING
 
@@ -30,7 +34,6 @@ EXPIRED_MEANING_ZH = "有效期限內未取得最終狀態"
 
 _GROUP = "COALESCE(c.status_group, 'pending')"
 _FINAL = "COALESCE(c.is_final, FALSE)"
-_MEANING_EN = "COALESCE(c.meaning_en, 'unknown status ' || CAST(s.status AS VARCHAR))"
 _MEANING_ZH = "COALESCE(c.meaning_zh, '')"
 
 _HISTORY_COLUMNS = (
@@ -46,115 +49,23 @@ LEFT JOIN {MESSAGES.name} m ON m.batch_id = s.batch_id AND m.mobile = s.mobile A
 WHERE m.batch_id IS NULL
    OR (NOT m.is_final AND (m.status <> s.status OR m.status_group <> {_GROUP}))
 """
-
-HISTORY_FROM_STAGING = f"""
-INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
-{_HISTORY_SELECT}
-ON CONFLICT DO NOTHING
-"""
-
-
-def _new_history(select: str) -> str:
-    """DuckDB: insert the history rows ``select`` yields, but not those already recorded.
-
-    The history key: a message passes through each (status, group) once.
-    """
-    return f"""
-INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
-SELECT x.* FROM ({select}) x
-ANTI JOIN {STATUS_HISTORY.name} h
-    ON h.batch_id = x.batch_id AND h.mobile = x.mobile AND h.seq = x.seq
-   AND h.status = x.status AND h.status_group = x.status_group
-"""
-
-
-HISTORY_FROM_STAGING_DUCKDB = _new_history(_HISTORY_SELECT)
-
+_HISTORY_INSERT = f"INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})"
+#: The history key: a message passes through each (status, group) once.
+_HISTORY_KNOWN = (
+    "h.batch_id = x.batch_id AND h.mobile = x.mobile AND h.seq = x.seq "
+    "AND h.status = x.status AND h.status_group = x.status_group"
+)
 
 _MESSAGE_COLUMNS = (
     "batch_id, mobile, seq, mr, campaign_id, kind, name, sent_at, received_at, points, status, status_group, "
     "meaning_en, meaning_zh, is_final, final_at, first_seen_at, updated_at, source"
 )
-# The staged rows as message rows; parameters: first_seen_at, updated_at.
-_MESSAGES_SELECT = f"""
-SELECT s.batch_id, s.mobile, s.seq, s.mr, b.campaign_id, b.kind, s.name, s.sent_at, s.received_at, s.points,
-       s.status, {_GROUP} AS status_group, {_MEANING_EN} AS meaning_en, {_MEANING_ZH} AS meaning_zh,
-       {_FINAL} AS is_final, CASE WHEN {_FINAL} THEN COALESCE(s.received_at, s.observed_at) END AS final_at,
-       CAST(? AS TIMESTAMP WITH TIME ZONE) AS first_seen_at,
-       CAST(? AS TIMESTAMP WITH TIME ZONE) AS updated_at, s.source
-FROM {STATUS_STAGING.name} s
-JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
-LEFT JOIN every8d_status_codes c ON c.status = s.status
-"""
+_MESSAGE_KNOWN = "t.batch_id = x.batch_id AND t.mobile = x.mobile AND t.seq = x.seq"
 
-
-def _message_update(new: str) -> tuple[str, str]:
-    """``(SET list, WHERE condition)`` of a known message ``t`` observed again as ``new``."""
-
-    def keep_if_final(column: str) -> str:
-        return f"{column} = CASE WHEN t.is_final THEN t.{column} ELSE {new}.{column} END"
-
-    sets = ",\n    ".join([
-        *map(keep_if_final, ("status", "status_group", "meaning_en", "meaning_zh", "final_at", "source")),
-        f"is_final = t.is_final OR {new}.is_final",
-        f"mr = COALESCE(t.mr, {new}.mr)",
-        f"name = COALESCE({new}.name, t.name)",
-        f"sent_at = COALESCE({new}.sent_at, t.sent_at)",
-        f"received_at = COALESCE({new}.received_at, t.received_at)",
-        f"points = COALESCE({new}.points, t.points)",
-        f"updated_at = {new}.updated_at",
-    ])
-    changed = f"""(NOT t.is_final AND (t.status <> {new}.status OR t.status_group <> {new}.status_group))
-   OR (t.mr IS NULL AND {new}.mr IS NOT NULL)
-   OR ({new}.name IS NOT NULL AND t.name IS DISTINCT FROM {new}.name)
-   OR ({new}.sent_at IS NOT NULL AND t.sent_at IS DISTINCT FROM {new}.sent_at)
-   OR ({new}.received_at IS NOT NULL AND t.received_at IS DISTINCT FROM {new}.received_at)
-   OR ({new}.points IS NOT NULL AND t.points IS DISTINCT FROM {new}.points)"""
-    return sets, changed
-
-
-_UPSERT_SET, _UPSERT_WHERE = _message_update("excluded")
-MESSAGES_FROM_STAGING = f"""
-INSERT INTO {MESSAGES.name} AS t ({_MESSAGE_COLUMNS})
-{_MESSAGES_SELECT}
-ON CONFLICT (batch_id, mobile, seq) DO UPDATE SET
-    {_UPSERT_SET}
-WHERE {_UPSERT_WHERE}
-"""
-
-_MESSAGE_KNOWN = f"t.batch_id = x.batch_id AND t.mobile = x.mobile AND t.seq = x.seq"
-_UPDATE_SET, _UPDATE_WHERE = _message_update("x")
-# DuckDB: known messages first (parameters: first_seen_at, updated_at), then the new ones (the same).
-UPDATE_MESSAGES_DUCKDB = f"""
-UPDATE {MESSAGES.name} t SET
-    {_UPDATE_SET}
-FROM ({_MESSAGES_SELECT}) x
-WHERE {_MESSAGE_KNOWN} AND ({_UPDATE_WHERE})
-"""
-INSERT_MESSAGES_DUCKDB = f"""
-INSERT INTO {MESSAGES.name} ({_MESSAGE_COLUMNS})
-SELECT x.* FROM ({_MESSAGES_SELECT}) x
-ANTI JOIN {MESSAGES.name} t ON {_MESSAGE_KNOWN}
-"""
-
-_EXPIRE_SELECT = f"""
+_EXPIRE_SELECT = """
 SELECT batch_id, mobile, seq, mr, status, 'expired' AS status_group, TRUE AS is_final,
-       status AS previous_status, 'close' AS source, CAST(? AS TIMESTAMP WITH TIME ZONE) AS observed_at
-FROM {MESSAGES.name}
-WHERE batch_id = ? AND NOT is_final
-"""
-EXPIRE_HISTORY = f"""
-INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})
-{_EXPIRE_SELECT}
-ON CONFLICT DO NOTHING
-"""
-EXPIRE_HISTORY_DUCKDB = _new_history(_EXPIRE_SELECT)
-
-EXPIRE_MESSAGES = f"""
-UPDATE {MESSAGES.name}
-SET status_group = 'expired', is_final = TRUE, meaning_en = ?, meaning_zh = ?,
-    final_at = CAST(? AS TIMESTAMP WITH TIME ZONE), updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
-    source = 'close'
+       status AS previous_status, 'close' AS source, CAST(? AS {ts}) AS observed_at
+FROM {messages}
 WHERE batch_id = ? AND NOT is_final
 """
 
@@ -163,27 +74,124 @@ SELECT count(*) AS messages, COALESCE(sum(CASE WHEN is_final THEN 1 ELSE 0 END),
 FROM {MESSAGES.name} WHERE batch_id = ?
 """
 
-# A rerun of the same poll (same `now`) does not count as another poll.
-UPDATE_BATCH = f"""
-UPDATE {BATCHES.name}
-SET polls = COALESCE(polls, 0) + CASE WHEN last_poll_at IS NOT DISTINCT FROM CAST(? AS TIMESTAMP WITH TIME ZONE)
-                                      THEN 0 ELSE 1 END,
-    last_poll_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
-    next_poll_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
-    listed = ?, final_count = ?, state = ?, closed_reason = ?,
-    closed_at = CAST(? AS TIMESTAMP WITH TIME ZONE)
-WHERE batch_id = ?
-"""
-
 SEND_DATE = "CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE)"
 
-MARK_DIRTY = f"""
-INSERT INTO {PARQUET_DIRTY.name} (send_date, kind, marked_at)
-SELECT DISTINCT {SEND_DATE}, b.kind, CAST(? AS TIMESTAMP WITH TIME ZONE)
-FROM {BATCHES.name} b
-WHERE b.batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}) OR b.batch_id = ?
-ON CONFLICT (send_date, kind) DO UPDATE SET marked_at = excluded.marked_at
+
+def _message_update(d: Dialect, new: str) -> tuple[list[tuple[str, str]], str]:
+    """``(assignments, WHERE condition)`` of a known message ``t`` observed again as ``new``.
+
+    ``is_final`` is assigned after every column that reads it (MySQL applies them in order).
+    """
+
+    def keep_if_final(column: str) -> tuple[str, str]:
+        return column, f"CASE WHEN t.is_final THEN t.{column} ELSE {new}.{column} END"
+
+    sets = [
+        *map(keep_if_final, ("status", "status_group", "meaning_en", "meaning_zh", "final_at", "source")),
+        ("is_final", f"t.is_final OR {new}.is_final"),
+        ("mr", f"COALESCE(t.mr, {new}.mr)"),
+        ("name", f"COALESCE({new}.name, t.name)"),
+        ("sent_at", f"COALESCE({new}.sent_at, t.sent_at)"),
+        ("received_at", f"COALESCE({new}.received_at, t.received_at)"),
+        ("points", f"COALESCE({new}.points, t.points)"),
+        ("updated_at", f"{new}.updated_at"),
+    ]
+    changed = f"""(NOT t.is_final AND (t.status <> {new}.status OR t.status_group <> {new}.status_group))
+   OR (t.mr IS NULL AND {new}.mr IS NOT NULL)
+   OR ({new}.name IS NOT NULL AND {d.distinct("t.name", f"{new}.name")})
+   OR ({new}.sent_at IS NOT NULL AND {d.distinct("t.sent_at", f"{new}.sent_at")})
+   OR ({new}.received_at IS NOT NULL AND {d.distinct("t.received_at", f"{new}.received_at")})
+   OR ({new}.points IS NOT NULL AND {d.distinct("t.points", f"{new}.points")})"""
+    return sets, changed
+
+
+@dataclass(frozen=True)
+class MergeSql:
+    """The merge's statements as one dialect spells them.
+
+    ``by_key``: the tables carry their keys and the dialect has ``ON CONFLICT ... WHERE``
+    (Postgres), so history and messages are upserts; otherwise (DuckDB without keys, MySQL)
+    known messages are updated and the rest inserted, history rows already there left out.
+    """
+
+    by_key: bool
+    history_from_staging: str
+    messages_from_staging: str  # by_key only
+    update_messages: str  # otherwise, then insert_messages
+    insert_messages: str
+    expire_history: str
+    expire_messages: str
+    update_batch: str
+    mark_dirty: str
+
+
+@lru_cache(maxsize=None)
+def merge_sql(dialect: str) -> MergeSql:
+    d = dialect_for(dialect)
+    ts = d.timestamp
+    meaning_en = f"COALESCE(c.meaning_en, 'unknown status ' || CAST(s.status AS {d.text}))"
+    # The staged rows as message rows; parameters: first_seen_at, updated_at.
+    messages_select = f"""
+SELECT s.batch_id, s.mobile, s.seq, s.mr, b.campaign_id, b.kind, s.name, s.sent_at, s.received_at, s.points,
+       s.status, {_GROUP} AS status_group, {meaning_en} AS meaning_en, {_MEANING_ZH} AS meaning_zh,
+       {_FINAL} AS is_final, CASE WHEN {_FINAL} THEN COALESCE(s.received_at, s.observed_at) END AS final_at,
+       CAST(? AS {ts}) AS first_seen_at,
+       CAST(? AS {ts}) AS updated_at, s.source
+FROM {STATUS_STAGING.name} s
+JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
+LEFT JOIN every8d_status_codes c ON c.status = s.status
 """
+    by_key = d.conflict_update and bool(MESSAGES.key_on(d.name)) and bool(STATUS_HISTORY.key_on(d.name))
+    expire_select = _EXPIRE_SELECT.format(ts=ts, messages=MESSAGES.name)
+
+    def new_history(select: str) -> str:
+        if STATUS_HISTORY.key_on(d.name):
+            return d.insert_new(f"{_HISTORY_INSERT}\n{select}")
+        return f"{_HISTORY_INSERT}\n{d.anti_join(select, 'x', STATUS_HISTORY.name, 'h', _HISTORY_KNOWN)}"
+
+    upsert_sets, upsert_where = _message_update(d, "excluded")
+    update_sets, update_where = _message_update(d, "x")
+    messages_from_staging = d.conflict_update_sql(
+        MESSAGES.name, "t", _MESSAGE_COLUMNS, messages_select, MESSAGES.primary_key, upsert_sets, upsert_where
+    ) if by_key else ""
+    return MergeSql(
+        by_key=by_key,
+        history_from_staging=new_history(_HISTORY_SELECT),
+        messages_from_staging=messages_from_staging,
+        update_messages=d.update_from(
+            MESSAGES.name, "t", update_sets, messages_select, "x", f"{_MESSAGE_KNOWN} AND ({update_where})"
+        ),
+        insert_messages=(
+            f"INSERT INTO {MESSAGES.name} ({_MESSAGE_COLUMNS})\n"
+            f"{d.anti_join(messages_select, 'x', MESSAGES.name, 't', _MESSAGE_KNOWN)}"
+        ),
+        expire_history=new_history(expire_select),
+        expire_messages=f"""
+UPDATE {MESSAGES.name}
+SET status_group = 'expired', is_final = TRUE, meaning_en = ?, meaning_zh = ?,
+    final_at = CAST(? AS {ts}), updated_at = CAST(? AS {ts}),
+    source = 'close'
+WHERE batch_id = ? AND NOT is_final
+""",
+        # A rerun of the same poll (same `now`) does not count as another poll.
+        update_batch=f"""
+UPDATE {BATCHES.name}
+SET polls = COALESCE(polls, 0) + CASE WHEN {d.not_distinct("last_poll_at", f"CAST(? AS {ts})")}
+                                      THEN 0 ELSE 1 END,
+    last_poll_at = CAST(? AS {ts}),
+    next_poll_at = CAST(? AS {ts}),
+    listed = ?, final_count = ?, state = ?, closed_reason = ?,
+    closed_at = CAST(? AS {ts})
+WHERE batch_id = ?
+""",
+        mark_dirty=d.insert_or_update(
+            f"""INSERT INTO {PARQUET_DIRTY.name} (send_date, kind, marked_at)
+SELECT DISTINCT {SEND_DATE}, b.kind, CAST(? AS {ts})
+FROM {BATCHES.name} b
+WHERE b.batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}) OR b.batch_id = ?""",
+            PARQUET_DIRTY.name, PARQUET_DIRTY.primary_key, ["marked_at"],
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -200,14 +208,14 @@ class MergeCounts:
 
 def merge_staged(warehouse: Warehouse, *, now: datetime) -> MergeCounts:
     """Apply everything in the staging table to history and messages (call inside a transaction)."""
-    if warehouse.dialect == "duckdb":
-        history = warehouse.execute(HISTORY_FROM_STAGING_DUCKDB)
-        updated = warehouse.execute(UPDATE_MESSAGES_DUCKDB, [now, now])
-        inserted = warehouse.execute(INSERT_MESSAGES_DUCKDB, [now, now])
-        return MergeCounts(max(history, 0), max(updated, 0) + max(inserted, 0))
-    history = warehouse.execute(HISTORY_FROM_STAGING)
-    messages = warehouse.execute(MESSAGES_FROM_STAGING, [now, now])
-    return MergeCounts(max(history, 0), max(messages, 0))
+    sql = merge_sql(warehouse.dialect)
+    history = warehouse.execute(sql.history_from_staging)
+    if sql.by_key:
+        messages = warehouse.execute(sql.messages_from_staging, [now, now])
+        return MergeCounts(max(history, 0), max(messages, 0))
+    updated = warehouse.execute(sql.update_messages, [now, now])
+    inserted = warehouse.execute(sql.insert_messages, [now, now])
+    return MergeCounts(max(history, 0), max(updated, 0) + max(inserted, 0))
 
 
 def clear_staging(warehouse: Warehouse) -> None:
@@ -221,9 +229,9 @@ def clear_staging(warehouse: Warehouse) -> None:
 
 def expire_pending(warehouse: Warehouse, batch_id: str, *, now: datetime) -> int:
     """Close every non-final message of a batch as ``expired``; returns how many."""
-    expire_history = EXPIRE_HISTORY_DUCKDB if warehouse.dialect == "duckdb" else EXPIRE_HISTORY
-    warehouse.execute(expire_history, [now, batch_id])
-    count = warehouse.execute(EXPIRE_MESSAGES, [EXPIRED_MEANING_EN, EXPIRED_MEANING_ZH, now, now, batch_id])
+    sql = merge_sql(warehouse.dialect)
+    warehouse.execute(sql.expire_history, [now, batch_id])
+    count = warehouse.execute(sql.expire_messages, [EXPIRED_MEANING_EN, EXPIRED_MEANING_ZH, now, now, batch_id])
     return max(count, 0)
 
 
@@ -246,12 +254,12 @@ def record_poll(
     """Update a batch's polling bookkeeping after a poll (closing it when ``closed_reason`` is set)."""
     state = "closed" if closed_reason else "open"
     warehouse.execute(
-        UPDATE_BATCH,
+        merge_sql(warehouse.dialect).update_batch,
         [now, now, next_poll_at, listed, final, state, closed_reason, now if closed_reason else None, batch_id],
     )
 
 
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
     """Flag the Parquet partitions of staged batches (and of ``batch_id``) for the next export."""
-    warehouse.execute(MARK_DIRTY, [datetime.now(timezone.utc), batch_id or ""])
+    warehouse.execute(merge_sql(warehouse.dialect).mark_dirty, [datetime.now(timezone.utc), batch_id or ""])
 

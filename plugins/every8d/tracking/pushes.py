@@ -1,6 +1,7 @@
-"""Merge status and reply pushes (table ``every8d_push_events``) into messages, history and replies.
+"""Merge status and reply pushes (table ``every8d_push_events``) into messages, history, replies and opt-outs.
 
-The push endpoint only appends events; this claims the ones not merged yet
+The flush only appends events (it is their one writer); this is the one place that
+derives anything from them.  It claims the ones not merged yet
 (so an event arriving mid-merge waits for the next run), resolves each to a
 message (by MR when the gateway echoed one we know; else a final push goes to
 its own open message of the number, the n-th distinct final push to the n-th
@@ -16,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from every8d.optout import OptOutMatcher
 from every8d.tracking import merge
-from every8d.tracking.replies import REPLY_EVENT_KEY_SQL, suppress_opt_outs
+from every8d.tracking.replies import record_replies, replies_from_columns
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import (
     BATCHES,
@@ -31,19 +33,20 @@ from every8d.warehouse.tables import (
 
 REPLY_STATUS = 999
 
-CLAIM = f"""
+def claim_sql(warehouse: Warehouse) -> str:
+    """Claim every unmerged event of a registered batch for one merge (parameters: now, merge id)."""
+    return warehouse.sql.insert_new(f"""
 INSERT INTO {PUSH_EVENTS_MERGED.name} (event_key, merged_at, merge_id)
-SELECT e.event_key, CAST(? AS TIMESTAMP WITH TIME ZONE), ?
+SELECT e.event_key, CAST(? AS {warehouse.sql.timestamp}), ?
 FROM {PUSH_EVENTS.name} e
 JOIN {BATCHES.name} b ON b.batch_id = e.batch_id
-WHERE NOT EXISTS (SELECT 1 FROM {PUSH_EVENTS_MERGED.name} d WHERE d.event_key = e.event_key)
-ON CONFLICT DO NOTHING
-"""
+WHERE NOT EXISTS (SELECT 1 FROM {PUSH_EVENTS_MERGED.name} d WHERE d.event_key = e.event_key)""")
+
 
 STAGE_STATUS_EVENTS = f"""
 INSERT INTO {STATUS_STAGING.name}
     (batch_id, mobile, seq, mr, name, sent_at, received_at, points, status, observed_at, source)
-SELECT batch_id, mobile, CAST(seq AS INTEGER), mr, NULL, NULL, NULL, NULL, status, observed_at, 'push'
+SELECT batch_id, mobile, CAST(seq AS {{integer}}), mr, NULL, NULL, NULL, NULL, status, observed_at, 'push'
 FROM (
     WITH claimed AS (
         SELECT e.event_key, e.batch_id, e.mobile, NULLIF(e.mr, '') AS mr, e.status,
@@ -102,15 +105,12 @@ FROM (
 ) winners
 """
 
-REPLIES_FROM_EVENTS = f"""
-INSERT INTO {REPLIES.name} (batch_id, mobile, reply_text, replied_at, source, event_key)
-SELECT DISTINCT e.batch_id, e.mobile, e.reply_text, COALESCE(e.reported_at, e.received_at), 'push',
-       {REPLY_EVENT_KEY_SQL.format(batch_id="e.batch_id", mobile="e.mobile",
-                                   replied_at="COALESCE(e.reported_at, e.received_at)", text="e.reply_text")}
+CLAIMED_REPLIES = f"""
+SELECT e.batch_id, e.mobile, e.reply_text, COALESCE(e.reported_at, e.received_at) AS replied_at
 FROM {PUSH_EVENTS.name} e
 JOIN {PUSH_EVENTS_MERGED.name} d ON d.event_key = e.event_key AND d.merge_id = ?
 WHERE e.status = {REPLY_STATUS} AND e.mobile IS NOT NULL
-ON CONFLICT DO NOTHING
+ORDER BY e.event_key
 """
 
 
@@ -122,24 +122,32 @@ class PushMergeResult:
     replies: int
 
 
-def merge_push_events(warehouse: Warehouse, *, now: datetime | None = None) -> PushMergeResult:
-    """Merge every push event not merged yet; safe to run at any time, and twice."""
+def merge_push_events(
+    warehouse: Warehouse, *, now: datetime | None = None, matcher: OptOutMatcher | None = None
+) -> PushMergeResult:
+    """Merge every push event not merged yet; safe to run at any time, and twice.
+
+    Reply pushes (STATUS 999) become replies keyed like polled ones (one key function,
+    :func:`~every8d.tracking.replies.reply_event_key`), and opt-out replies suppress their number.
+    """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     merge_id = uuid.uuid4().hex
     ensure_tracking_tables(warehouse)
     with warehouse.transaction():
-        claimed = warehouse.execute(CLAIM, [now, merge_id])
+        claimed = warehouse.execute(claim_sql(warehouse), [now, merge_id])
         if claimed == 0:
             return PushMergeResult(0, 0, 0, 0)
         merge.clear_staging(warehouse)
-        warehouse.execute(STAGE_STATUS_EVENTS, [merge_id])
+        warehouse.execute(STAGE_STATUS_EVENTS.format(integer=warehouse.sql.integer), [merge_id])
         counts = merge.merge_staged(warehouse, now=now)
         if counts.changed:
             merge.mark_dirty(warehouse)
         merge.clear_staging(warehouse)
-        replies = max(warehouse.execute(REPLIES_FROM_EVENTS, [merge_id]), 0)
-        if replies:
-            suppress_opt_outs(warehouse, now=now)
+        pushed = warehouse.query_arrow(CLAIMED_REPLIES, [merge_id])
+        replies = record_replies(warehouse, replies_from_columns(
+            pushed.column("batch_id").to_pylist(), pushed.column("mobile").to_pylist(),
+            pushed.column("replied_at").to_pylist(), pushed.column("reply_text").to_pylist(), source="push",
+        ), now=now, matcher=matcher)
     return PushMergeResult(max(claimed, 0), counts.history, counts.messages, replies)
 
 

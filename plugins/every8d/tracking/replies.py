@@ -9,6 +9,8 @@ put the number on the suppression list.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -23,6 +25,8 @@ from every8d.warehouse.tables import REPLIES, SUPPRESSIONS
 if TYPE_CHECKING:
     from every8d.client import Every8dClient, Reply
 
+log = logging.getLogger(__name__)
+
 #: Reply texts (trimmed, upper-cased) that mean "stop texting me".  The analytics
 #: views in every8d/tracking/sql/ list the same words.
 OPT_OUT_REASON = "opt-out reply"
@@ -31,32 +35,35 @@ OPT_OUT_REASON = "opt-out reply"
 def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str) -> str:
     """The key of a reply: ``reply:<batch>:<E.164>:<epoch seconds>:<md5 of text>``.
 
-    Push code must build the same key for a STATUS=999 push, so the reply is counted once.
+    Polled replies and STATUS=999 pushes (in the push merge) both get it here, so a reply is counted once.
     """
     seconds = int(replied_at.astimezone(timezone.utc).timestamp())
-    digest = hashlib.md5(text.encode("utf-8")).hexdigest()
+    digest = hashlib.md5((text or "").encode("utf-8")).hexdigest()
     return f"reply:{batch_id}:{mobile}:{seconds}:{digest}"
-
-
-#: The same key in SQL (DuckDB and Postgres), over columns batch_id, mobile, replied_at, reply_text.
-REPLY_EVENT_KEY_SQL = (
-    "'reply:' || {batch_id} || ':' || {mobile} || ':' || "
-    "CAST(CAST(EXTRACT(EPOCH FROM {replied_at}) AS BIGINT) AS VARCHAR) || ':' || md5(COALESCE({text}, ''))"
-)
 
 
 def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll") -> pa.Table:
     """Gateway replies as ``every8d_replies`` rows (numbers in E.164, times in UTC)."""
     rows = list(replies)
     mobiles = normalize_observed(pa.array([r.mobile for r in rows], pa.string())).to_pylist()
-    times = [r.replied_at.astimezone(timezone.utc) for r in rows]
-    texts = [r.content for r in rows]
-    keys = [reply_event_key(batch_id, m, t, x) for m, t, x in zip(mobiles, times, texts)]
+    return replies_from_columns(
+        [batch_id] * len(rows), mobiles, [r.replied_at for r in rows], [r.content for r in rows], source=source
+    )
+
+
+def replies_from_columns(
+    batch_ids: list[str], mobiles: list[str], times: list[datetime], texts: list[str | None], *, source: str
+) -> pa.Table:
+    """Replies (numbers already E.164) as ``every8d_replies`` rows, one per :func:`reply_event_key`."""
+    times = [t.astimezone(timezone.utc) for t in times]
+    keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts)]
     first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
-    mobiles, times, texts, keys = ([column[i] for i in first] for column in (mobiles, times, texts, keys))
+    batch_ids, mobiles, times, texts, keys = (
+        [column[i] for i in first] for column in (batch_ids, mobiles, times, texts, keys)
+    )
     return pa.Table.from_pydict(
         {
-            "batch_id": [batch_id] * len(keys),
+            "batch_id": batch_ids,
             "mobile": mobiles,
             "reply_text": texts,
             "replied_at": times,
@@ -77,8 +84,9 @@ def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMat
 
     Uses the same :class:`~every8d.optout.OptOutMatcher` as the push endpoint.
     Replies are few, and only distinct texts of not-yet-suppressed numbers are matched.
+    A number that is not E.164 is logged (as a count) and skipped: it must not block the merge.
     """
-    from every8d.tracking.suppressions import add_suppressions
+    from every8d.tracking.suppressions import E164_PATTERN, add_suppressions
 
     matcher = matcher or OptOutMatcher.from_env()
     candidates = warehouse.query_arrow(
@@ -87,14 +95,21 @@ def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMat
     )
     texts = candidates.column("reply_text").to_pylist()
     opted_out = [mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)]
+    e164 = re.compile(E164_PATTERN)
+    good = [mobile for mobile in opted_out if e164.match(mobile)]
+    if len(good) < len(opted_out):
+        log.warning("%d opt-out number(s) are not E.164 and were not suppressed", len(opted_out) - len(good))
+    opted_out = good
     return add_suppressions(warehouse, opted_out, OPT_OUT_REASON, "reply", now=now)
 
 
-def record_replies(warehouse: Warehouse, replies: pa.Table, *, now: datetime) -> int:
+def record_replies(
+    warehouse: Warehouse, replies: pa.Table, *, now: datetime, matcher: OptOutMatcher | None = None
+) -> int:
     """Store replies (a reply already stored is skipped) and apply opt-outs; returns new replies."""
     if replies.num_rows == 0:
         return 0
     with warehouse.transaction():
         added = warehouse.upsert(REPLIES.name, replies, REPLIES.primary_key, update_columns=[])
-        suppress_opt_outs(warehouse, now=now)
+        suppress_opt_outs(warehouse, now=now, matcher=matcher)
     return max(added, 0)

@@ -90,7 +90,7 @@ def wall_clock() -> datetime:
 
 CLOSE_SETTLED = f"""
 UPDATE {BATCHES.name}
-SET state = 'closed', closed_reason = 'all_final', closed_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
+SET state = 'closed', closed_reason = 'all_final', closed_at = CAST(? AS {{timestamp}}),
     final_count = recipients, next_poll_at = NULL
 WHERE state = 'open' AND recipients IS NOT NULL AND recipients > 0
   AND recipients <= (SELECT count(*) FROM {MESSAGES.name} m
@@ -106,7 +106,7 @@ def close_settled_batches(warehouse: Warehouse, *, now: datetime) -> int:
     """
     ensure_tracking_tables(warehouse)
     with warehouse.transaction():
-        return max(warehouse.execute(CLOSE_SETTLED, [now]), 0)
+        return max(warehouse.execute(CLOSE_SETTLED.format(timestamp=warehouse.sql.timestamp), [now]), 0)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ GROUP_STAGE_ROWS = 50_000
 def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> None:
     """Stage every spool of ``group``; on DuckDB the small ones together, as one Arrow table in one
     statement (one statement per batch cost more than the merge itself)."""
-    if warehouse.dialect != "duckdb":
+    if not warehouse.sql.scans_arrow:
         for fetched in group:
             with fetched.spool.staged(fetched.batch.batch_id, source="poll", observed_at=now) as staged:
                 warehouse.append(STATUS_STAGING.name, staged)
@@ -185,22 +185,10 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
         tables.append(table.append_column("every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows)
                                           .cast(pa.string())))
     incoming = pa.concat_tables(tables)
-    warehouse.execute_over(incoming.to_reader(), lambda source: insert + _GROUP_STAGING_SELECT.format(source=source),
-                           [now, "poll"])
-
-
-#: ``PageSpool.staging_select`` for many batches at once: the batch id is a column, ``seq`` numbers
-#: a number's messages within its batch, in listing order.
-_GROUP_STAGING_SELECT = """
-    SELECT every8d_batch_id AS batch_id,
-           mobile,
-           CAST(row_number() OVER (PARTITION BY every8d_batch_id, mobile ORDER BY ordinal) AS INTEGER) AS seq,
-           NULLIF(record_id, '') AS mr,
-           name, sent_at, received_at, points, status,
-           CAST(? AS TIMESTAMPTZ) AS observed_at,
-           CAST(? AS VARCHAR) AS source
-    FROM {source}
-"""
+    warehouse.execute_over(
+        incoming.to_reader(),
+        lambda source: insert + PageSpool.staging_select(source, batch_column="every8d_batch_id"), [now, "poll"],
+    )
 
 
 _GROUP_COUNTS = f"""

@@ -87,15 +87,19 @@ class PageSpool:
             yield pa.ipc.open_stream(source)
 
     @staticmethod
-    def staging_select(source: str) -> str:
+    def staging_select(source: str, *, batch_column: str | None = None) -> str:
         """SELECT of the spooled rows (readable as ``source`` in DuckDB) in the staging shape.
 
-        Parameters: batch id, observed time, source.
+        Parameters: batch id, observed time, source.  With ``batch_column`` the rows of many
+        batches are read at once: the batch id is that column (no parameter), ``seq`` numbers a
+        number's messages within its batch, in listing order.
         """
+        batch_id = f"{batch_column} AS batch_id" if batch_column else "CAST(? AS VARCHAR) AS batch_id"
+        partition = f"{batch_column}, mobile" if batch_column else "mobile"
         return f"""
-            SELECT CAST(? AS VARCHAR) AS batch_id,
+            SELECT {batch_id},
                    mobile,
-                   CAST(row_number() OVER (PARTITION BY mobile ORDER BY ordinal) AS INTEGER) AS seq,
+                   CAST(row_number() OVER (PARTITION BY {partition} ORDER BY ordinal) AS INTEGER) AS seq,
                    NULLIF(record_id, '') AS mr,
                    name, sent_at, received_at, points, status,
                    CAST(? AS TIMESTAMPTZ) AS observed_at,

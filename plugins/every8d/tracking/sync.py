@@ -122,7 +122,7 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
     ensure_tracking_tables(warehouse)
     rows = warehouse.query_arrow(
         f"SELECT batch_id, kind, sent_at, scheduled_at, validity_minutes FROM {BATCHES.name} "
-        "WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS TIMESTAMP WITH TIME ZONE)) "
+        f"WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
         "ORDER BY next_poll_at, batch_id LIMIT ?",
         [now, int(limit)],
     ).to_pylist()
@@ -183,7 +183,7 @@ def merge_spool(
     """One transaction: stage the spooled rows, merge them, apply the close rules, book the poll."""
     with warehouse.transaction():
         merge.clear_staging(warehouse)
-        if warehouse.dialect == "duckdb":  # the warehouse reads the spool file itself
+        if warehouse.sql.scans_arrow:  # the warehouse reads the spool file itself
             columns = ", ".join(STATUS_STAGING.schema.names)
 
             def stage(source: str) -> str:

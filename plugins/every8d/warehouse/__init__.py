@@ -5,7 +5,8 @@
 - ``None``: the ``[every8d] warehouse`` option, else the DuckDB file
   ``$AIRFLOW_HOME/every8d/every8d.duckdb``;
 - ``duckdb:///abs/path.duckdb`` or ``duckdb:///:memory:``;
-- ``airflow://<conn_id>``: the connection's common-sql hook (Postgres tested).
+- ``airflow://<conn_id>``: the connection's common-sql hook (Postgres and MySQL/MariaDB tested;
+  the engine's SQL spellings are in :mod:`every8d.warehouse.dialects`).
 
 ``[every8d] duckdb_memory_limit`` caps DuckDB's memory per connection: ``512MB`` unless set
 (DuckDB's own default, 80% of the machine, is too much for a process among Airflow's

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
-from every8d.warehouse.sqltypes import check_identifier, create_table_sql, quote, sql_type, upsert_sql
+from every8d.warehouse.dialects import Dialect, check_identifier, dialect_for
 
 #: How rows reach a table: ``append`` adds them, ``merge`` upserts on the table's key.
 WriteDisposition = Literal["append", "merge"]
@@ -86,7 +86,7 @@ class Warehouse(ABC):
     Not thread-safe: give each thread its own (``open_warehouse`` is cheap).
     Every method outside :meth:`transaction` runs in a transaction of its own.
 
-    :ivar dialect: ``duckdb``, ``postgres`` or another SQLAlchemy dialect name.
+    :ivar dialect: ``duckdb``, ``postgres``, ``mysql`` or another SQLAlchemy dialect name.
     """
 
     dialect: str
@@ -133,6 +133,20 @@ class Warehouse(ABC):
     ) -> Iterator[pa.RecordBatch]:
         """Stream a query's result as record batches (the connection stays open until exhausted)."""
 
+    @property
+    def sql(self) -> Dialect:
+        """How this warehouse's engine spells SQL (:mod:`every8d.warehouse.dialects`)."""
+        return dialect_for(self.dialect)
+
+    @abstractmethod
+    def execute_over(
+        self, reader: pa.RecordBatchReader, sql_for_source: Any, parameters: Sequence[Any] | None = None
+    ) -> int:
+        """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name.
+
+        ``sql_for_source(name)`` returns the statement; the affected row count where the driver tells it.
+        """
+
     @abstractmethod
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
         """Bulk-insert ``reader`` into existing table ``name`` (columns by name); rows written."""
@@ -152,8 +166,8 @@ class Warehouse(ABC):
         if schema:
             sql += " AND table_schema = ?"
             parameters.append(schema)
-        elif self.dialect == "postgres":
-            sql += " AND table_schema = current_schema()"
+        elif self.sql.current_schema:
+            sql += f" AND table_schema = {self.sql.current_schema}"
         result = self.query_arrow(sql + " ORDER BY ordinal_position", parameters)
         return [str(value) for value in result.column(0).to_pylist()]
 
@@ -183,16 +197,23 @@ class Warehouse(ABC):
         missing_key = set(key) - set(schema.names)
         if missing_key:
             raise ValueError(f"primary key column(s) {sorted(missing_key)} not in the schema of {name}")
+        try:
+            self._ensure_table(name, schema, key)
+        except Exception:
+            # Another process may have created it at the same moment (Postgres then fails the
+            # second CREATE ... IF NOT EXISTS): it exists now, so once more only adds columns.
+            if self._depth or not self.table_columns(name):
+                raise
+            self._ensure_table(name, schema, key)
+        ensured.add((name, schema, key))
+
+    def _ensure_table(self, name: str, schema: pa.Schema, key: tuple[str, ...]) -> None:
         with self.transaction():
-            self.execute(create_table_sql(name, schema, key, self.dialect))
+            self.execute(self.sql.create_table_sql(name, schema, key))
             existing = {column.lower() for column in self.table_columns(name)}
             for field in schema:
                 if field.name.lower() not in existing:
-                    self.execute(
-                        f"ALTER TABLE {quote(name)} ADD COLUMN "
-                        f"{quote(field.name)} {sql_type(field.type, self.dialect)}"
-                    )
-        ensured.add((name, schema, key))
+                    self.execute(self.sql.add_column_sql(name, field))
 
     def append(self, name: str, data: ArrowData) -> int:
         """Insert every row of ``data`` (a table, a batch, or an iterable of batches); rows written."""
@@ -234,7 +255,7 @@ class Warehouse(ABC):
             raise ValueError(f"upsert into {name}: update column(s) {unknown} not in the data")
 
         def statement(source: str) -> str:
-            return upsert_sql(name, columns, key, list(update_columns), only_if, source)
+            return self.sql.upsert_sql(name, columns, key, list(update_columns), only_if, source)
 
         with self.transaction():
             return self._upsert_from(name, reader, statement)

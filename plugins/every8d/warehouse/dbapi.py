@@ -1,7 +1,10 @@
-"""Any database behind an Airflow common-sql connection (Postgres tested).
+"""Any database behind an Airflow common-sql connection (Postgres and MySQL/MariaDB tested).
 
 Rows move in bulk: Postgres gets ``COPY ... FROM STDIN`` fed with CSV that
 Arrow writes column by column; other drivers get ``executemany`` in batches.
+MySQL/MariaDB sessions run in UTC with ``ANSI_QUOTES`` and ``PIPES_AS_CONCAT``,
+so the provider's SQL (double-quoted names, ``||``) means the same there; its
+aware times travel as naive UTC and come back as UTC.
 Results come back through a server-side cursor where the driver has one, and
 are turned into Arrow one column at a time.  Nothing here logs row values,
 which may be phone numbers.
@@ -13,6 +16,7 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from every8d.arrow_types import UTC_TIME
 from every8d.warehouse.base import Warehouse, translate_placeholders
-from every8d.warehouse.sqltypes import create_table_sql, quote
+from every8d.warehouse.dialects import quote
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +48,50 @@ _POSTGRES_TYPES: dict[int, pa.DataType] = {
 }
 _NUMERIC_OID = 1700
 
+# MySQL field types (mysqlclient and mysql-connector agree) -> Arrow types.  DATETIME holds UTC.
+_MYSQL_TYPES: dict[int, pa.DataType] = {
+    2: pa.int16(),
+    3: pa.int32(),
+    8: pa.int64(),
+    4: pa.float32(),
+    5: pa.float64(),
+    10: pa.date32(),
+    7: pa.timestamp("us", tz="UTC"),
+    12: pa.timestamp("us", tz="UTC"),
+    253: pa.string(),
+    254: pa.string(),
+    252: pa.string(),
+}
+_MYSQL_TINY, _MYSQL_NEWDECIMAL = 1, 246
+#: sql_mode flags every MySQL/MariaDB session gets, so the shared SQL reads the same there.
+MYSQL_SQL_MODE = "ANSI_QUOTES,PIPES_AS_CONCAT,STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION"
+
 
 def _dialect_of(hook: Any) -> str:
     name = str(getattr(hook, "dialect_name", "") or hook.get_connection(hook.get_conn_id()).conn_type)
-    return "postgres" if name.startswith("postgres") else name
+    if name.startswith("postgres"):
+        return "postgres"
+    return "mysql" if name in ("mysql", "mariadb") else name
+
+
+def _mysql_column_type(description: Sequence[Any]) -> pa.DataType | None:
+    type_code = description[1]
+    if type_code == _MYSQL_TINY:  # BOOLEAN is TINYINT(1)
+        return pa.bool_()
+    if type_code == _MYSQL_NEWDECIMAL:  # the driver gives the display length: digits, sign and point
+        length, scale = description[3] or description[2], description[5]
+        if isinstance(length, int) and isinstance(scale, int):
+            precision = length - 1 - (1 if scale else 0)
+            if 0 < precision <= 38:
+                return pa.decimal128(precision, scale)
+        return None
+    return _MYSQL_TYPES.get(type_code)
 
 
 def _column_type(description: Sequence[Any], dialect: str) -> pa.DataType | None:
     type_code = description[1]
+    if dialect == "mysql" and isinstance(type_code, int):
+        return _mysql_column_type(description)
     if dialect != "postgres" or not isinstance(type_code, int):
         return None
     if type_code == _NUMERIC_OID:
@@ -66,6 +106,8 @@ def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType 
     columns = list(zip(*rows)) if rows else [() for _ in names]
     arrays = []
     for values, arrow_type in zip(columns, types):
+        if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
+            values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
         array = pa.array(values, type=arrow_type) if arrow_type is not None or values else pa.array(values, pa.null())
         if pa.types.is_timestamp(array.type) and array.type.tz and array.type.tz != "UTC":
             array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
@@ -100,11 +142,20 @@ class DbApiWarehouse(Warehouse):
 
     def _begin(self) -> Any:
         connection = self.hook.get_conn()
-        if getattr(connection, "autocommit", False):
+        if self.dialect == "mysql":
+            self.hook.set_autocommit(connection, False)  # mysqlclient: a method, not an attribute
+        elif getattr(connection, "autocommit", False):
             connection.autocommit = False
         if self.dialect == "postgres":
             with connection.cursor() as cursor:
                 cursor.execute("SET TIME ZONE 'UTC'")
+        elif self.dialect == "mysql":
+            cursor = connection.cursor()
+            try:
+                cursor.execute(f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}', time_zone = '+00:00'")
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            finally:
+                cursor.close()
         return connection
 
     def _finish(self, connection: Any, *, commit: bool) -> None:
@@ -112,6 +163,16 @@ class DbApiWarehouse(Warehouse):
             connection.commit() if commit else connection.rollback()
         finally:
             connection.close()
+
+    def _values(self, parameters: Sequence[Any]) -> tuple:
+        """Parameters as the driver takes them: on MySQL aware times become naive UTC (no time zones)."""
+        if self.dialect != "mysql":
+            return tuple(parameters)
+        return tuple(
+            value.astimezone(timezone.utc).replace(tzinfo=None)
+            if isinstance(value, datetime) and value.tzinfo is not None else value
+            for value in parameters
+        )
 
     def _sql(self, sql: str, parameters: Sequence[Any] | None) -> str:
         if parameters is None:
@@ -127,7 +188,7 @@ class DbApiWarehouse(Warehouse):
                 if parameters is None:
                     cursor.execute(sql)
                 else:
-                    cursor.execute(self._sql(sql, parameters), tuple(parameters))
+                    cursor.execute(self._sql(sql, parameters), self._values(parameters))
                 count = cursor.rowcount
             finally:
                 cursor.close()
@@ -145,7 +206,7 @@ class DbApiWarehouse(Warehouse):
                 if parameters is None:
                     cursor.execute(sql)
                 else:
-                    cursor.execute(self._sql(sql, parameters), tuple(parameters))
+                    cursor.execute(self._sql(sql, parameters), self._values(parameters))
                 rows = cursor.fetchmany(batch_size)
                 description = cursor.description or []
                 names = [column[0] for column in description]
@@ -190,6 +251,8 @@ class DbApiWarehouse(Warehouse):
         cursor = self._active.cursor()
         try:
             for table in _chunks(reader, EXECUTEMANY_ROWS):
+                if self.dialect == "mysql":
+                    table = _naive_utc(table)
                 rows = list(zip(*(column.to_pylist() for column in table.columns)))
                 cursor.executemany(statement, rows)
                 written += len(rows)
@@ -207,18 +270,38 @@ class DbApiWarehouse(Warehouse):
             return self._executemany(name, reader)
 
     def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]) -> int:
+        return self.execute_over(reader, sql_for_source)
+
+    def execute_over(
+        self, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str],
+        parameters: Sequence[Any] | None = None,
+    ) -> int:
+        """Copy ``reader`` into a temporary table, run the statement over it, drop the table."""
         staging = f"every8d_incoming_{uuid.uuid4().hex[:12]}"
-        ddl = create_table_sql(staging, reader.schema, (), self.dialect, temporary=True)
+        ddl = self.sql.create_table_sql(staging, reader.schema, (), temporary=True)
         with self.transaction():
             self.execute(ddl)
             try:
                 self._load(staging, reader)
-                return self.execute(sql_for_source(staging))
+                statements = sql_for_source(staging)
+                if isinstance(statements, str):
+                    return self.execute(statements, parameters)
+                counts = [self.execute(statement, parameters) for statement in statements]
+                return -1 if -1 in counts else sum(counts)
             finally:
-                self.execute(f"DROP TABLE IF EXISTS {staging}")
+                self.execute(self.sql.drop_temporary_sql(staging))
 
     def close(self) -> None:
         """Nothing is held between operations."""
+
+
+def _naive_utc(table: pa.Table) -> pa.Table:
+    """``table`` with its aware timestamp columns as naive UTC (for drivers without time zones)."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz:
+            naive = pa.field(field.name, pa.timestamp(field.type.unit), field.nullable)
+            table = table.set_column(index, naive, table.column(index).cast(pa.timestamp(field.type.unit)))
+    return table
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:

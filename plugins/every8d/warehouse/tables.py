@@ -166,6 +166,18 @@ PUSH_EVENTS_MERGED = TableSpec(
     ("event_key",),
 )
 
+#: How far the flush got in each push journal (by the journal's own id): moved in the same
+#: transaction as the events it covers, so concurrent flushers never split or double a journal.
+PUSH_FLUSH_STATE = TableSpec(
+    "every8d_push_flush_state",
+    pa.schema([
+        _field("journal_id", pa.string(), False),
+        _field("flushed_seq", pa.int64(), False),
+        _field("flushed_at", UTC_TIME),
+    ]),
+    ("journal_id",),
+)
+
 REPLIES = TableSpec(
     "every8d_replies",
     pa.schema([
@@ -222,7 +234,7 @@ PARQUET_DIRTY = TableSpec(
 )
 
 TRACKING_TABLES = (
-    BATCHES, MESSAGES, STATUS_HISTORY, STATUS_CODES, PUSH_EVENTS, PUSH_EVENTS_MERGED, REPLIES,
+    BATCHES, MESSAGES, STATUS_HISTORY, STATUS_CODES, PUSH_EVENTS, PUSH_EVENTS_MERGED, PUSH_FLUSH_STATE, REPLIES,
     SUPPRESSIONS, STATUS_STAGING, PARQUET_DIRTY,
 )
 
