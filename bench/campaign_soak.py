@@ -70,20 +70,37 @@ def child(target: str, audience: str, campaign_id: str, settings: str) -> int:
     if spec_config.get("schedule_at"):
         spec_config["schedule_at"] = datetime.fromisoformat(spec_config["schedule_at"])
     message = spec_config.pop("message")
-    spec = CampaignSpec(kind="sms", message=message, columns=ColumnMap(
-        mobile="mobile", name="name", template="tier" if isinstance(message, dict) else None),
-        apply_suppressions=False, **spec_config)
+    spec = CampaignSpec(
+        kind="sms",
+        message=message,
+        columns=ColumnMap(
+            mobile="mobile", name="name", template="tier" if isinstance(message, dict) else None
+        ),
+        apply_suppressions=False,
+        **spec_config,
+    )
     hook = Every8dHook(**HOOK)
     warehouse = open_warehouse(target)
     try:
-        summary = CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse,
-                              options=RunOptions(**OPTIONS)).run(audience)
+        summary = CampaignRun(
+            spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse, options=RunOptions(**OPTIONS)
+        ).run(audience)
         print(json.dumps({"ok": True, "summary": summary}, default=str), flush=True)
         return 0
     except (CampaignError, Every8dError) as error:
         retry = bool(getattr(error, "retry_safe", False))
-        print(json.dumps({"ok": False, "error": type(error).__name__, "retry": retry,
-                          "summary": getattr(error, "summary", {})}, default=str), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ok": False,
+                    "error": type(error).__name__,
+                    "retry": retry,
+                    "summary": getattr(error, "summary", {}),
+                },
+                default=str,
+            ),
+            flush=True,
+        )
         return 3 if retry else 4
     finally:
         hook.close()
@@ -100,8 +117,15 @@ def write_audience(path: Path, rng: random.Random, index: int) -> tuple[int, obj
     n = rng.randrange(60, 360)
     base = 10_000_000 + index * 1_000
     mixed = rng.random() < 0.5
-    rows = [{"mobile": f"09{base + i:08d}", "name": f"Customer {i}", "amount": rng.randrange(100, 9_999),
-             "tier": rng.choice(list(TEMPLATES)) if mixed else "promo"} for i in range(n)]
+    rows = [
+        {
+            "mobile": f"09{base + i:08d}",
+            "name": f"Customer {i}",
+            "amount": rng.randrange(100, 9_999),
+            "tier": rng.choice(list(TEMPLATES)) if mixed else "promo",
+        }
+        for i in range(n)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path)
     return n, (TEMPLATES if mixed else TEMPLATES["promo"])
 
@@ -109,10 +133,18 @@ def write_audience(path: Path, rng: random.Random, index: int) -> tuple[int, obj
 def random_faults(rng: random.Random) -> list[tuple[str, str, dict]]:
     """A few faults on the endpoints a campaign touches; none that a correct client cannot survive."""
     kinds = [
-        ("drop", {}), ("reset", {}), ("reset_after", {}), ("http500", {}), ("http503", {"retry_after": 1}),
-        ("garbage", {}), ("empty", {}), ("html", {}), ("cut", {"at": -8}),
+        ("drop", {}),
+        ("reset", {}),
+        ("reset_after", {}),
+        ("http500", {}),
+        ("http503", {"retry_after": 1}),
+        ("garbage", {}),
+        ("empty", {}),
+        ("html", {}),
+        ("cut", {"at": -8}),
         ("slow", {"delay": round(rng.uniform(1.2, 2.0), 2), "execute": False}),  # runs after the read timeout
-        ("slow", {"delay": 0.4, "execute": True}), ("error", {"code": -99}),
+        ("slow", {"delay": 0.4, "execute": True}),
+        ("error", {"code": -99}),
     ]
     faults = []
     for _ in range(rng.randrange(0, 5)):
@@ -124,10 +156,15 @@ def random_faults(rng: random.Random) -> list[tuple[str, str, dict]]:
     return faults
 
 
-def start_runner(target: str, audience: Path, campaign_id: str, settings: dict, env: dict) -> subprocess.Popen:
+def start_runner(
+    target: str, audience: Path, campaign_id: str, settings: dict, env: dict
+) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, __file__, "--child", target, str(audience), campaign_id, json.dumps(settings)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -172,7 +209,8 @@ def check(sandbox, warehouse, campaign_id: str) -> dict:
     from campaign_checks import awaiting_recipients, recorded_batches
 
     ledger = warehouse.query_arrow(
-        "SELECT mobile, text, state, batch_id FROM every8d_send_ledger WHERE campaign_id = ?", [campaign_id])
+        "SELECT mobile, text, state, batch_id FROM every8d_send_ledger WHERE campaign_id = ?", [campaign_id]
+    )
     messages = sandbox.messages()
     pairs = Counter((m["mobile"], m["text"]) for m in messages)
     rows = ledger.to_pylist()
@@ -180,7 +218,8 @@ def check(sandbox, warehouse, campaign_id: str) -> dict:
     issued = {b["batch_id"] for b in sandbox.batches()}
     unrecorded = issued - recorded_batches(warehouse, campaign_id)
     explained = awaiting_recipients(warehouse, campaign_id) | {
-        (r["mobile"], r["text"]) for r in rows if r["state"] == "needs_review"}
+        (r["mobile"], r["text"]) for r in rows if r["state"] == "needs_review"
+    }
     held: dict = {}
     for m in messages:
         held.setdefault(m["batch_id"], set()).add((m["mobile"], m["text"]))
@@ -189,7 +228,9 @@ def check(sandbox, warehouse, campaign_id: str) -> dict:
         "unrecorded": len(unrecorded - unadopted),
         "unadopted": len(unadopted),
         "duplicates": sum(n - 1 for n in pairs.values() if n > 1),
-        "lost": sum(1 for r in rows if r["state"] != "needs_review" and (r["mobile"], r["text"]) not in pairs),
+        "lost": sum(
+            1 for r in rows if r["state"] != "needs_review" and (r["mobile"], r["text"]) not in pairs
+        ),
         "open": sum(1 for r in rows if r["state"] not in FINAL),
         "unknown": sum(1 for p in pairs if p not in planned)
         + len({r["batch_id"] for r in rows if r["batch_id"]} - issued),
@@ -211,9 +252,14 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
     with SandboxServer(frozen_clock=True, prefix="/soak") as server:
         sandbox = server.client()
         pushes = PushCapture(sandbox, work / "push-journal.sqlite3")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]),
-               "AIRFLOW_HOME": str(work / "airflow"), "AIRFLOW_CONN_EVERY8D_DEFAULT": json.dumps(
-                   {"conn_type": "every8d", "host": server.base_url, "login": "demo", "password": "secret"})}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]),
+            "AIRFLOW_HOME": str(work / "airflow"),
+            "AIRFLOW_CONN_EVERY8D_DEFAULT": json.dumps(
+                {"conn_type": "every8d", "host": server.base_url, "login": "demo", "password": "secret"}
+            ),
+        }
         warehouse = open_warehouse(target)
         for index in range(campaigns):
             sandbox.reset()
@@ -228,13 +274,17 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
                 spec["schedule_at"] = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
             elif roll < 0.2:
                 taipei = datetime.now(timezone(timedelta(hours=8)))
-                spec["quiet_hours"] = f"{taipei - timedelta(hours=1):%H:%M}-{taipei + timedelta(hours=2):%H:%M}"
+                spec["quiet_hours"] = (
+                    f"{taipei - timedelta(hours=1):%H:%M}-{taipei + timedelta(hours=2):%H:%M}"
+                )
             for endpoint, kind, options in random_faults(rng):
                 sandbox.inject_fault(endpoint, kind, **options)
                 figures["faults"] += 1
             settings = {"spec": spec}
-            processes = [start_runner(target, audience, campaign_id, settings, env)
-                         for _ in range(rng.choice([2, 2, 3]))]
+            processes = [
+                start_runner(target, audience, campaign_id, settings, env)
+                for _ in range(rng.choice([2, 2, 3]))
+            ]
             time.sleep(rng.uniform(0, 0.3))
             harass(processes, rng, figures)
             outcome = None
@@ -253,8 +303,16 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
             figures["adopted"] += adoption["adopted"]
             figures["ambiguous"] += adoption["ambiguous"]
             result = check(sandbox, warehouse, campaign_id)
-            for key in ("duplicates", "lost", "open", "unknown", "unrecorded", "unadopted", "needs_review",
-                        "recipients"):
+            for key in (
+                "duplicates",
+                "lost",
+                "open",
+                "unknown",
+                "unrecorded",
+                "unadopted",
+                "needs_review",
+                "recipients",
+            ):
                 figures[key] += result[key]
             figures["campaigns"] += 1
             status = "done" if outcome and outcome["ok"] else (outcome or {}).get("error", "unfinished")
@@ -264,14 +322,28 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
             print(json.dumps({"campaign": campaign_id, "end": status, **result}), file=sys.stderr, flush=True)
         warehouse.close()
         pushes.close()
-    out = {"bench": "campaign_soak", "seed": seed, "campaigns": figures["campaigns"], "faults": figures["faults"],
-           "kills": figures["kills"], "freezes": figures["freezes"], "retries": figures["retries"],
-           "recipients": figures["recipients"], "duplicates": figures["duplicates"], "lost": figures["lost"],
-           "open": figures["open"], "unknown": figures["unknown"], "unrecorded": figures["unrecorded"],
-           "adopted": figures["adopted"], "ambiguous": figures["ambiguous"], "unadopted": figures["unadopted"],
-           "needs_review": figures["needs_review"],
-           "ended": {k[6:]: v for k, v in sorted(figures.items()) if k.startswith("ended_")},
-           "broken": broken[:10], "seconds": round(time.monotonic() - started, 1)}
+    out = {
+        "bench": "campaign_soak",
+        "seed": seed,
+        "campaigns": figures["campaigns"],
+        "faults": figures["faults"],
+        "kills": figures["kills"],
+        "freezes": figures["freezes"],
+        "retries": figures["retries"],
+        "recipients": figures["recipients"],
+        "duplicates": figures["duplicates"],
+        "lost": figures["lost"],
+        "open": figures["open"],
+        "unknown": figures["unknown"],
+        "unrecorded": figures["unrecorded"],
+        "adopted": figures["adopted"],
+        "ambiguous": figures["ambiguous"],
+        "unadopted": figures["unadopted"],
+        "needs_review": figures["needs_review"],
+        "ended": {k[6:]: v for k, v in sorted(figures.items()) if k.startswith("ended_")},
+        "broken": broken[:10],
+        "seconds": round(time.monotonic() - started, 1),
+    }
     return out
 
 

@@ -31,14 +31,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 1.5
 
-EMPTY_DAG = '''
+EMPTY_DAG = """
 from airflow.sdk import DAG
 
 with DAG(dag_id="empty", schedule=None):
     pass
-'''
+"""
 
-PARSE_ONE = r'''
+PARSE_ONE = r"""
 import sys, time, warnings
 warnings.simplefilter("ignore")
 from airflow.dag_processing.dagbag import DagBag
@@ -51,7 +51,7 @@ if bag.import_errors:
 heavy = [m for m in ("pandas", "pyarrow", "duckdb", "requests", "matplotlib", "phonenumbers", "numpy")
          if m in sys.modules]
 print(elapsed, ",".join(heavy))
-'''
+"""
 
 
 def measure(path: Path, runs: int, env: dict[str, str]) -> tuple[float, float, list[str]]:
@@ -82,7 +82,9 @@ def main() -> None:
 
     home = tempfile.mkdtemp(prefix="every8d-dag-parse-")
     env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+    )
 
     files = sorted(args.dags.glob("*.py"))
     with tempfile.TemporaryDirectory() as scratch:
@@ -95,21 +97,27 @@ def main() -> None:
     results = {path.name: measure(path, runs, env) for path in files}
     print(f"{'file':<34} {'cold ms':>9} {'ratio':>6} {'parse ms':>9}  heavy imports")
     for name, (cold, warm, heavy) in results.items():
-        print(f"{name:<34} {cold * 1000:9.0f} {cold / empty_cold:6.2f} {warm * 1000:9.1f}  {', '.join(heavy) or '-'}")
+        print(
+            f"{name:<34} {cold * 1000:9.0f} {cold / empty_cold:6.2f} {warm * 1000:9.1f}  {', '.join(heavy) or '-'}"
+        )
     print(f"{'(empty DAG)':<34} {empty_cold * 1000:9.0f} {1:6.2f} {empty_warm * 1000:9.1f}")
 
     ratio = max((cold for cold, _, _ in results.values()), default=empty_cold) / empty_cold
     print(f"slowest cold parse / empty DAG = {ratio:.2f} (goal <= {GOAL_RATIO})")
-    print(json.dumps({
-        "bench": "dag_parse",
-        "ratio": round(ratio, 3),
-        "empty_seconds": round(empty_cold, 4),
-        "files": {name: round(cold, 4) for name, (cold, _, _) in results.items()},
-        "parse_seconds": {name: round(warm, 5) for name, (_, warm, _) in results.items()},
-        "heavy_imports": {name: heavy for name, (_, _, heavy) in results.items() if heavy},
-        "empty_parse_seconds": round(empty_warm, 5),
-        "runs": runs,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "dag_parse",
+                "ratio": round(ratio, 3),
+                "empty_seconds": round(empty_cold, 4),
+                "files": {name: round(cold, 4) for name, (cold, _, _) in results.items()},
+                "parse_seconds": {name: round(warm, 5) for name, (_, warm, _) in results.items()},
+                "heavy_imports": {name: heavy for name, (_, _, heavy) in results.items() if heavy},
+                "empty_parse_seconds": round(empty_warm, 5),
+                "runs": runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,6 @@ DUCKDB_MEMORY_LIMIT = "96MB"
 ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 
 
-
 # -- the two pipelines, each run in a child process ------------------------------------------------
 
 
@@ -73,23 +72,47 @@ def run_project(work: Path, batch_id: str, concurrency: int) -> dict:
     sent_at = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
     warehouse = open_warehouse(f"duckdb://{work / 'bench.duckdb'}")
     ensure_tracking_tables(warehouse)
-    register_batches(warehouse, [{"batch_id": batch_id, "campaign_id": "bench", "kind": "sms", "sent_at": sent_at,
-                                  "scheduled_at": None, "recipients": None, "points": None,
-                                  "validity_minutes": 1440}])
+    register_batches(
+        warehouse,
+        [
+            {
+                "batch_id": batch_id,
+                "campaign_id": "bench",
+                "kind": "sms",
+                "sent_at": sent_at,
+                "scheduled_at": None,
+                "recipients": None,
+                "points": None,
+                "validity_minutes": 1440,
+            }
+        ],
+    )
     hook = Every8dHook(pool_size=concurrency)
     baseline = rss_mb()
     started = time.perf_counter()
-    result = sync_batch(warehouse, hook, DueBatch(batch_id, "sms", sent_at, None, 1440),
-                        now=sent_at + timedelta(hours=1),
-                        options=SyncOptions(page_concurrency=concurrency, poll_replies=False, spool_dir=work))
+    result = sync_batch(
+        warehouse,
+        hook,
+        DueBatch(batch_id, "sms", sent_at, None, 1440),
+        now=sent_at + timedelta(hours=1),
+        options=SyncOptions(page_concurrency=concurrency, poll_replies=False, spool_dir=work),
+    )
     synced = time.perf_counter() - started
     exported = ParquetExporter(work / "parquet").export(warehouse)
     seconds = time.perf_counter() - started
     hook.close()
     rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()
-    return {"rows": rows, "pages": result.pages, "seconds": seconds, "sync_seconds": synced,
-            "fetch_seconds": result.fetch_seconds, "merge_seconds": result.merge_seconds,
-            "parquet_rows": exported.rows, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
+    return {
+        "rows": rows,
+        "pages": result.pages,
+        "seconds": seconds,
+        "sync_seconds": synced,
+        "fetch_seconds": result.fetch_seconds,
+        "merge_seconds": result.merge_seconds,
+        "parquet_rows": exported.rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+    }
 
 
 def run_floor(project_work: Path, work: Path) -> dict:
@@ -101,8 +124,10 @@ def run_floor(project_work: Path, work: Path) -> dict:
 
     memory_limit = os.environ.get(ENV_MEMORY_LIMIT) or DUCKDB_MEMORY_LIMIT
     with duckdb.connect(str(project_work / "bench.duckdb"), read_only=True) as source:
-        tables = {name: source.sql(f"SELECT * FROM {name}").to_arrow_table()
-                  for name in ("every8d_messages", "every8d_status_history")}
+        tables = {
+            name: source.sql(f"SELECT * FROM {name}").to_arrow_table()
+            for name in ("every8d_messages", "every8d_status_history")
+        }
     started = time.perf_counter()
     with duckdb.connect(str(work / "floor.duckdb"), config={"memory_limit": memory_limit}) as target:
         target.execute("SET preserve_insertion_order = false")
@@ -114,7 +139,11 @@ def run_floor(project_work: Path, work: Path) -> dict:
     for name, table in tables.items():
         pq.write_table(table, work / f"{name}.parquet", compression="snappy", row_group_size=65_536)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "duckdb_seconds": stored - started, "parquet_seconds": seconds - (stored - started)}
+    return {
+        "seconds": seconds,
+        "duckdb_seconds": stored - started,
+        "parquet_seconds": seconds - (stored - started),
+    }
 
 
 def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_id: str, pages: int) -> dict:
@@ -134,14 +163,19 @@ def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_id: str, page
         answer.raise_for_status()
         http += time.perf_counter() - asked
         frame = pd.read_csv(
-            io.StringIO(answer.text), sep="\t", skiprows=1, header=None,
+            io.StringIO(answer.text),
+            sep="\t",
+            skiprows=1,
+            header=None,
             names=["name", "mobile", "sent_at", "points", "status", "received_at"],
-            dtype={"name": str, "mobile": str, "sent_at": str, "received_at": str}, keep_default_na=False,
+            dtype={"name": str, "mobile": str, "sent_at": str, "received_at": str},
+            keep_default_na=False,
         )
         for column in ("sent_at", "received_at"):
             frame[column] = (
                 pd.to_datetime(frame[column], format="%Y/%m/%d %H:%M:%S", errors="coerce")
-                .dt.tz_localize("Asia/Taipei").dt.tz_convert("UTC")
+                .dt.tz_localize("Asia/Taipei")
+                .dt.tz_convert("UTC")
             )
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
@@ -164,13 +198,20 @@ def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_id: str, page
         con.execute(
             "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, name, sent_at, received_at, points, status, "
             f"status_group, is_final, first_seen_at, updated_at, source) SELECT batch_id, mobile, seq, 'sms', name, "
-            f"sent_at, received_at, points, status, {group}, TRUE, now(), now(), 'poll' FROM incoming")
+            f"sent_at, received_at, points, status, {group}, TRUE, now(), now(), 'poll' FROM incoming"
+        )
         con.execute(
             "INSERT INTO every8d_status_history (batch_id, mobile, seq, status, status_group, is_final, source, "
-            f"observed_at) SELECT batch_id, mobile, seq, status, {group}, TRUE, 'poll', now() FROM incoming")
+            f"observed_at) SELECT batch_id, mobile, seq, status, {group}, TRUE, 'poll', now() FROM incoming"
+        )
     same_sinks = seconds + time.perf_counter() - inserting
-    return {"rows": len(table), "seconds": seconds, "same_sinks_seconds": same_sinks, "http_seconds": http,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "rows": len(table),
+        "seconds": seconds,
+        "same_sinks_seconds": same_sinks,
+        "http_seconds": http,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 # -- the parent: sandbox, batch, warm-up, children ---------------------------------------------------------
@@ -181,7 +222,8 @@ def make_batch(sandbox, rows: int) -> str:
     destinations = ",".join(f"09{index:08d}" for index in range(rows))
     answer = requests.post(
         sandbox.url("sendSMS"),
-        data={"UID": sandbox.uid, "PWD": sandbox.pwd, "MSG": "bench", "DEST": destinations}, timeout=600,
+        data={"UID": sandbox.uid, "PWD": sandbox.pwd, "MSG": "bench", "DEST": destinations},
+        timeout=600,
     )
     answer.raise_for_status()
     return answer.text.strip().split(",")[4]
@@ -194,8 +236,11 @@ def warm_up(sandbox, batch_id: str, pages: int) -> float:
     url = sandbox.url("getDeliveryStatus")
 
     def read(number: int) -> int:
-        answer = session.post(url, data={"UID": sandbox.uid, "PWD": sandbox.pwd, "BID": batch_id,
-                                         "PNO": str(number)}, timeout=60)
+        answer = session.post(
+            url,
+            data={"UID": sandbox.uid, "PWD": sandbox.pwd, "BID": batch_id, "PNO": str(number)},
+            timeout=60,
+        )
         answer.raise_for_status()
         return len(answer.content)
 
@@ -207,8 +252,13 @@ def warm_up(sandbox, batch_id: str, pages: int) -> float:
 
 def child(arguments: list[str], env: dict[str, str]) -> dict:
     command = [sys.executable, __file__, *arguments]
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **env})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **env},
+    )
     if done.returncode != 0:
         raise SystemExit(f"{arguments[1]} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -243,9 +293,10 @@ def main() -> None:
 
     memory_limit = os.environ.get(ENV_MEMORY_LIMIT) or DUCKDB_MEMORY_LIMIT
 
-    with tempfile.TemporaryDirectory(prefix="every8d-bench-ingest-") as folder, SandboxServer(
-        frozen_clock=True, record=False, credit=rows * 2
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="every8d-bench-ingest-") as folder,
+        SandboxServer(frozen_clock=True, record=False, credit=rows * 2) as server,
+    ):
         base = Path(folder)
         project_dir, naive_dir, floor_dir = base / "project", base / "naive", base / "floor"
         for path in (project_dir, naive_dir, floor_dir):
@@ -267,10 +318,14 @@ def main() -> None:
             ["--phase", "naive", "--work", str(naive_dir), *common, "--base-url", server.base_url],
             {"EVERY8D_BENCH_UID": sandbox.uid, "EVERY8D_BENCH_PWD": sandbox.pwd},
         )
-        floor = child(["--phase", "floor", "--work", str(floor_dir), "--project-work", str(project_dir), *common],
-                      {ENV_MEMORY_LIMIT: memory_limit})
+        floor = child(
+            ["--phase", "floor", "--work", str(floor_dir), "--project-work", str(project_dir), *common],
+            {ENV_MEMORY_LIMIT: memory_limit},
+        )
         if project["rows"] != rows or naive["rows"] != rows:
-            raise SystemExit(f"row counts differ: project {project['rows']}, naive {naive['rows']}, want {rows}")
+            raise SystemExit(
+                f"row counts differ: project {project['rows']}, naive {naive['rows']}, want {rows}"
+            )
 
     print(
         f"project: {project['seconds']:.2f}s = {project['sync_seconds']:.2f}s sync ({project['fetch_seconds']:.2f}s "
@@ -288,8 +343,11 @@ def main() -> None:
     )
     speedup = naive["seconds"] / project["seconds"]
     met = speedup >= 5 and project["peak_rss_mb"] <= 300
-    print(f"issue 4 goal (speedup >= 5, peak RSS <= 300 MB): speedup {speedup:.2f}, peak RSS "
-          f"{project['peak_rss_mb']:.0f} MB: {'met' if met else 'NOT met'}", file=sys.stderr)
+    print(
+        f"issue 4 goal (speedup >= 5, peak RSS <= 300 MB): speedup {speedup:.2f}, peak RSS "
+        f"{project['peak_rss_mb']:.0f} MB: {'met' if met else 'NOT met'}",
+        file=sys.stderr,
+    )
     result = {
         "bench": "ingest",
         "rows": rows,

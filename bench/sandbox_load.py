@@ -67,8 +67,13 @@ def measure(url: str, endpoint: str, requests: int, processes: int, threads: int
         seconds = time.perf_counter() - start
     ok = sum(r[0] for r in results)
     failed = sum(r[1] for r in results)
-    return {"endpoint": endpoint, "requests": ok + failed, "failed": failed, "seconds": round(seconds, 3),
-            "requests_per_s": round((ok + failed) / seconds)}
+    return {
+        "endpoint": endpoint,
+        "requests": ok + failed,
+        "failed": failed,
+        "seconds": round(seconds, 3),
+        "requests_per_s": round((ok + failed) / seconds),
+    }
 
 
 def main() -> None:

@@ -47,18 +47,27 @@ def write_audience(path: Path, rows: int) -> None:
     import pyarrow.parquet as pq
 
     step = 100_000
-    schema = pa.schema([("mobile", pa.string()), ("name", pa.string()), ("order", pa.string()), ("code", pa.string())])
+    schema = pa.schema(
+        [("mobile", pa.string()), ("name", pa.string()), ("order", pa.string()), ("code", pa.string())]
+    )
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, rows, step):
             ids = pa.array(range(start, min(start + step, rows)), pa.int64())
             text = pc.cast(ids, pa.string())
             padded = pc.utf8_lpad(text, 8, "0")
-            writer.write_table(pa.table({
-                "mobile": pc.binary_join_element_wise("09", pc.utf8_lpad(pc.cast(pc.add(ids, 10_000_000), pa.string()), 8, "0"), ""),
-                "name": pc.binary_join_element_wise("Customer ", text, ""),
-                "order": pc.binary_join_element_wise("A", padded, ""),
-                "code": pc.utf8_slice_codeunits(pc.binary_join_element_wise(padded, "XK", ""), 3, 9),
-            }, schema=schema))
+            writer.write_table(
+                pa.table(
+                    {
+                        "mobile": pc.binary_join_element_wise(
+                            "09", pc.utf8_lpad(pc.cast(pc.add(ids, 10_000_000), pa.string()), 8, "0"), ""
+                        ),
+                        "name": pc.binary_join_element_wise("Customer ", text, ""),
+                        "order": pc.binary_join_element_wise("A", padded, ""),
+                        "code": pc.utf8_slice_codeunits(pc.binary_join_element_wise(padded, "XK", ""), 3, 9),
+                    },
+                    schema=schema,
+                )
+            )
 
 
 # -- children -----------------------------------------------------------------------------------------
@@ -75,12 +84,18 @@ def child_project(base_url: str, audience: str, work: str, dry_run: bool) -> dic
     from every8d.hooks.every8d import Every8dHook
     from every8d.warehouse import open_warehouse
 
-    spec = CampaignSpec(kind="sms", message=MESSAGE, columns=ColumnMap(mobile="mobile", name="name"),
-                        apply_suppressions=False)
+    spec = CampaignSpec(
+        kind="sms", message=MESSAGE, columns=ColumnMap(mobile="mobile", name="name"), apply_suppressions=False
+    )
     warehouse = open_warehouse(f"duckdb://{work}/bench.duckdb")
     started = time.perf_counter()
-    summary = CampaignRun(spec, campaign_id="bench", hook=Every8dHook(), warehouse=warehouse,
-                          options=RunOptions(dry_run=dry_run, check_credit=not dry_run)).run(audience)
+    summary = CampaignRun(
+        spec,
+        campaign_id="bench",
+        hook=Every8dHook(),
+        warehouse=warehouse,
+        options=RunOptions(dry_run=dry_run, check_credit=not dry_run),
+    ).run(audience)
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "summary": summary, "peak_rss_mb": peak_rss_mb()}
 
@@ -104,7 +119,12 @@ def child_naive(base_url: str, audience: str, sample: int) -> dict:
         answer = session.post(url, data=body, timeout=30)
         failures += answer.status_code != 200 or answer.text.startswith("-")
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 3), "rows": len(rows), "failures": failures, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": round(seconds, 3),
+        "rows": len(rows),
+        "failures": failures,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -140,8 +160,10 @@ def main() -> None:
 
     from every8d.sandbox import SandboxServer
 
-    with tempfile.TemporaryDirectory(prefix="every8d-bench-send-") as tmp, \
-            SandboxServer(record=False, credit=10**9) as sandbox:
+    with (
+        tempfile.TemporaryDirectory(prefix="every8d-bench-send-") as tmp,
+        SandboxServer(record=False, credit=10**9) as sandbox,
+    ):
         tmp_path = Path(tmp)
         audience = tmp_path / "audience.parquet"
         write_audience(audience, recipients)
@@ -151,21 +173,29 @@ def main() -> None:
         project = run_child("project", sandbox.base_url, str(audience), str(tmp_path / "project"), "send")
         summary = project["summary"]
         assert summary["sent"] == recipients, summary
-        print(f"project: {project['seconds']}s, {summary['calls']} HTTP calls, peak RSS {project['peak_rss_mb']} MB",
-              flush=True)
+        print(
+            f"project: {project['seconds']}s, {summary['calls']} HTTP calls, peak RSS {project['peak_rss_mb']} MB",
+            flush=True,
+        )
 
         naive = run_child("naive", sandbox.base_url, str(audience), str(sample))
         assert naive["failures"] == 0, naive
         naive_seconds = naive["seconds"] * recipients / naive["rows"]
-        print(f"naive: {naive['rows']:,} rows in {naive['seconds']}s, extrapolated to {recipients:,}: "
-              f"{naive_seconds:.1f}s ({recipients:,} calls)", flush=True)
+        print(
+            f"naive: {naive['rows']:,} rows in {naive['seconds']}s, extrapolated to {recipients:,}: "
+            f"{naive_seconds:.1f}s ({recipients:,} calls)",
+            flush=True,
+        )
 
         big = tmp_path / "big.parquet"
         write_audience(big, plan_rows)
         (tmp_path / "plan").mkdir()
         plan = run_child("project", sandbox.base_url, str(big), str(tmp_path / "plan"), "dry")
-        print(f"dry run of a {plan_rows:,}-row Parquet audience: {plan['seconds']}s, "
-              f"peak RSS {plan['peak_rss_mb']} MB", flush=True)
+        print(
+            f"dry run of a {plan_rows:,}-row Parquet audience: {plan['seconds']}s, "
+            f"peak RSS {plan['peak_rss_mb']} MB",
+            flush=True,
+        )
 
     figures = {
         "bench": "send",

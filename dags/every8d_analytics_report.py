@@ -24,10 +24,18 @@ from airflow.sdk import Param, dag, task
     tags=["every8d"],
     doc_md=__doc__,
     params={
-        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default [every8d] warehouse"),
-        "report_dir": Param(None, type=["null", "string"], description="output folder; default [every8d] report_dir"),
-        "timezone": Param("Asia/Taipei", type="string", enum=["UTC", "Asia/Taipei"],
-                          description="the zone the report shows times in"),
+        "warehouse": Param(
+            None, type=["null", "string"], description="warehouse target; default [every8d] warehouse"
+        ),
+        "report_dir": Param(
+            None, type=["null", "string"], description="output folder; default [every8d] report_dir"
+        ),
+        "timezone": Param(
+            "Asia/Taipei",
+            type="string",
+            enum=["UTC", "Asia/Taipei"],
+            description="the zone the report shows times in",
+        ),
     },
 )
 def every8d_analytics_report():
@@ -50,8 +58,11 @@ def every8d_analytics_report():
 
         out_dir = (params or {}).get("report_dir")
         with warehouse_from(params) as warehouse:
-            report = build_report(warehouse, Path(out_dir) if out_dir else None,
-                                  timezone=(params or {}).get("timezone") or "UTC")
+            report = build_report(
+                warehouse,
+                Path(out_dir) if out_dir else None,
+                timezone=(params or {}).get("timezone") or "UTC",
+            )
         return {"index": str(report.index), "campaigns": report.campaigns, "charts": report.charts}
 
     write_report(refresh_views())

@@ -43,36 +43,82 @@ PARAMS = {
         "run on the SQL connection below. Needs a `mobile` column; `name` and any template field are optional.",
     ),
     "sql_conn_id": Param(
-        None, type=["null", "string"], pattern=r"^[A-Za-z0-9_.-]+$", title="SQL connection",
+        None,
+        type=["null", "string"],
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        title="SQL connection",
         description="Connection id the audience query runs on (only for a SQL audience).",
     ),
     "message": Param(
         "$name 您好，您的$tier會員點數為 $points 點，本週兌換享 9 折！",
-        type="string", minLength=1, maxLength=2000, title="Message template",
+        type="string",
+        minLength=1,
+        maxLength=2000,
+        title="Message template",
         description="`$column` or `${column}` is replaced by the audience's column; `$$` is a dollar sign.",
     ),
-    "subject": Param(None, type=["null", "string"], maxLength=95, title="Subject",
-                     description="A note for the account's records (MMS: at most 15 characters, 95 if ASCII)."),
+    "subject": Param(
+        None,
+        type=["null", "string"],
+        maxLength=95,
+        title="Subject",
+        description="A note for the account's records (MMS: at most 15 characters, 95 if ASCII).",
+    ),
     "kind": Param("sms", type="string", enum=["sms", "mms"], title="Kind"),
-    "mms_image": Param(None, type=["null", "string"], pattern=r"^\S+\.(?:[Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff])$",
-                       title="MMS image", description="A jpg, png or gif path or URL (MMS only, at most 300 KB)."),
-    "send_at": Param(None, type=["null", "string"], pattern=ISO_DATETIME_WITH_ZONE, title="Send at",
-                     description="Empty sends now; otherwise an ISO 8601 time with its offset, "
-                     "e.g. 2026-12-01T09:30:00+08:00 (the gateway schedules in Asia/Taipei time)."),
-    "max_points": Param(5000, type=["null", "number"], minimum=1, title="Budget cap (points)",
-                        description="The run fails before the first send when the estimate exceeds it."),
-    "allow_international": Param(False, type="boolean", title="Allow international numbers",
-                                 description="Non-+886 numbers cost 3x and must be enabled on the account."),
-    "chunk_size": Param(500, type="integer", minimum=1, maximum=10000, title="Recipients per call",
-                        description="Numbers per send call (the vendor suggests 500-2000 for personalized sends); "
-                        "a fully personalized audience goes out in about recipients / this many batches."),
-    "min_group_size": Param(250, type="integer", minimum=2, title="Group identical texts from",
-                            description="A text shared by at least this many recipients goes out as its own "
-                            "sendSMS batches; smaller groups ride in the personalized calls."),
-    "concurrency": Param(4, type="integer", minimum=1, maximum=16, title="Calls in flight",
-                         description="Send calls at once."),
-    "dry_run": Param(True, type="boolean", title="Dry run",
-                     description="Only plan: recipients, rejects and points. Nothing is sent."),
+    "mms_image": Param(
+        None,
+        type=["null", "string"],
+        pattern=r"^\S+\.(?:[Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff])$",
+        title="MMS image",
+        description="A jpg, png or gif path or URL (MMS only, at most 300 KB).",
+    ),
+    "send_at": Param(
+        None,
+        type=["null", "string"],
+        pattern=ISO_DATETIME_WITH_ZONE,
+        title="Send at",
+        description="Empty sends now; otherwise an ISO 8601 time with its offset, "
+        "e.g. 2026-12-01T09:30:00+08:00 (the gateway schedules in Asia/Taipei time).",
+    ),
+    "max_points": Param(
+        5000,
+        type=["null", "number"],
+        minimum=1,
+        title="Budget cap (points)",
+        description="The run fails before the first send when the estimate exceeds it.",
+    ),
+    "allow_international": Param(
+        False,
+        type="boolean",
+        title="Allow international numbers",
+        description="Non-+886 numbers cost 3x and must be enabled on the account.",
+    ),
+    "chunk_size": Param(
+        500,
+        type="integer",
+        minimum=1,
+        maximum=10000,
+        title="Recipients per call",
+        description="Numbers per send call (the vendor suggests 500-2000 for personalized sends); "
+        "a fully personalized audience goes out in about recipients / this many batches.",
+    ),
+    "min_group_size": Param(
+        250,
+        type="integer",
+        minimum=2,
+        title="Group identical texts from",
+        description="A text shared by at least this many recipients goes out as its own "
+        "sendSMS batches; smaller groups ride in the personalized calls.",
+    ),
+    "concurrency": Param(
+        4, type="integer", minimum=1, maximum=16, title="Calls in flight", description="Send calls at once."
+    ),
+    "dry_run": Param(
+        True,
+        type="boolean",
+        title="Dry run",
+        description="Only plan: recipients, rejects and points. Nothing is sent.",
+    ),
 }
 
 COMMON = {
@@ -131,7 +177,8 @@ with DAG(
         if batches == 0:
             raise AirflowSkipException("no batch registered: no status run needed")
         get_current_context()["outlet_events"][BATCHES_ASSET].extra = {
-            "campaign_id": summary.get("campaign_id"), "batches": batches,
+            "campaign_id": summary.get("campaign_id"),
+            "batches": batches,
         }
         return {"batches": batches}
 
@@ -150,4 +197,10 @@ with DAG(
             return not params["dry_run"]
 
         send = operator(task_id=f"send_{name}", estimate_only=False, **COMMON, **extra, **SEND_RETRIES)
-        kind >> plan >> confirm() >> send >> announce_batches.override(task_id=f"announce_{name}")(send.output)
+        (
+            kind
+            >> plan
+            >> confirm()
+            >> send
+            >> announce_batches.override(task_id=f"announce_{name}")(send.output)
+        )

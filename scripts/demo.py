@@ -81,7 +81,9 @@ def main() -> None:
         "EVERY8D_STAGING_ROOT": str(DEMO / "staging"),
     }
     print("Preparing an embedded Airflow metadata DB (SQLite) ...")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+    )
 
     with SandboxServer(frozen_clock=True, prefix="/demo") as server:
         sandbox = server.client()
@@ -101,8 +103,11 @@ def main() -> None:
     print(f"credit left on the sandbox account: {credit}\n")
     reports = sorted(report.rglob("index.html")) or sorted(report.rglob("*.html"))
     analyst = DEMO / "every8d.analyst.duckdb"
-    every8d = Path(sys.executable).with_name("every8d").relative_to(REPO) if Path(sys.executable).is_relative_to(REPO) \
+    every8d = (
+        Path(sys.executable).with_name("every8d").relative_to(REPO)
+        if Path(sys.executable).is_relative_to(REPO)
         else "every8d"
+    )
     print("Where things are:")
     print(f"  DuckDB warehouse   {warehouse.relative_to(REPO)}   (the pipeline's file)")
     print(f"  analysts' DuckDB   {analyst.relative_to(REPO)}   (yours: never blocks the pipeline)")
@@ -111,8 +116,11 @@ def main() -> None:
     print("  rejected rows      table every8d_send_rejects (in both DuckDB files)")
     print("Try:")
     print(f"  {every8d} query --db {analyst.relative_to(REPO)} 'select * from every8d_campaign_summary'")
-    print(f"  {every8d} query --db {analyst.relative_to(REPO)} "
-          "'select reason, count(*) from every8d_send_rejects group by reason'")
+    print(
+        f"  {every8d} query --db {analyst.relative_to(REPO)} "
+        "'select reason, count(*) from every8d_send_rejects group by reason'"
+    )
+
 
 if __name__ == "__main__":
     main()

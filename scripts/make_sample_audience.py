@@ -30,18 +30,22 @@ def main() -> None:
         if number in used or phonenumbers.number_type(parsed) != phonenumbers.PhoneNumberType.MOBILE:
             continue
         used.add(number)
-        rows.append({
-            "mobile": number,
-            "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
-            "tier": rng.choice(TIERS),
-            "points": str(rng.randrange(0, 5000)),
-        })
+        rows.append(
+            {
+                "mobile": number,
+                "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+                "tier": rng.choice(TIERS),
+                "points": str(rng.randrange(0, 5000)),
+            }
+        )
     for index in range(40):  # invalid numbers
         rows[rng.randrange(len(rows))]["mobile"] = INVALID[index % len(INVALID)]
     for _ in range(60):  # the same member again, number written differently
         source = dict(rows[rng.randrange(len(rows))])
         if source["mobile"].startswith("09") and len(source["mobile"]) == 10:
-            source["mobile"] = "+886 " + source["mobile"][1:4] + " " + source["mobile"][4:7] + " " + source["mobile"][7:]
+            source["mobile"] = (
+                "+886 " + source["mobile"][1:4] + " " + source["mobile"][4:7] + " " + source["mobile"][7:]
+            )
             rows.insert(rng.randrange(len(rows)), source)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w", newline="", encoding="utf-8") as handle:

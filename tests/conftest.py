@@ -36,7 +36,6 @@ settings.register_profile("every8d", deadline=None, suppress_health_check=[Healt
 settings.load_profile("every8d")
 
 
-
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """A migrated Airflow metadata DB (SQLite) in a temporary AIRFLOW_HOME."""
@@ -63,8 +62,11 @@ def postgres_server() -> str:
         server = provisioning.start_embedded_postgres()
     except provisioning.MissingService as missing:
         pytest.fail(str(missing), pytrace=False)
-    print(f"\nno PostgreSQL at {provisioning.describe(dsn)}: using an embedded server at "
-          f"{provisioning.describe(server.dsn)}", file=sys.stderr)
+    print(
+        f"\nno PostgreSQL at {provisioning.describe(dsn)}: using an embedded server at "
+        f"{provisioning.describe(server.dsn)}",
+        file=sys.stderr,
+    )
     try:
         yield server.dsn
     finally:
@@ -93,9 +95,7 @@ def postgres_database(postgres_server: str) -> str:
     base, _, _ = postgres_server.rpartition("/")
     yield f"{base}/{name}"
     with admin.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
 

@@ -59,8 +59,13 @@ def demo_env(root: Path, airflow_home: Path, connection_json: str) -> DemoRun:
         "EVERY8D_STAGING_ROOT": str(root / "staging"),
         "AIRFLOW_CONN_EVERY8D_DEFAULT": connection_json,
     }
-    return DemoRun(root=root, env=env, warehouse=warehouse, analyst_db=root / "every8d.analyst.duckdb",
-                   parquet=root / "parquet")
+    return DemoRun(
+        root=root,
+        env=env,
+        warehouse=warehouse,
+        analyst_db=root / "every8d.analyst.duckdb",
+        parquet=root / "parquet",
+    )
 
 
 def run_dag(run: DemoRun, dag_id: str, conf: dict | None = None) -> None:
@@ -100,8 +105,13 @@ class AnalystSession:
     """An analyst's process holding a read-only DuckDB session on a file until closed."""
 
     def __init__(self, path: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", ANALYST, str(path)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.first = json.loads(self._line())
 
     def _line(self) -> str:

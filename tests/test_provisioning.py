@@ -33,9 +33,21 @@ def test_the_suite_falls_back_to_an_embedded_server_when_no_postgres_answers(tmp
     assert not provisioning.answers("127.0.0.1", dead)
     env = {**os.environ, "EVERY8D_TEST_POSTGRES": f"postgresql://postgres@127.0.0.1:{dead}/postgres"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-s",
-         "tests/campaign/test_campaign_audience.py::test_sql_audience_streams_from_postgres"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-s",
+            "tests/campaign/test_campaign_audience.py::test_sql_audience_streams_from_postgres",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -52,5 +64,7 @@ def test_a_missing_service_is_named_in_one_sentence(monkeypatch):
 def test_missing_chromium_that_may_not_be_installed_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(provisioning, "CHROMIUM", str(tmp_path / "no-chromium"))
     monkeypatch.setattr(provisioning, "_may_install_packages", lambda: None)
-    with pytest.raises(provisioning.MissingService, match=r"^The browser tests need Chromium and ChromeDriver"):
+    with pytest.raises(
+        provisioning.MissingService, match=r"^The browser tests need Chromium and ChromeDriver"
+    ):
         provisioning.ensure_chromium()

@@ -44,8 +44,12 @@ SEED = textwrap.dedent(
 
 
 def _site_packages(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
@@ -53,11 +57,18 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "plugins" / "every8d", source / "plugins" / "every8d",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "plugins" / "every8d",
+        source / "plugins" / "every8d",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(dist.glob("airflow_provider_every8d-*.whl"))
 
     import zipfile
@@ -67,12 +78,17 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     assert "every8d/ui/app.py" in names
     # test and benchmark tools stay out of the runtime package (they live in bench/)
     assert not [n for n in names if n.endswith(("/loadgen.py", "/loadtest.py", "campaign/states.py"))]
-    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    metadata = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    )
+    requires = [
+        line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+    ]
     assert "Requires-Python: >=3.11" in metadata.splitlines()  # datetime.UTC, Template.get_identifiers
     assert not [r for r in requires if r.startswith("tenacity")]
     assert [r for r in requires if r.startswith("matplotlib")] and all(
-        "extra ==" in r for r in requires if r.startswith("matplotlib"))  # the report's charts: an extra
+        "extra ==" in r for r in requires if r.startswith("matplotlib")
+    )  # the report's charts: an extra
     assert all("extra ==" in r for r in requires if r.startswith("pandas"))  # DataFrame audiences only
 
     venv = tmp_path / "venv"
@@ -82,8 +98,23 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     # The dependencies come from this venv's site-packages (a path, whose .pth files, like the
     # editable install of this project, are not processed); the provider itself from the wheel.
     (site / "every8d-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                                "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr[-2000:]
     assert (site / "every8d" / "tracking" / "sql").is_dir()
 
@@ -91,24 +122,40 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     report = tmp_path / "report"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "EVERY8D"))}
-    env.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
-        "EVERY8D_REPORT_DIR": str(report), "PYTHONPATH": "",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
+            "EVERY8D_REPORT_DIR": str(report),
+            "PYTHONPATH": "",
+        }
+    )
     run = dict(env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     seeded = subprocess.run([str(python), "-c", SEED, f"duckdb:///{warehouse}", str(site)], **run)
     assert seeded.returncode == 0, seeded.stderr[-3000:]
     migrated = subprocess.run([str(python), "-m", "airflow", "db", "migrate"], **run)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
-    dag_run = subprocess.run([str(python), "-m", "airflow", "dags", "test", "every8d_analytics_report"], **run)
+    dag_run = subprocess.run(
+        [str(python), "-m", "airflow", "dags", "test", "every8d_analytics_report"], **run
+    )
     assert dag_run.returncode == 0, (dag_run.stdout + dag_run.stderr)[-4000:]
 
     index = (report / "index.html").read_text(encoding="utf-8")
     assert "wheel" in index
     assert list(report.glob("*.html"))
-    query = subprocess.run([str(venv / "bin" / "every8d"), "query", "--db", str(tmp_path / "warehouse.analyst.duckdb"),
-                            "--format", "csv", "SELECT campaign_id, sent, delivered, failed FROM every8d_campaign_summary"],
-                           **run)
+    query = subprocess.run(
+        [
+            str(venv / "bin" / "every8d"),
+            "query",
+            "--db",
+            str(tmp_path / "warehouse.analyst.duckdb"),
+            "--format",
+            "csv",
+            "SELECT campaign_id, sent, delivered, failed FROM every8d_campaign_summary",
+        ],
+        **run,
+    )
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[1] == "wheel,3,2,1"

@@ -29,7 +29,9 @@ def mariadb_database() -> Iterator[str]:
     try:
         import MySQLdb
     except ImportError:
-        pytest.skip("mysqlclient is not installed (it needs libmariadb-dev to build): `pip install -e '.[mysql]'`")
+        pytest.skip(
+            "mysqlclient is not installed (it needs libmariadb-dev to build): `pip install -e '.[mysql]'`"
+        )
 
     name = f"every8d_test_{uuid.uuid4().hex[:10]}"
     admin = MySQLdb.connect(host=host, port=port, user="root", password="")

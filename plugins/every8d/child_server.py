@@ -29,7 +29,11 @@ def bind_listening_socket(host: str, port: int, backlog: int = 2048) -> tuple[so
     sock.bind((host, port))
     sock.listen(backlog)
     bound_host, bound_port = sock.getsockname()[:2]
-    url = f"http://[{bound_host}]:{bound_port}" if family == socket.AF_INET6 else f"http://{bound_host}:{bound_port}"
+    url = (
+        f"http://[{bound_host}]:{bound_port}"
+        if family == socket.AF_INET6
+        else f"http://{bound_host}:{bound_port}"
+    )
     return sock, url
 
 
@@ -44,7 +48,9 @@ class ChildServer:
     error_class: type[Exception] = RuntimeError
     name = "server"
 
-    def __init__(self, ready_prefix: str, *, startup_timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, ready_prefix: str, *, startup_timeout: float = 30.0, env: dict[str, str] | None = None
+    ) -> None:
         self.ready_prefix = ready_prefix
         self.startup_timeout = startup_timeout
         self.env = dict(env or {})
@@ -61,11 +67,19 @@ class ChildServer:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env, text=True, encoding="utf-8", errors="replace",
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
         ready = threading.Event()
-        threading.Thread(target=self._pump, args=(ready,), name=f"every8d-{self.name}-output", daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(ready,), name=f"every8d-{self.name}-output", daemon=True
+        ).start()
         if not ready.wait(self.startup_timeout) or self.root_url is None:
             self.stop()
             raise self.error_class(f"the {self.name} did not start:\n" + self.output())
@@ -78,7 +92,7 @@ class ChildServer:
             line = line.rstrip("\n")
             self._output.append(line)
             if not ready.is_set() and line.startswith(self.ready_prefix):
-                self.root_url = line[len(self.ready_prefix):].strip()
+                self.root_url = line[len(self.ready_prefix) :].strip()
                 ready.set()
         ready.set()  # the child exited: stop waiting
 

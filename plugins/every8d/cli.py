@@ -267,17 +267,20 @@ def _query_database(args: argparse.Namespace) -> str:
     elif args.warehouse:
         target = default_warehouse_target()
         if not target.startswith(DUCKDB_SCHEME):
-            raise UsageError(f"the warehouse is not a DuckDB file ({target.split(':', 1)[0]}): query it with its "
-                             "own client")
-        path = "/" + target[len(DUCKDB_SCHEME):].lstrip("/")
+            raise UsageError(
+                f"the warehouse is not a DuckDB file ({target.split(':', 1)[0]}): query it with its "
+                "own client"
+            )
+        path = "/" + target[len(DUCKDB_SCHEME) :].lstrip("/")
     else:
         analyst = analyst_db_path(None)
         if analyst is None:
             raise UsageError("no analysts' DuckDB file is configured: give --db PATH (or --warehouse)")
         path = str(analyst)
     if not os.path.exists(path):
-        raise UsageError(f"{path} does not exist yet (the status DAG's export_parquet task writes the analysts' "
-                         "file)")
+        raise UsageError(
+            f"{path} does not exist yet (the status DAG's export_parquet task writes the analysts' file)"
+        )
     return path
 
 
@@ -309,8 +312,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
         writer = csv.writer(sys.stdout)
         writer.writerow(headers)
-        writer.writerows([[_json_default(v) if isinstance(v, (Decimal, datetime)) else v for v in row]
-                          for row in rows])
+        writer.writerows(
+            [[_json_default(v) if isinstance(v, (Decimal, datetime)) else v for v in row] for row in rows]
+        )
     else:
         print(_table(headers, [[_iso(v) if isinstance(v, datetime) else v for v in row] for row in rows]))
     if truncated:
@@ -393,8 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", nargs="+", metavar="SQL", help="one SQL statement ('-' reads it from stdin)")
     where = query.add_mutually_exclusive_group()
     where.add_argument("--db", help="a DuckDB file (default: the analysts' file beside [every8d] warehouse)")
-    where.add_argument("--warehouse", action="store_true",
-                       help="the warehouse file itself, read-only: waits for and briefly blocks the pipeline")
+    where.add_argument(
+        "--warehouse",
+        action="store_true",
+        help="the warehouse file itself, read-only: waits for and briefly blocks the pipeline",
+    )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--limit", type=int, default=200, help="rows to print (0: all; default %(default)s)")
     query.set_defaults(run=cmd_query)

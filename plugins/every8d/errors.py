@@ -44,8 +44,14 @@ def register_secret(secret: str | None) -> None:
     global _secret_pattern
     if not secret or len(secret) < MIN_SECRET_CHARS:
         return  # a tiny secret would blot out every word it occurs in; ``PWD=`` fields are still scrubbed
-    variants = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret), secret.replace(" ", "+"),
-                html.escape(secret)}
+    variants = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        quote(secret),
+        secret.replace(" ", "+"),
+        html.escape(secret),
+    }
     with _secrets_lock:
         if variants <= _secrets:
             return
@@ -160,8 +166,13 @@ class GatewayError(Every8dError):
 
     def __new__(cls, endpoint: str, code: int, *args: object, **kwargs: object) -> GatewayError:
         if cls is GatewayError:
-            cls = (AuthenticationError if code in AUTH_CODES
-                   else TemporaryGatewayError if code in TEMPORARY_CODES else GatewayRefusedError)
+            cls = (
+                AuthenticationError
+                if code in AUTH_CODES
+                else TemporaryGatewayError
+                if code in TEMPORARY_CODES
+                else GatewayRefusedError
+            )
         return super().__new__(cls)
 
     def __init__(self, endpoint: str, code: int, meaning: str, gateway_message: str = "") -> None:

@@ -62,7 +62,11 @@ def get_provider_info() -> dict:
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],
-                    "relabeling": {"host": "Base URL", "login": "UID (account)", "password": "PWD (password)"},
+                    "relabeling": {
+                        "host": "Base URL",
+                        "login": "UID (account)",
+                        "password": "PWD (password)",
+                    },
                     "placeholders": {
                         "host": "https://api.e8d.tw",
                         "login": "your EVERY8D account",

@@ -21,7 +21,15 @@ from every8d import settings
 
 ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
 DEFAULT_OPT_OUT_KEYWORDS = (
-    "取消", "取消訂閱", "退訂", "拒收", "不要", "STOP", "UNSUBSCRIBE", "QUIT", "TD",
+    "取消",
+    "取消訂閱",
+    "退訂",
+    "拒收",
+    "不要",
+    "STOP",
+    "UNSUBSCRIBE",
+    "QUIT",
+    "TD",
 )
 
 

@@ -87,7 +87,9 @@ def normalize_observed(mobiles: pa.Array | pa.ChunkedArray, region: str = DEFAUL
         return text
     local = pc.match_substring_regex(text, f"^{_TW_LOCAL}$")
     no_plus = pc.match_substring_regex(text, f"^{_TW_NO_PLUS}$")
-    result = pc.if_else(local, pc.binary_join_element_wise("+886", pc.utf8_slice_codeunits(text, 1), ""), text)
+    result = pc.if_else(
+        local, pc.binary_join_element_wise("+886", pc.utf8_slice_codeunits(text, 1), ""), text
+    )
     result = pc.if_else(no_plus, pc.binary_join_element_wise("+", text, ""), result)
     odd = pc.fill_null(pc.invert(pc.or_(pc.or_(e164, local), no_plus)), False)
     if not pc.any(odd).as_py():
@@ -139,8 +141,14 @@ def normalize_for_send(
     ):
         return None, "not_mobile", "not a mobile number (SMS needs one)"
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if not allow_international and number.country_code != phonenumbers.country_code_for_region(region.upper()):
-        return None, "international_not_allowed", f"outside {region.upper()}: international numbers are not enabled"
+    if not allow_international and number.country_code != phonenumbers.country_code_for_region(
+        region.upper()
+    ):
+        return (
+            None,
+            "international_not_allowed",
+            f"outside {region.upper()}: international numbers are not enabled",
+        )
     return e164, None, None
 
 
@@ -210,7 +218,9 @@ class PhoneNormalizer:
     def _slow(self, raw: str) -> tuple[str | None, str | None, str | None]:
         hit = self._cache.get(raw)
         if hit is None:
-            hit = normalize_for_send(raw, self.region, allow_international=True, require_mobile=self.require_mobile)
+            hit = normalize_for_send(
+                raw, self.region, allow_international=True, require_mobile=self.require_mobile
+            )
             self.slow_calls += 1
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()

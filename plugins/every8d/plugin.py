@@ -56,9 +56,20 @@ class Every8dPlugin(AirflowPlugin):
 
     name = "every8d"
     fastapi_apps = _PushApps()  # type: ignore[assignment]
-    external_views: ClassVar[list[dict[str, Any]]] = [  # plain data: cheap for every process that imports the plugin
-        {"name": "EVERY8D", "href": "/every8d-ui/", "destination": "nav", "url_route": "every8d",
-         "category": "browse"},
-        {"name": "Campaign", "href": "/every8d-ui/campaign/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
-         "url_route": "every8d-campaign"},
+    external_views: ClassVar[
+        list[dict[str, Any]]
+    ] = [  # plain data: cheap for every process that imports the plugin
+        {
+            "name": "EVERY8D",
+            "href": "/every8d-ui/",
+            "destination": "nav",
+            "url_route": "every8d",
+            "category": "browse",
+        },
+        {
+            "name": "Campaign",
+            "href": "/every8d-ui/campaign/{DAG_ID}/{RUN_ID}",
+            "destination": "dag_run",
+            "url_route": "every8d-campaign",
+        },
     ]

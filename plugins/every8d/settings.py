@@ -34,34 +34,69 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {
-    "warehouse": Option("string", "Warehouse target: a ``duckdb:///`` path, a Postgres/MySQL connection id or URL. "
-                        "Default: a DuckDB file under ``$AIRFLOW_HOME/every8d/``.", example="postgres_default"),
+    "warehouse": Option(
+        "string",
+        "Warehouse target: a ``duckdb:///`` path, a Postgres/MySQL connection id or URL. "
+        "Default: a DuckDB file under ``$AIRFLOW_HOME/every8d/``.",
+        example="postgres_default",
+    ),
     "duckdb_memory_limit": Option("string", "DuckDB's memory limit per connection.", "512MB", "1GB"),
-    "parquet_root": Option("string", "Folder or object-store URL of the Parquet copy; ``none`` turns it off. "
-                           "Default: ``$AIRFLOW_HOME/every8d/parquet``.", example="s3://bucket/every8d"),
-    "parquet_conn_id": Option("string", "Connection for an object-store ``parquet_root``.", example="aws_default"),
-    "staging_root": Option("string", "Folder for campaign staging files. Default: ``$AIRFLOW_HOME/every8d/staging``."),
-    "report_dir": Option("string", "Folder of the analytics report. Default: ``$AIRFLOW_HOME/every8d/reports``."),
-    "analyst_db": Option("string", "DuckDB file for analysts. Default: ``<warehouse>.analyst.duckdb`` beside a "
-                         "DuckDB warehouse file."),
-    "sql_dir": Option("string", "Folder of changed view SQL. Default: the ``sql/`` folder shipped in the package."),
-    "alert_ledger": Option("string", "SQLite file of the notifier's dedupe ledger. "
-                           "Default: ``$AIRFLOW_HOME/every8d/alerts.sqlite3``."),
-    "opt_out_keywords": Option("string", "Comma-separated reply keywords that opt a number out. "
-                               "Default: the built-in list.", example="STOP,退訂"),
-    "push_token": Option("string", "Token(s) the push receiver accepts, comma-separated while rotating.",
-                         sensitive=True),
-    "push_token_file": Option("string", "File holding the push token(s), used when ``push_token`` is empty.",
-                              example="/run/secrets/every8d_push_token"),
-    "push_allowed_cidrs": Option("string", "Client networks allowed to push, comma-separated; empty allows all.",
-                                 example="203.0.113.0/24"),
-    "push_journal": Option("string", "SQLite journal the receiver writes and the flush reads. "
-                           "Default: ``$AIRFLOW_HOME/every8d/push-journal.sqlite3``."),
+    "parquet_root": Option(
+        "string",
+        "Folder or object-store URL of the Parquet copy; ``none`` turns it off. "
+        "Default: ``$AIRFLOW_HOME/every8d/parquet``.",
+        example="s3://bucket/every8d",
+    ),
+    "parquet_conn_id": Option(
+        "string", "Connection for an object-store ``parquet_root``.", example="aws_default"
+    ),
+    "staging_root": Option(
+        "string", "Folder for campaign staging files. Default: ``$AIRFLOW_HOME/every8d/staging``."
+    ),
+    "report_dir": Option(
+        "string", "Folder of the analytics report. Default: ``$AIRFLOW_HOME/every8d/reports``."
+    ),
+    "analyst_db": Option(
+        "string",
+        "DuckDB file for analysts. Default: ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file.",
+    ),
+    "sql_dir": Option(
+        "string", "Folder of changed view SQL. Default: the ``sql/`` folder shipped in the package."
+    ),
+    "alert_ledger": Option(
+        "string",
+        "SQLite file of the notifier's dedupe ledger. Default: ``$AIRFLOW_HOME/every8d/alerts.sqlite3``.",
+    ),
+    "opt_out_keywords": Option(
+        "string",
+        "Comma-separated reply keywords that opt a number out. Default: the built-in list.",
+        example="STOP,退訂",
+    ),
+    "push_token": Option(
+        "string", "Token(s) the push receiver accepts, comma-separated while rotating.", sensitive=True
+    ),
+    "push_token_file": Option(
+        "string",
+        "File holding the push token(s), used when ``push_token`` is empty.",
+        example="/run/secrets/every8d_push_token",
+    ),
+    "push_allowed_cidrs": Option(
+        "string",
+        "Client networks allowed to push, comma-separated; empty allows all.",
+        example="203.0.113.0/24",
+    ),
+    "push_journal": Option(
+        "string",
+        "SQLite journal the receiver writes and the flush reads. "
+        "Default: ``$AIRFLOW_HOME/every8d/push-journal.sqlite3``.",
+    ),
     "push_record_timeout": Option("float", "Seconds a push waits for its journal write before a 503.", "5.0"),
     "push_busy_timeout": Option("float", "Seconds SQLite waits for another writer's lock.", "2.0"),
     "status_pool": Option("string", "Airflow pool of the delivery-status DAG's tasks.", "default_pool"),
     "status_page_concurrency": Option("integer", "Listing pages fetched at once per batch."),
-    "status_with_record_ids": Option("boolean", "Ask the gateway for record ids in status listings.", "False"),
+    "status_with_record_ids": Option(
+        "boolean", "Ask the gateway for record ids in status listings.", "False"
+    ),
     "status_shards": Option("integer", "Task instances polling per status run at most."),
     "status_batch_concurrency": Option("integer", "Batches each status shard fetches at once."),
     "status_merge_group": Option("integer", "Batches merged per transaction at most."),

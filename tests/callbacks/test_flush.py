@@ -73,11 +73,22 @@ def journal(tmp_path):
 
 
 def register(wh, *batch_ids: str) -> None:
-    register_batches(wh, [
-        {"batch_id": b, "campaign_id": "c", "kind": "sms", "sent_at": NOW, "scheduled_at": None,
-         "recipients": 1, "points": Decimal("1.00"), "validity_minutes": 60}
-        for b in batch_ids
-    ])
+    register_batches(
+        wh,
+        [
+            {
+                "batch_id": b,
+                "campaign_id": "c",
+                "kind": "sms",
+                "sent_at": NOW,
+                "scheduled_at": None,
+                "recipients": 1,
+                "points": Decimal("1.00"),
+                "validity_minutes": 60,
+            }
+            for b in batch_ids
+        ],
+    )
 
 
 def test_flush_writes_events_only_and_the_merge_derives_replies_and_opt_outs(journal, warehouse_target):
@@ -198,9 +209,21 @@ def test_two_flushers_started_together_neither_split_nor_double_the_journal(tmp_
     start = tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     flushers = [
-        subprocess.Popen([sys.executable, "-c", FLUSHER, warehouse_target, str(journal.path), str(start),
-                          str(tmp_path / f"ready-{n}")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                FLUSHER,
+                warehouse_target,
+                str(journal.path),
+                str(start),
+                str(tmp_path / f"ready-{n}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for n in range(2)
     ]
     deadline = time.monotonic() + 60
@@ -216,6 +239,6 @@ def test_two_flushers_started_together_neither_split_nor_double_the_journal(tmp_
     assert sum(r["events_written"] for r in results) in (len(pushes), -len(results))  # -1 where untold
     with open_warehouse(warehouse_target) as wh:
         assert table(wh, "SELECT count(*) AS n FROM every8d_push_events")[0]["n"] == len(pushes)
-        assert table(wh, "SELECT flushed_seq FROM every8d_push_flush_state WHERE journal_id = '%s'" % journal_id) == [
-            {"flushed_seq": len(pushes)}
-        ]
+        assert table(
+            wh, "SELECT flushed_seq FROM every8d_push_flush_state WHERE journal_id = '%s'" % journal_id
+        ) == [{"flushed_seq": len(pushes)}]

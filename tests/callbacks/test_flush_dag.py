@@ -47,8 +47,21 @@ def test_the_flush_dag_moves_the_journal_into_the_warehouse(airflow_home, tmp_pa
     with open_warehouse(target) as wh:
         keys = wh.query_arrow("SELECT event_key FROM every8d_push_events")["event_key"].to_pylist()
         # The flush writes push events only; the push merge derives the opt-out from them.
-        register_batches(wh, [{"batch_id": "dag-1", "campaign_id": None, "kind": "sms", "sent_at": events[0].received_at,
-                               "scheduled_at": None, "recipients": 5, "points": None, "validity_minutes": 60}])
+        register_batches(
+            wh,
+            [
+                {
+                    "batch_id": "dag-1",
+                    "campaign_id": None,
+                    "kind": "sms",
+                    "sent_at": events[0].received_at,
+                    "scheduled_at": None,
+                    "recipients": 5,
+                    "points": None,
+                    "validity_minutes": 60,
+                }
+            ],
+        )
         assert merge_push_events(wh).replies == 1
         suppressed = wh.query_arrow("SELECT mobile FROM every8d_suppressions")["mobile"].to_pylist()
     assert sorted(keys) == sorted(e.key for e in events)

@@ -150,6 +150,8 @@ def test_head_records_nothing(receiver, batch_id):
 def test_a_query_beyond_the_http_parser_gets_the_documented_414(receiver, batch_id, size):
     """Issue 12, point 15: past uvicorn's own limit the answer is still our 414 JSON, not a bare 400."""
     before = receiver.count()
-    status, body, _ = receiver.get(urlencode({"token": receiver.token, **good(batch_id)}) + "&pad=" + "a" * size)
+    status, body, _ = receiver.get(
+        urlencode({"token": receiver.token, **good(batch_id)}) + "&pad=" + "a" * size
+    )
     assert (status, body.get("error")) == (414, "query_too_long")
     assert receiver.count() == before

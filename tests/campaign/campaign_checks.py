@@ -15,7 +15,9 @@ TEMPLATES = {
 BAD_NUMBERS = ["abc", "0912", "0223456789", "+14155552671", "", None]
 
 
-def make_audience(n: int, *, seed: int = 7, bad_every: int | None = 97, duplicate_every: int | None = 53) -> pd.DataFrame:
+def make_audience(
+    n: int, *, seed: int = 7, bad_every: int | None = 97, duplicate_every: int | None = 53
+) -> pd.DataFrame:
     """``n`` rows: three templates, mixed number formats, some invalid numbers and duplicates."""
     rng = random.Random(seed)
     first_names = [f"Name{i}" for i in range(60)]  # reminders repeat names, so some texts are shared
@@ -23,19 +25,27 @@ def make_audience(n: int, *, seed: int = 7, bad_every: int | None = 97, duplicat
     for i in range(n):
         number = f"09{10_000_000 + i:08d}"
         style = i % 3
-        mobile = number if style == 0 else f"+886{number[1:]}" if style == 1 else f"{number[:4]}-{number[4:7]}-{number[7:]}"
+        mobile = (
+            number
+            if style == 0
+            else f"+886{number[1:]}"
+            if style == 1
+            else f"{number[:4]}-{number[4:7]}-{number[7:]}"
+        )
         if bad_every and i % bad_every == 13:
             mobile = BAD_NUMBERS[(i // bad_every) % len(BAD_NUMBERS)]
         elif duplicate_every and i % duplicate_every == 7 and i > 10:
             mobile = rows[i - 5]["mobile"]  # a duplicate of an earlier row
         template = ("promo", "personal", "reminder")[rng.randrange(3)]
-        rows.append({
-            "mobile": mobile,
-            "name": rng.choice(first_names) if template == "reminder" else f"Customer {i}",
-            "customer_id": f"C{i:06d}",
-            "tier": template,
-            "amount": rng.randrange(100, 10_000),
-        })
+        rows.append(
+            {
+                "mobile": mobile,
+                "name": rng.choice(first_names) if template == "reminder" else f"Customer {i}",
+                "customer_id": f"C{i:06d}",
+                "tier": template,
+                "amount": rng.randrange(100, 10_000),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -47,7 +57,8 @@ def clean_audience(n: int, seed: int = 7) -> pd.DataFrame:
 def ledger_and_rejects(warehouse, campaign_id: str):
     ledger = warehouse.query_arrow(
         "SELECT row_number, mobile, text, state, batch_id, chunk, attempt FROM every8d_send_ledger "
-        "WHERE campaign_id = ? ORDER BY row_number", [campaign_id],
+        "WHERE campaign_id = ? ORDER BY row_number",
+        [campaign_id],
     )
     rejects = warehouse.query_arrow(
         "SELECT row_number, reason FROM every8d_send_rejects WHERE campaign_id = ? ORDER BY row_number",
@@ -56,8 +67,9 @@ def ledger_and_rejects(warehouse, campaign_id: str):
     return ledger, rejects
 
 
-def assert_exactly_once(sandbox, warehouse, campaign_id: str, audience_rows: int,
-                        settled=("sent", "sent_unconfirmed")) -> dict:
+def assert_exactly_once(
+    sandbox, warehouse, campaign_id: str, audience_rows: int, settled=("sent", "sent_unconfirmed")
+) -> dict:
     """No (number, text) delivered twice; every audience row is in the ledger or the rejects, once;
     every ledger recipient is settled and is exactly what the gateway holds."""
     ledger, rejects = ledger_and_rejects(warehouse, campaign_id)
@@ -106,7 +118,7 @@ class PushCapture:
         if advance:
             self.sandbox.advance(advance)
         assert self.sandbox.drain_pushes(30), "the sandbox could not deliver its pushes"
-        fresh = self.catcher.requests[self.taken:]
+        fresh = self.catcher.requests[self.taken :]
         self.taken += len(fresh)
         with Journal(self.journal_path) as journal:
             journal.append([parse_push(r.path.partition("?")[2].encode()) for r in fresh])
@@ -127,13 +139,22 @@ def adopt_after_pushes(pushes: PushCapture, warehouse, advance: float = 120.0) -
 
 def recorded_batches(warehouse, campaign_id: str) -> set[str]:
     """Batch ids the campaign's ledger knows: on its recipients, kept as stale, adopted from pushes."""
-    found = {b for b in warehouse.query_arrow(
-        "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
-        [campaign_id]).column("batch_id").to_pylist()}
+    found = {
+        b
+        for b in warehouse.query_arrow(
+            "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
+            [campaign_id],
+        )
+        .column("batch_id")
+        .to_pylist()
+    }
     for table in ("every8d_send_stale_batches", "every8d_send_adopted_batches"):
         if warehouse.table_columns(table):
-            found |= set(warehouse.query_arrow(f"SELECT batch_id FROM {table} WHERE campaign_id = ?",
-                                               [campaign_id]).column("batch_id").to_pylist())
+            found |= set(
+                warehouse.query_arrow(f"SELECT batch_id FROM {table} WHERE campaign_id = ?", [campaign_id])
+                .column("batch_id")
+                .to_pylist()
+            )
     return found
 
 
@@ -142,7 +163,9 @@ def awaiting_recipients(warehouse, campaign_id: str) -> set[tuple[str, str]]:
     rows = warehouse.query_arrow(
         "SELECT l.mobile, l.text FROM every8d_send_ledger l JOIN every8d_send_chunks c "
         "ON c.campaign_id = l.campaign_id AND c.chunk = l.chunk WHERE l.campaign_id = ? "
-        "AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed' AND l.batch_id IS NULL", [campaign_id])
+        "AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed' AND l.batch_id IS NULL",
+        [campaign_id],
+    )
     return set(zip(rows.column("mobile").to_pylist(), rows.column("text").to_pylist()))
 
 
@@ -163,12 +186,26 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
     states = Counter(ledger.column("state").to_pylist())
     issued = {b["batch_id"] for b in sandbox.batches()}
     recorded = {b for b in ledger.column("batch_id").to_pylist() if b}
-    registered = {r["batch_id"] for r in warehouse.query_arrow(
-        "SELECT batch_id FROM every8d_batches WHERE campaign_id = ?", [campaign_id]).to_pylist()} if (
-        "batch_id" in [c.lower() for c in warehouse.table_columns("every8d_batches")]) else set()
+    registered = (
+        {
+            r["batch_id"]
+            for r in warehouse.query_arrow(
+                "SELECT batch_id FROM every8d_batches WHERE campaign_id = ?", [campaign_id]
+            ).to_pylist()
+        }
+        if ("batch_id" in [c.lower() for c in warehouse.table_columns("every8d_batches")])
+        else set()
+    )
     unrecorded = issued - recorded_batches(warehouse, campaign_id)
-    parked = {(m, t) for m, t, state in zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist(),
-                                            ledger.column("state").to_pylist()) if state == "needs_review"}
+    parked = {
+        (m, t)
+        for m, t, state in zip(
+            ledger.column("mobile").to_pylist(),
+            ledger.column("text").to_pylist(),
+            ledger.column("state").to_pylist(),
+        )
+        if state == "needs_review"
+    }
     waiting = awaiting_recipients(warehouse, campaign_id) | parked  # for a push, or for a person
     by_batch: dict = {}
     for m in sandbox.messages():
@@ -189,8 +226,9 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
     }
 
 
-def assert_invariants(sandbox, warehouse, campaign_id: str, *, pushes: PushCapture | None = None,
-                      **kwargs) -> dict:
+def assert_invariants(
+    sandbox, warehouse, campaign_id: str, *, pushes: PushCapture | None = None, **kwargs
+) -> dict:
     """Assert the promises.  With ``pushes`` they are delivered and adopted first, and every batch the
     gateway issued must be recorded (but a parked chunk's); without, an unrecorded batch must be an
     ``awaiting_batch`` or parked one."""

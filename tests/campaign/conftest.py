@@ -52,8 +52,9 @@ def xcom_of() -> Callable:
 
         with create_session() as session:
             row = session.scalars(
-                XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
-                                   key="return_value")
+                XComModel.get_many(
+                    run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
+                )
             ).first()
             return None if row is None else XComModel.deserialize_value(row)
 
@@ -72,8 +73,9 @@ def asset_events_of() -> Callable:
 
         with create_session() as session:
             events = session.scalars(
-                select(AssetEvent).where(AssetEvent.source_dag_id == dag_run.dag_id,
-                                         AssetEvent.source_run_id == dag_run.run_id)
+                select(AssetEvent).where(
+                    AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id
+                )
             ).all()
             return [(event.asset.name, dict(event.extra or {})) for event in events]
 

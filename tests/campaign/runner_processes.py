@@ -11,8 +11,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: Short timeouts so leases, settle times and takeovers play out in seconds.
-FAST = {"options": {"lease_seconds": 3, "settle_seconds": 1.5, "concurrency": 2},
-        "hook": {"timeout": 1, "connect_timeout": 1}}
+FAST = {
+    "options": {"lease_seconds": 3, "settle_seconds": 1.5, "concurrency": 2},
+    "hook": {"timeout": 1, "connect_timeout": 1},
+}
 
 
 def merged(*parts: dict) -> dict:
@@ -26,13 +28,29 @@ def merged(*parts: dict) -> dict:
 class Runner:
     """One runner process of one campaign."""
 
-    def __init__(self, warehouse_target: str, audience: Path, campaign_id: str = "camp", chunk_size: int = 50,
-                 settings: dict | None = None) -> None:
+    def __init__(
+        self,
+        warehouse_target: str,
+        audience: Path,
+        campaign_id: str = "camp",
+        chunk_size: int = 50,
+        settings: dict | None = None,
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "send_campaign_process.py"), warehouse_target, str(audience), campaign_id,
-             str(chunk_size), json.dumps(merged(FAST, settings or {}))],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                str(HERE / "send_campaign_process.py"),
+                warehouse_target,
+                str(audience),
+                campaign_id,
+                str(chunk_size),
+                json.dumps(merged(FAST, settings or {})),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.pid = self.process.pid
         self._output: str | None = None
@@ -55,7 +73,9 @@ class Runner:
         for line in reversed(self.output.splitlines()):
             if line.startswith("{") and '"ok"' in line:
                 return json.loads(line)
-        raise AssertionError(f"runner printed no result (rc {self.process.returncode}):\n{self.output[-3000:]}")
+        raise AssertionError(
+            f"runner printed no result (rc {self.process.returncode}):\n{self.output[-3000:]}"
+        )
 
 
 def wait_until(predicate, timeout: float = 60, what: str = "the condition") -> None:
@@ -67,7 +87,9 @@ def wait_until(predicate, timeout: float = 60, what: str = "the condition") -> N
 
 def wait_stopped(pid: int, timeout: float = 60) -> None:
     """Until the process is in state T (stopped by SIGSTOP)."""
+
     def stopped() -> bool:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
     wait_until(stopped, timeout, "the runner to stop itself")

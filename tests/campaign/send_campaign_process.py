@@ -88,24 +88,35 @@ def main(target: str, audience: str, campaign_id: str, chunk_size: str, settings
     message = spec_config.pop("message", TEMPLATES)
     if spec_config.get("schedule_at"):
         spec_config["schedule_at"] = datetime.fromisoformat(spec_config["schedule_at"])
-    spec = CampaignSpec(kind="sms", message=message, chunk_size=int(chunk_size),
-                        columns=ColumnMap(mobile="mobile", name="name",
-                                          template="tier" if isinstance(message, dict) else None),
-                        **spec_config)
+    spec = CampaignSpec(
+        kind="sms",
+        message=message,
+        chunk_size=int(chunk_size),
+        columns=ColumnMap(
+            mobile="mobile", name="name", template="tier" if isinstance(message, dict) else None
+        ),
+        **spec_config,
+    )
     options = {"concurrency": 2, **config.get("options", {})}
     if options.get("max_points") is not None:
         options["max_points"] = Decimal(str(options["max_points"]))
     hook = Every8dHook(**config.get("hook", {}))
     warehouse = open_warehouse(target)
     try:
-        run = CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse,
-                          options=RunOptions(**options))
+        run = CampaignRun(
+            spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse, options=RunOptions(**options)
+        )
         RUNS.append(run)
         print(json.dumps({"ok": True, "summary": run.run(audience)}, default=str), flush=True)
         return 0
     except CampaignError as error:
-        print(json.dumps({"ok": False, "error": type(error).__name__, "message": str(error),
-                          "summary": error.summary}, default=str), flush=True)
+        print(
+            json.dumps(
+                {"ok": False, "error": type(error).__name__, "message": str(error), "summary": error.summary},
+                default=str,
+            ),
+            flush=True,
+        )
         return 3
     finally:
         hook.close()

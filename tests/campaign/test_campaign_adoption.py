@@ -13,8 +13,13 @@ import signal
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from campaign_checks import (adopt_after_pushes, assert_invariants, awaiting_recipients, clean_audience,
-                             recorded_batches)
+from campaign_checks import (
+    adopt_after_pushes,
+    assert_invariants,
+    awaiting_recipients,
+    clean_audience,
+    recorded_batches,
+)
 from runner_processes import Runner, wait_until
 
 PROMO = "Spring sale: 20% off everything this week. Reply N to opt out."
@@ -32,12 +37,25 @@ def sends(sandbox, endpoint: str) -> int:
     return sum(1 for r in sandbox.requests() if r["path"].lower().endswith(endpoint.lower() + ".ashx"))
 
 
-@pytest.mark.parametrize(("endpoint", "message", "push_options"), [
-    pytest.param("SendParamSMS", PERSONAL, {}, id="param-by-mr"),
-    pytest.param("sendSMS", PROMO, {"duplicates": 2, "reorder": True}, id="grouped-by-number-duplicated-reordered"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "message", "push_options"),
+    [
+        pytest.param("SendParamSMS", PERSONAL, {}, id="param-by-mr"),
+        pytest.param(
+            "sendSMS", PROMO, {"duplicates": 2, "reorder": True}, id="grouped-by-number-duplicated-reordered"
+        ),
+    ],
+)
 def test_a_send_executed_after_its_runner_was_killed_is_adopted_from_pushes(
-    sandbox, every8d_conn_env, warehouse_target, warehouse, audience, pushes, endpoint, message, push_options,
+    sandbox,
+    every8d_conn_env,
+    warehouse_target,
+    warehouse,
+    audience,
+    pushes,
+    endpoint,
+    message,
+    push_options,
 ):
     pushes.arm(**push_options)
     sandbox.inject_fault(endpoint, "slow", delay=2.0, count=1, execute=False)  # runs 2 s after it arrived
@@ -54,18 +72,21 @@ def test_a_send_executed_after_its_runner_was_killed_is_adopted_from_pushes(
     assert summary["adopted_batches"] == 1 and summary["awaiting_batch"] == 0, summary
     assert summary["sent_unconfirmed"] == 0 and summary["sent"] == 200
     adopted = warehouse.query_arrow(
-        "SELECT batch_id, recipients, matched_by FROM every8d_send_adopted_batches").to_pylist()
+        "SELECT batch_id, recipients, matched_by FROM every8d_send_adopted_batches"
+    ).to_pylist()
     orphan = sandbox.batches()[0]["batch_id"]  # the first batch the gateway issued: the killed runner's
     assert [(a["batch_id"], a["matched_by"]) for a in adopted] == [
-        (orphan, "mr" if endpoint == "SendParamSMS" else "mobile")]
+        (orphan, "mr" if endpoint == "SendParamSMS" else "mobile")
+    ]
     registered = warehouse.query_arrow("SELECT batch_id FROM every8d_batches").column("batch_id").to_pylist()
     assert orphan in registered  # the status sync follows it like any batch
     figures = assert_invariants(sandbox, warehouse, "camp", pushes=pushes)
     assert figures["unrecorded"] == 0 and figures["states"] == {"sent": 200}
 
 
-def test_a_batch_matching_two_awaiting_chunks_is_not_adopted(sandbox, every8d_conn_env, warehouse_target,
-                                                             warehouse, audience, pushes):
+def test_a_batch_matching_two_awaiting_chunks_is_not_adopted(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, audience, pushes
+):
     texts = {"a": PROMO, "b": "Last day of the spring sale. Reply N to opt out."}
     for campaign_id, text in texts.items():  # same numbers, two texts: each first answer lost, then filtered
         sandbox.inject_fault("sendSMS", "drop", count=1)
@@ -81,47 +102,108 @@ def test_a_batch_matching_two_awaiting_chunks_is_not_adopted(sandbox, every8d_co
     held = {b: {(m["mobile"], m["text"]) for m in sandbox.messages(b)} for b in orphans}
     assert len(orphans) == 2
     assert sorted(map(frozenset, held.values()), key=sorted) == sorted(
-        (frozenset(awaiting_recipients(warehouse, c)) for c in texts), key=sorted)
+        (frozenset(awaiting_recipients(warehouse, c)) for c in texts), key=sorted
+    )
     pairs = [(m["mobile"], m["text"]) for m in sandbox.messages()]
     assert len(pairs) == len(set(pairs)) == 400  # 200 each, nobody twice
-    assert warehouse.query_arrow(
-        "SELECT count(*) AS n FROM every8d_send_chunks WHERE state = 'awaiting_batch'").column("n")[0].as_py() == 2
+    assert (
+        warehouse.query_arrow("SELECT count(*) AS n FROM every8d_send_chunks WHERE state = 'awaiting_batch'")
+        .column("n")[0]
+        .as_py()
+        == 2
+    )
 
 
 def _awaiting(*rows):
     from datetime import datetime, timezone
 
     at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
-    return pa.Table.from_pylist([
-        {"campaign_id": c, "chunk": k, "row_number": n, "mobile": m, "record_id": f"{c}-{n}", "points": 1,
-         "kind": "sms", "in_flight_at": at, "written_at": at, "scheduled_for": None} for c, k, n, m in rows])
+    return pa.Table.from_pylist(
+        [
+            {
+                "campaign_id": c,
+                "chunk": k,
+                "row_number": n,
+                "mobile": m,
+                "record_id": f"{c}-{n}",
+                "points": 1,
+                "kind": "sms",
+                "in_flight_at": at,
+                "written_at": at,
+                "scheduled_for": None,
+            }
+            for c, k, n, m in rows
+        ]
+    )
 
 
 def _pushes(*rows, minutes=1):
     from datetime import datetime, timedelta, timezone
 
     at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
-    return pa.Table.from_pylist([{"batch_id": b, "mobile": m, "mr": mr, "first_at": at} for b, m, mr in rows],
-                                schema=pa.schema([("batch_id", pa.string()), ("mobile", pa.string()),
-                                                  ("mr", pa.string()), ("first_at", pa.timestamp("us", "UTC"))]))
+    return pa.Table.from_pylist(
+        [{"batch_id": b, "mobile": m, "mr": mr, "first_at": at} for b, m, mr in rows],
+        schema=pa.schema(
+            [
+                ("batch_id", pa.string()),
+                ("mobile", pa.string()),
+                ("mr", pa.string()),
+                ("first_at", pa.timestamp("us", "UTC")),
+            ]
+        ),
+    )
 
 
-@pytest.mark.parametrize(("pushes", "awaiting", "adopted", "ambiguous"), [
-    pytest.param(_pushes(("B", "+1", None), ("B", "+2", None)), _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2")),
-                 [("B", 0, (1, 2), "mobile")], [], id="numbers-one-chunk"),
-    pytest.param(_pushes(("B", "+1", None)), _awaiting(("a", 0, 1, "+1"), ("b", 3, 9, "+1")),
-                 [], ["B"], id="number-in-two-campaigns-ambiguous"),
-    pytest.param(_pushes(("B", "+1", "a-1"), ("B", "+2", "a-2")), _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2"),
-                                                                            ("b", 0, 1, "+1")),
-                 [("B", 0, (1, 2), "mr")], [], id="mr-wins-over-a-shared-number"),
-    pytest.param(_pushes(("B", "+1", "x-7")), _awaiting(("a", 0, 1, "+1")), [], [], id="foreign-mr-left-alone"),
-    pytest.param(_pushes(("B", "+1", None), ("B", "+3", None)), _awaiting(("a", 0, 1, "+1")), [], [],
-                 id="a-number-not-awaiting-no-match"),
-    pytest.param(_pushes(("B", "+1", None), minutes=-30), _awaiting(("a", 0, 1, "+1")), [], [],
-                 id="pushed-before-the-request-was-written"),
-    pytest.param(_pushes(("B", "+1", None), minutes=60 * 26), _awaiting(("a", 0, 1, "+1")), [], [],
-                 id="pushed-a-day-too-late"),
-])
+@pytest.mark.parametrize(
+    ("pushes", "awaiting", "adopted", "ambiguous"),
+    [
+        pytest.param(
+            _pushes(("B", "+1", None), ("B", "+2", None)),
+            _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2")),
+            [("B", 0, (1, 2), "mobile")],
+            [],
+            id="numbers-one-chunk",
+        ),
+        pytest.param(
+            _pushes(("B", "+1", None)),
+            _awaiting(("a", 0, 1, "+1"), ("b", 3, 9, "+1")),
+            [],
+            ["B"],
+            id="number-in-two-campaigns-ambiguous",
+        ),
+        pytest.param(
+            _pushes(("B", "+1", "a-1"), ("B", "+2", "a-2")),
+            _awaiting(("a", 0, 1, "+1"), ("a", 0, 2, "+2"), ("b", 0, 1, "+1")),
+            [("B", 0, (1, 2), "mr")],
+            [],
+            id="mr-wins-over-a-shared-number",
+        ),
+        pytest.param(
+            _pushes(("B", "+1", "x-7")), _awaiting(("a", 0, 1, "+1")), [], [], id="foreign-mr-left-alone"
+        ),
+        pytest.param(
+            _pushes(("B", "+1", None), ("B", "+3", None)),
+            _awaiting(("a", 0, 1, "+1")),
+            [],
+            [],
+            id="a-number-not-awaiting-no-match",
+        ),
+        pytest.param(
+            _pushes(("B", "+1", None), minutes=-30),
+            _awaiting(("a", 0, 1, "+1")),
+            [],
+            [],
+            id="pushed-before-the-request-was-written",
+        ),
+        pytest.param(
+            _pushes(("B", "+1", None), minutes=60 * 26),
+            _awaiting(("a", 0, 1, "+1")),
+            [],
+            [],
+            id="pushed-a-day-too-late",
+        ),
+    ],
+)
 def test_match_batches(pushes, awaiting, adopted, ambiguous):
     from every8d.campaign.adoption import match_batches
 

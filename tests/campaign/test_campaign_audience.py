@@ -15,8 +15,13 @@ COLUMNS = ["mobile", "name"]
 
 
 def frame(n: int = 5) -> pd.DataFrame:
-    return pd.DataFrame({"mobile": [f"09120000{i:02d}" for i in range(n)], "name": [f"n{i}" for i in range(n)],
-                         "other": range(n)})
+    return pd.DataFrame(
+        {
+            "mobile": [f"09120000{i:02d}" for i in range(n)],
+            "name": [f"n{i}" for i in range(n)],
+            "other": range(n),
+        }
+    )
 
 
 def collect(source, columns=COLUMNS, **kwargs) -> pa.Table:
@@ -67,13 +72,22 @@ def test_empty_csv_cells_are_null(tmp_path):
     "make",
     [
         pytest.param(lambda tmp: frame(2), id="dataframe"),
-        pytest.param(lambda tmp: (frame(2).to_csv(tmp / "x.csv", index=False), str(tmp / "x.csv"))[1], id="csv"),
-        pytest.param(lambda tmp: (pq.write_table(pa.Table.from_pandas(frame(2)), tmp / "x.parquet"),
-                                  str(tmp / "x.parquet"))[1], id="parquet"),
+        pytest.param(
+            lambda tmp: (frame(2).to_csv(tmp / "x.csv", index=False), str(tmp / "x.csv"))[1], id="csv"
+        ),
+        pytest.param(
+            lambda tmp: (
+                pq.write_table(pa.Table.from_pandas(frame(2)), tmp / "x.parquet"),
+                str(tmp / "x.parquet"),
+            )[1],
+            id="parquet",
+        ),
     ],
 )
 def test_missing_columns_are_named_before_any_row(tmp_path, make):
-    with pytest.raises(AudienceError, match=r"no column\(s\) \['phone'\]; it has \['mobile', 'name', 'other'\]"):
+    with pytest.raises(
+        AudienceError, match=r"no column\(s\) \['phone'\]; it has \['mobile', 'name', 'other'\]"
+    ):
         list(iter_audience(make(tmp_path), ["phone"]))
 
 
@@ -95,8 +109,9 @@ def test_sql_audience_streams_from_postgres(postgres_database, monkeypatch):
             "INSERT INTO campaign_audience SELECT i, '0912' || lpad(i::text, 6, '0'), 'n' || i "
             "FROM generate_series(1, 2500) AS i"
         )
-    source = SqlAudience("SELECT mobile, name, id FROM campaign_audience WHERE id > %s ORDER BY id",
-                         "campaign_pg", (0,))
+    source = SqlAudience(
+        "SELECT mobile, name, id FROM campaign_audience WHERE id > %s ORDER BY id", "campaign_pg", (0,)
+    )
     batches = list(iter_audience(source, ["mobile", "name"], batch_rows=1000))
     assert [b.num_rows for b in batches] == [1000, 1000, 500]
     assert batches[0].column("mobile")[0].as_py() == "0912000001"

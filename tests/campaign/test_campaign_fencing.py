@@ -54,18 +54,23 @@ KILL_STEPS = [
 
 
 @pytest.mark.parametrize(("step", "when", "nth"), KILL_STEPS)
-def test_a_runner_killed_at_any_step_then_rerun_keeps_every_promise(sandbox, every8d_conn_env, warehouse_target,
-                                                                    warehouse, audience, pushes, step, when, nth):
+def test_a_runner_killed_at_any_step_then_rerun_keeps_every_promise(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, audience, pushes, step, when, nth
+):
     if step == "resend":
         drop_first_answers(sandbox)
-    first = Runner(warehouse_target, audience, settings={"signal_at": {"step": step, "when": when, "nth": nth}})
+    first = Runner(
+        warehouse_target, audience, settings={"signal_at": {"step": step, "when": when, "nth": nth}}
+    )
     assert first.wait() == -signal.SIGKILL, first.output[-3000:]
     sandbox.clear_faults()
     second = Runner(warehouse_target, audience)  # waits out the dead runner's lease, then takes over
     assert second.wait() == 0, second.output[-3000:]
     summary = second.result()["summary"]
     assert summary["duplicates"] == summary["stale_batches"] == 0
-    assert_invariants(sandbox, warehouse, "camp", pushes=pushes)  # every batch issued is recorded, adopted or not
+    assert_invariants(
+        sandbox, warehouse, "camp", pushes=pushes
+    )  # every batch issued is recorded, adopted or not
     assert summary["recipients"] + summary["rejected"] == 400
 
 
@@ -78,11 +83,17 @@ FREEZE_STEPS = [
 
 
 @pytest.mark.parametrize(("step", "when", "nth"), FREEZE_STEPS)
-def test_a_frozen_runner_wakes_after_its_retry_finished_and_sends_nothing(sandbox, every8d_conn_env,
-                                                                          warehouse_target, warehouse, audience,
-                                                                          step, when, nth):
-    frozen = Runner(warehouse_target, audience, settings={  # one request at a time: it freezes holding one answer
-        "options": {"concurrency": 1}, "signal_at": {"step": step, "when": when, "nth": nth, "signal": "STOP"}})
+def test_a_frozen_runner_wakes_after_its_retry_finished_and_sends_nothing(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, audience, step, when, nth
+):
+    frozen = Runner(
+        warehouse_target,
+        audience,
+        settings={  # one request at a time: it freezes holding one answer
+            "options": {"concurrency": 1},
+            "signal_at": {"step": step, "when": when, "nth": nth, "signal": "STOP"},
+        },
+    )
     wait_stopped(frozen.pid)
     retry = Runner(warehouse_target, audience)
     assert retry.wait() == 0, retry.output[-3000:]
@@ -96,22 +107,34 @@ def test_a_frozen_runner_wakes_after_its_retry_finished_and_sends_nothing(sandbo
     assert woke["summary"]["duplicates"] == 0 and figures["duplicates"] == 0
     if step == "request":  # it held an answer when it froze: kept as an extra batch, not lost
         assert woke["summary"]["stale_batches"] == 1
-        stale = warehouse.query_arrow("SELECT batch_id, duplicates FROM every8d_send_stale_batches").to_pylist()
+        stale = warehouse.query_arrow(
+            "SELECT batch_id, duplicates FROM every8d_send_stale_batches"
+        ).to_pylist()
         assert [s["duplicates"] for s in stale] == [0]
         assert stale[0]["batch_id"] in {b["batch_id"] for b in sandbox.batches()}
 
 
 def test_a_runner_frozen_just_before_writing_its_request_reports_the_duplicates_it_caused(
-    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience,
+    sandbox,
+    every8d_conn_env,
+    warehouse_target,
+    warehouse,
+    promo_audience,
 ):
     """The one window fencing cannot close: frozen after the last check, before the socket write.
 
     The gateway has no fencing token, so the woken runner's request goes out.  The promise here is
     that it is never silent: its batch is kept, and the duplicates are counted and reported.
     """
-    frozen = Runner(warehouse_target, promo_audience, settings={
-        "spec": {"message": PROMO}, "options": {"concurrency": 1},
-        "signal_at": {"step": "request", "when": "before", "nth": 1, "signal": "STOP"}})
+    frozen = Runner(
+        warehouse_target,
+        promo_audience,
+        settings={
+            "spec": {"message": PROMO},
+            "options": {"concurrency": 1},
+            "signal_at": {"step": "request", "when": "before", "nth": 1, "signal": "STOP"},
+        },
+    )
     wait_stopped(frozen.pid)
     retry = Runner(warehouse_target, promo_audience, settings={"spec": {"message": PROMO}})
     assert retry.wait() == 0, retry.output[-3000:]
@@ -125,8 +148,9 @@ def test_a_runner_frozen_just_before_writing_its_request_reports_the_duplicates_
     assert figures["lost"] == figures["open"] == figures["unknown"] == 0
 
 
-def test_two_runners_started_together_text_everyone_once(sandbox, every8d_conn_env, warehouse_target, warehouse,
-                                                         audience):
+def test_two_runners_started_together_text_everyone_once(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, audience
+):
     for endpoint in ("sendSMS", "SendParamSMS"):  # slow answers keep both runners busy at the same time
         sandbox.inject_fault(endpoint, "slow", delay=0.2, count=-1, execute=True)
     runners = [Runner(warehouse_target, audience), Runner(warehouse_target, audience)]
@@ -137,12 +161,19 @@ def test_two_runners_started_together_text_everyone_once(sandbox, every8d_conn_e
 
 
 def test_a_send_still_executing_after_the_read_timeout_is_resolved_not_resent(
-    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience,
+    sandbox,
+    every8d_conn_env,
+    warehouse_target,
+    warehouse,
+    promo_audience,
 ):
     # not executed until 2 s after it arrived: the client gave up after 1 s
     sandbox.inject_fault("sendSMS", "slow", delay=2.0, count=1, execute=False)
-    runner = Runner(warehouse_target, promo_audience,
-                    settings={"spec": {"message": PROMO}, "options": {"settle_seconds": None}})
+    runner = Runner(
+        warehouse_target,
+        promo_audience,
+        settings={"spec": {"message": PROMO}, "options": {"settle_seconds": None}},
+    )
     assert runner.wait() == 0, runner.output[-3000:]
     summary = runner.result()["summary"]
     figures = assert_invariants(sandbox, warehouse, "camp")
@@ -150,19 +181,26 @@ def test_a_send_still_executing_after_the_read_timeout_is_resolved_not_resent(
 
 
 def test_a_cut_send_answer_is_in_doubt_and_never_recorded_with_a_bogus_batch_id(
-    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience,
+    sandbox,
+    every8d_conn_env,
+    warehouse_target,
+    warehouse,
+    promo_audience,
 ):
     sandbox.inject_fault("sendSMS", "cut", at=-8, count=1)  # "...,0,cfa91f2": a prefix of the batch id
     runner = Runner(warehouse_target, promo_audience, settings={"spec": {"message": PROMO}})
     assert runner.wait() == 0, runner.output[-3000:]
-    figures = assert_invariants(sandbox, warehouse, "camp")  # "unknown" counts batch ids the gateway never issued
+    figures = assert_invariants(
+        sandbox, warehouse, "camp"
+    )  # "unknown" counts batch ids the gateway never issued
     assert figures["states"] == {"sent": 250, "sent_unconfirmed": 50}
     registered = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_batches").column("n")[0].as_py()
     assert registered == len(sandbox.batches()) - 1  # every batch we know the whole id of; no bogus one
 
 
-def test_a_cut_credit_answer_is_read_again_before_refusing(sandbox, every8d_conn_env, warehouse_target, warehouse,
-                                                          promo_audience):
+def test_a_cut_credit_answer_is_read_again_before_refusing(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience
+):
     sandbox.create_account("demo", "secret", credit=960)  # "960.00" cut to "96": less than the 300 needed
     sandbox.inject_fault("getCredit", "cut", at=2, count=1)
     runner = Runner(warehouse_target, promo_audience, settings={"spec": {"message": PROMO}})
@@ -174,7 +212,9 @@ def test_a_cut_credit_answer_is_read_again_before_refusing(sandbox, every8d_conn
 
 
 def in_an_hour_taipei() -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
+    return (
+        (datetime.now(timezone.utc) + timedelta(days=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
+    )
 
 
 def quiet_window_around_now() -> str:
@@ -182,13 +222,16 @@ def quiet_window_around_now() -> str:
     return f"{(taipei - timedelta(hours=1)):%H:%M}-{(taipei + timedelta(hours=2)):%H:%M}"
 
 
-@pytest.mark.parametrize("schedule", [
-    pytest.param({"schedule_at": "tomorrow"}, id="explicit-send-time"),
-    pytest.param({"quiet_hours": "around-now"}, id="quiet-hours-rescheduled"),
-])
-def test_a_scheduled_send_with_a_dropped_answer_is_parked_never_resent(sandbox, every8d_conn_env,
-                                                                       warehouse_target, warehouse,
-                                                                       promo_audience, schedule):
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        pytest.param({"schedule_at": "tomorrow"}, id="explicit-send-time"),
+        pytest.param({"quiet_hours": "around-now"}, id="quiet-hours-rescheduled"),
+    ],
+)
+def test_a_scheduled_send_with_a_dropped_answer_is_parked_never_resent(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience, schedule
+):
     spec = {"message": PROMO}
     if "schedule_at" in schedule:
         spec["schedule_at"] = in_an_hour_taipei()
@@ -203,18 +246,27 @@ def test_a_scheduled_send_with_a_dropped_answer_is_parked_never_resent(sandbox, 
     assert figures["states"] == {"sent": 250, "needs_review": 50}
     assert figures["unrecorded"] == figures["parked_batches"] == 1  # the parked chunk's batch, reported
     assert {m["status"] for m in sandbox.messages()} == {300}  # all still scheduled, each once
-    again = Runner(warehouse_target, promo_audience, settings={"spec": spec})  # a retry does not resend either
+    again = Runner(
+        warehouse_target, promo_audience, settings={"spec": spec}
+    )  # a retry does not resend either
     assert again.wait() == 3 and again.result()["error"] == "NeedsReviewError"
     assert len(sandbox.messages()) == 300
 
 
 def test_credit_exactly_covering_the_campaign_survives_a_dropped_answer_and_a_retry(
-    sandbox, every8d_conn_env, warehouse_target, warehouse, promo_audience,
+    sandbox,
+    every8d_conn_env,
+    warehouse_target,
+    warehouse,
+    promo_audience,
 ):
     sandbox.create_account("demo", "secret", credit=300)  # exactly 300 recipients x 1 point
     sandbox.inject_fault("sendSMS", "drop", count=1)
-    first = Runner(warehouse_target, promo_audience,
-                   settings={"spec": {"message": PROMO}, "options": {"max_lost_answers": 0}})
+    first = Runner(
+        warehouse_target,
+        promo_audience,
+        settings={"spec": {"message": PROMO}, "options": {"max_lost_answers": 0}},
+    )
     assert first.wait() == 3 and first.result()["error"] == "CampaignInterruptedError"
     assert first.result()["summary"]["in_flight"] == 50  # the dropped chunk: charged, in doubt
     retry = Runner(warehouse_target, promo_audience, settings={"spec": {"message": PROMO}})
@@ -232,7 +284,9 @@ def postgres_ledger(postgres_database, monkeypatch):
 
     monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_PG", postgres_database)
     with psycopg2.connect(postgres_database) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'")
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'"
+        )
         for (table,) in cursor.fetchall():
             cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     warehouse = open_warehouse("airflow://campaign_pg")
@@ -240,8 +294,9 @@ def postgres_ledger(postgres_database, monkeypatch):
     warehouse.close()
 
 
-def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise(sandbox, every8d_conn_env,
-                                                                                  postgres_ledger, audience):
+def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise(
+    sandbox, every8d_conn_env, postgres_ledger, audience
+):
     target, warehouse = postgres_ledger
     killed = Runner(target, audience, "killed", settings={"signal_at": {"step": "request", "nth": 3}})
     assert killed.wait() == -signal.SIGKILL, killed.output[-3000:]
@@ -249,8 +304,15 @@ def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise
     assert_invariants(sandbox, warehouse, "killed")
 
     sandbox.reset()
-    frozen = Runner(target, audience, "frozen", settings={
-        "options": {"concurrency": 1}, "signal_at": {"step": "request", "nth": 3, "signal": "STOP"}})
+    frozen = Runner(
+        target,
+        audience,
+        "frozen",
+        settings={
+            "options": {"concurrency": 1},
+            "signal_at": {"step": "request", "nth": 3, "signal": "STOP"},
+        },
+    )
     wait_stopped(frozen.pid)
     retry = Runner(target, audience, "frozen")
     assert retry.wait() == 0, retry.output[-3000:]

@@ -19,15 +19,20 @@ from every8d.campaign.lease import Lease
 from every8d.campaign.ledger import LEDGER, SendLedger
 from every8d.campaign.runner import CampaignRun, RunOptions
 
-SPEC = CampaignSpec(kind="sms", message=TEMPLATES, chunk_size=100,
-                    columns=ColumnMap(mobile="mobile", name="name", template="tier"))
+SPEC = CampaignSpec(
+    kind="sms",
+    message=TEMPLATES,
+    chunk_size=100,
+    columns=ColumnMap(mobile="mobile", name="name", template="tier"),
+)
 
 
 def campaign_run(warehouse, **options):
     from every8d.hooks.every8d import Every8dHook
 
-    return CampaignRun(SPEC, campaign_id="camp", hook=Every8dHook(), warehouse=warehouse,
-                       options=RunOptions(**options))
+    return CampaignRun(
+        SPEC, campaign_id="camp", hook=Every8dHook(), warehouse=warehouse, options=RunOptions(**options)
+    )
 
 
 def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, every8d_conn_env, warehouse):
@@ -36,9 +41,20 @@ def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, ever
     now = datetime.now(timezone.utc)
     ledger.start_plan({"kind": "sms", "fingerprint": "old"}, now)
     leftover = {name: None for name in LEDGER.schema.names}
-    leftover.update(campaign_id="camp", row_number=1, chunk=0, route="sms", kind="sms", mobile="+886900000000",
-                    text="half-written plan", record_id="x-1", state="pending", attempt=0, planned_at=now,
-                    updated_at=now)
+    leftover.update(
+        campaign_id="camp",
+        row_number=1,
+        chunk=0,
+        route="sms",
+        kind="sms",
+        mobile="+886900000000",
+        text="half-written plan",
+        record_id="x-1",
+        state="pending",
+        attempt=0,
+        planned_at=now,
+        updated_at=now,
+    )
     warehouse.append(LEDGER.name, pa.Table.from_pylist([leftover], schema=LEDGER.schema))
 
     summary = campaign_run(warehouse).run(make_audience(500))
@@ -79,8 +95,11 @@ def any_warehouse(request, warehouse):
         from every8d.campaign.ledger import SEND_TABLES
         from every8d.warehouse import open_warehouse
 
-        target = mariadb_target_for(request.getfixturevalue("mariadb_database"),
-                                    request.getfixturevalue("monkeypatch"), [spec.name for spec in SEND_TABLES])
+        target = mariadb_target_for(
+            request.getfixturevalue("mariadb_database"),
+            request.getfixturevalue("monkeypatch"),
+            [spec.name for spec in SEND_TABLES],
+        )
         home = open_warehouse(target)
         request.addfinalizer(home.close)
         return home
@@ -91,7 +110,9 @@ def any_warehouse(request, warehouse):
     dsn = request.getfixturevalue("postgres_database")
     request.getfixturevalue("monkeypatch").setenv("AIRFLOW_CONN_LEASE_PG", dsn)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'")
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'every8d_%'"
+        )
         for (table,) in cursor.fetchall():
             cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     pg = open_warehouse("airflow://lease_pg")
@@ -131,8 +152,9 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
 # The runner's own SQL (campaign/runner.py) is not spelled for MariaDB yet: DuckDB and Postgres only.
 @pytest.mark.parametrize("any_warehouse", ["duckdb", "postgres"], indirect=True)
 def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_written(any_warehouse):
-    run = CampaignRun(SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse,
-                      options=RunOptions(lease_seconds=30))
+    run = CampaignRun(
+        SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse, options=RunOptions(lease_seconds=30)
+    )
     run.plan(clean_audience(300))
     ledger = run.ledger
     now = datetime.now(timezone.utc)
@@ -151,5 +173,9 @@ def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_writ
     ledger.claim([2], now, "runner-a")
     assert ledger.take_over("runner-c", now) == 1  # chunk 2 (claimed, never written) is pending again
     assert {c.chunk: (c.state, c.claimed_by) for c in ledger.chunks("chunk IN (0, 2)")} == {
-        0: ("in_flight", "runner-c"), 2: ("pending", None)}
-    assert ledger.open_points() == Decimal(200)  # chunk 0 (100, in doubt) was most likely charged: not counted again
+        0: ("in_flight", "runner-c"),
+        2: ("pending", None),
+    }
+    assert ledger.open_points() == Decimal(
+        200
+    )  # chunk 0 (100, in doubt) was most likely charged: not counted again

@@ -42,7 +42,14 @@ def no_phone_numbers(payload) -> bool:
 
 
 def test_ten_thousand_rows_several_templates_bad_numbers_duplicates_and_opt_outs(
-    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, asset_events_of, tmp_path, capfd,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    xcom_of,
+    asset_events_of,
+    tmp_path,
+    capfd,
 ):
     from every8d.tracking.suppressions import add_suppressions
 
@@ -52,8 +59,13 @@ def test_ten_thousand_rows_several_templates_bad_numbers_duplicates_and_opt_outs
     opted_out = [f"+8869{10_000_000 + i:08d}" for i in (3, 300, 3000)]  # rows 4, 301 and 3001
     add_suppressions(warehouse, opted_out, "opt_out", "test")
     dag = send_dag(
-        "campaign_10k", audience=str(audience_path), message=TEMPLATES, template_column="tier",
-        name_column="name", record_key_column="customer_id", rejects_path=str(tmp_path / "rejects.parquet"),
+        "campaign_10k",
+        audience=str(audience_path),
+        message=TEMPLATES,
+        template_column="tier",
+        name_column="name",
+        record_key_column="customer_id",
+        rejects_path=str(tmp_path / "rejects.parquet"),
         max_points="{{ 20000 }}",
     )
     dag_run = run_dag(dag)
@@ -86,8 +98,13 @@ def test_ten_thousand_rows_several_templates_bad_numbers_duplicates_and_opt_outs
     assert set(rejects_file.column("campaign_id").to_pylist()) == {campaign_id}
 
     # every batch registered for the status sync, and the asset event says so
-    registered = warehouse.query_arrow(
-        "SELECT count(*) AS n FROM every8d_batches WHERE campaign_id = ?", [campaign_id]).column("n")[0].as_py()
+    registered = (
+        warehouse.query_arrow(
+            "SELECT count(*) AS n FROM every8d_batches WHERE campaign_id = ?", [campaign_id]
+        )
+        .column("n")[0]
+        .as_py()
+    )
     assert registered == summary["batches"]
     assert asset_events_of(dag_run) == [
         (BATCHES_ASSET.name, {"campaign_id": campaign_id, "batches": summary["batches"]})
@@ -96,13 +113,25 @@ def test_ten_thousand_rows_several_templates_bad_numbers_duplicates_and_opt_outs
 
 @pytest.mark.parametrize(("endpoint", "tier"), [("sendSMS", "promo"), ("SendParamSMS", "personal")])
 def test_three_dropped_answers_are_resolved_in_the_same_try_without_texting_anyone_twice(
-    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, task_instance_of, endpoint, tier,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    xcom_of,
+    task_instance_of,
+    endpoint,
+    tier,
 ):
     audience = make_audience(1_200, seed=3)
     sandbox.inject_fault(endpoint, "drop", count=3)  # executed by the gateway, then no answer, three times
     dag = send_dag(
-        f"campaign_drop_{tier}", audience=lambda: audience, message=TEMPLATES, template_column="tier",
-        name_column="name", chunk_size=60, retries=0,  # no retry to spend: the try itself must settle them
+        f"campaign_drop_{tier}",
+        audience=lambda: audience,
+        message=TEMPLATES,
+        template_column="tier",
+        name_column="name",
+        chunk_size=60,
+        retries=0,  # no retry to spend: the try itself must settle them
         settle_seconds=0,  # the sandbox executed the request before dropping it: nothing is still running
     )
     dag_run = run_dag(dag)
@@ -117,12 +146,25 @@ def test_three_dropped_answers_are_resolved_in_the_same_try_without_texting_anyo
 
 
 def test_a_gateway_that_keeps_losing_answers_fails_the_try_retryably(
-    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, task_instance_of,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    xcom_of,
+    task_instance_of,
 ):
     sandbox.inject_fault("sendSMS", "drop", count=4)
-    dag = send_dag("campaign_lossy", audience=lambda: make_audience(600, seed=5), message="Flash sale today",
-                   chunk_size=50, concurrency=1, max_lost_answers=2, settle_seconds=0, retries=1,
-                   retry_delay=timedelta(0))
+    dag = send_dag(
+        "campaign_lossy",
+        audience=lambda: make_audience(600, seed=5),
+        message="Flash sale today",
+        chunk_size=50,
+        concurrency=1,
+        max_lost_answers=2,
+        settle_seconds=0,
+        retries=1,
+        retry_delay=timedelta(0),
+    )
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
     assert task_instance_of(dag_run, "send").try_number == 2  # try 1 stopped after its third lost answer
@@ -131,11 +173,22 @@ def test_a_gateway_that_keeps_losing_answers_fails_the_try_retryably(
 
 
 def test_budget_cap_refuses_before_any_send_and_does_not_retry(
-    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    task_instance_of,
 ):
-    dag = send_dag("campaign_cap", audience=lambda: make_audience(300), message=TEMPLATES,
-                   template_column="tier", name_column="name", max_points=50, retries=2,
-                   retry_delay=timedelta(0))
+    dag = send_dag(
+        "campaign_cap",
+        audience=lambda: make_audience(300),
+        message=TEMPLATES,
+        template_column="tier",
+        name_column="name",
+        max_points=50,
+        retries=2,
+        retry_delay=timedelta(0),
+    )
     dag_run = run_dag(dag)
     assert dag_run.state == "failed"
     assert task_instance_of(dag_run, "send").try_number == 1  # AirflowFailException: no pointless retries
@@ -144,8 +197,15 @@ def test_budget_cap_refuses_before_any_send_and_does_not_retry(
 
 
 def test_dry_run_returns_the_plan_and_sends_nothing(sandbox, every8d_conn_env, warehouse, run_dag, xcom_of):
-    dag = send_dag("campaign_dry", audience=lambda: make_audience(2_000), message=TEMPLATES,
-                   template_column="tier", name_column="name", estimate_only="{{ 'True' }}", max_points=100)
+    dag = send_dag(
+        "campaign_dry",
+        audience=lambda: make_audience(2_000),
+        message=TEMPLATES,
+        template_column="tier",
+        name_column="name",
+        estimate_only="{{ 'True' }}",
+        max_points=100,
+    )
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
     plan = xcom_of(dag_run, "send")
@@ -158,7 +218,9 @@ def test_dry_run_returns_the_plan_and_sends_nothing(sandbox, every8d_conn_env, w
     assert warehouse.table_columns("every8d_send_ledger") == []  # a dry run writes no ledger at all
 
 
-def test_a_scheduled_campaign_is_cancelled_and_refunded(sandbox, every8d_conn_env, warehouse, run_dag, xcom_of):
+def test_a_scheduled_campaign_is_cancelled_and_refunded(
+    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of
+):
     from airflow.sdk import DAG
 
     from every8d.operators.cancel import Every8dCancelCampaignOperator
@@ -167,11 +229,17 @@ def test_a_scheduled_campaign_is_cancelled_and_refunded(sandbox, every8d_conn_en
     tomorrow = (sandbox.now() + timedelta(days=1)).isoformat()
     with DAG("campaign_cancel", schedule=None, start_date=START, catchup=False) as dag:
         send = Every8dSendSmsOperator(
-            task_id="send", audience=lambda: make_audience(700), message=TEMPLATES, template_column="tier",
-            name_column="name", schedule_at=tomorrow, campaign_id="spring-{{ run_id }}",
+            task_id="send",
+            audience=lambda: make_audience(700),
+            message=TEMPLATES,
+            template_column="tier",
+            name_column="name",
+            schedule_at=tomorrow,
+            campaign_id="spring-{{ run_id }}",
         )
         cancel = Every8dCancelCampaignOperator(
-            task_id="cancel", campaign_id="{{ ti.xcom_pull(task_ids='send')['campaign_id'] }}")
+            task_id="cancel", campaign_id="{{ ti.xcom_pull(task_ids='send')['campaign_id'] }}"
+        )
         send >> cancel
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
@@ -183,9 +251,14 @@ def test_a_scheduled_campaign_is_cancelled_and_refunded(sandbox, every8d_conn_en
     assert {m["status"] for m in sandbox.messages()} == {303}
     ledger, _ = ledger_and_rejects(warehouse, sent["campaign_id"])
     assert set(ledger.column("state").to_pylist()) == {"cancelled"}
-    refunded = warehouse.query_arrow(
-        "SELECT sum(refunded_points) AS r FROM every8d_send_ledger WHERE campaign_id = ?", [sent["campaign_id"]]
-    ).column("r")[0].as_py()
+    refunded = (
+        warehouse.query_arrow(
+            "SELECT sum(refunded_points) AS r FROM every8d_send_ledger WHERE campaign_id = ?",
+            [sent["campaign_id"]],
+        )
+        .column("r")[0]
+        .as_py()
+    )
     assert refunded == Decimal(sent["points_charged"])
     # cancelling again finds nothing left and changes nothing
     from every8d.hooks.every8d import Every8dHook
@@ -196,7 +269,12 @@ def test_a_scheduled_campaign_is_cancelled_and_refunded(sandbox, every8d_conn_en
 
 
 def test_an_upstream_dataframe_never_reaches_the_rendered_fields(
-    sandbox, every8d_conn_env, warehouse, run_dag, xcom_of, task_instance_of,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    xcom_of,
+    task_instance_of,
 ):
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.sdk import DAG, task
@@ -204,14 +282,16 @@ def test_an_upstream_dataframe_never_reaches_the_rendered_fields(
     from every8d.operators.send import Every8dSendSmsOperator
 
     with DAG("campaign_xcom_frame", schedule=None, start_date=START, catchup=False) as dag:
+
         @task
         def extract():
             from campaign_checks import make_audience
 
             return make_audience(300)
 
-        Every8dSendSmsOperator(task_id="send", audience=extract(), message=TEMPLATES, template_column="tier",
-                               name_column="name")
+        Every8dSendSmsOperator(
+            task_id="send", audience=extract(), message=TEMPLATES, template_column="tier", name_column="name"
+        )
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
     summary = xcom_of(dag_run, "send")
@@ -222,15 +302,23 @@ def test_an_upstream_dataframe_never_reaches_the_rendered_fields(
     assert no_phone_numbers(rendered)
 
 
-def test_bad_settings_fail_at_once_with_a_clear_message(sandbox, every8d_conn_env, warehouse, run_dag,
-                                                        task_instance_of, capfd):
-    dag = send_dag("campaign_bad_template", audience=lambda: make_audience(50), message="Hi ${first_name}",
-                   retries=3, retry_delay=timedelta(0))
+def test_bad_settings_fail_at_once_with_a_clear_message(
+    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of, capfd
+):
+    dag = send_dag(
+        "campaign_bad_template",
+        audience=lambda: make_audience(50),
+        message="Hi ${first_name}",
+        retries=3,
+        retry_delay=timedelta(0),
+    )
     dag_run = run_dag(dag)
     assert dag_run.state == "failed"
     assert task_instance_of(dag_run, "send").try_number == 1
     output = "".join(capfd.readouterr())
-    assert "no column(s) ['first_name']" in output and "'customer_id'" in output  # the missing and known columns
+    assert (
+        "no column(s) ['first_name']" in output and "'customer_id'" in output
+    )  # the missing and known columns
     assert sends(sandbox) == 0
 
 
@@ -245,13 +333,19 @@ def test_estimate_only_leaves_base_operator_dry_run_callable_and_dry_run_still_w
     assert old.estimate_only is True and callable(old.dry_run)
 
 
-def test_a_wrong_password_fails_the_task_without_burning_retries(sandbox, every8d_conn_env, warehouse, run_dag,
-                                                                 task_instance_of, monkeypatch):
+def test_a_wrong_password_fails_the_task_without_burning_retries(
+    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of, monkeypatch
+):
     connection = json.loads(sandbox.connection_json())
     connection["password"] = "wrong"
     monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps(connection))
-    dag = send_dag("campaign_bad_password", audience=lambda: make_audience(50), message="hello", retries=2,
-                   retry_delay=timedelta(0))
+    dag = send_dag(
+        "campaign_bad_password",
+        audience=lambda: make_audience(50),
+        message="hello",
+        retries=2,
+        retry_delay=timedelta(0),
+    )
     dag_run = run_dag(dag)
     assert dag_run.state == "failed"
     assert task_instance_of(dag_run, "send").try_number == 1  # AirflowFailException: a retry cannot fix it
@@ -259,16 +353,34 @@ def test_a_wrong_password_fails_the_task_without_burning_retries(sandbox, every8
 
 
 def test_every_chunk_refused_fails_at_once_but_a_transient_error_is_retried(
-    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of,
+    sandbox,
+    every8d_conn_env,
+    warehouse,
+    run_dag,
+    task_instance_of,
 ):
     sandbox.inject_fault("sendSMS", "error", code=-24, count=-1)  # "empty content": a refusal, terminal
-    dag_run = run_dag(send_dag("campaign_refused", audience=lambda: make_audience(50), message="hello",
-                               retries=2, retry_delay=timedelta(0)))
+    dag_run = run_dag(
+        send_dag(
+            "campaign_refused",
+            audience=lambda: make_audience(50),
+            message="hello",
+            retries=2,
+            retry_delay=timedelta(0),
+        )
+    )
     assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 1
     sandbox.clear_faults()
     sandbox.inject_fault("getCredit", "reset", count=-1)  # the credit read keeps failing: transient
-    dag_run = run_dag(send_dag("campaign_transient", audience=lambda: make_audience(50), message="hello",
-                               retries=1, retry_delay=timedelta(0)))
+    dag_run = run_dag(
+        send_dag(
+            "campaign_transient",
+            audience=lambda: make_audience(50),
+            message="hello",
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+    )
     assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 2  # it was retried
     sandbox.clear_faults()
     assert sends(sandbox) == 1  # only the refused request; nothing was sent past the failing credit read

@@ -19,8 +19,10 @@ from every8d.operators.send import (
 )
 
 
-@pytest.mark.parametrize(("value", "expected"), [("True", True), ("false", False), (True, True), ("", False),
-                                                 ("None", False), ("1", True)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("True", True), ("false", False), (True, True), ("", False), ("None", False), ("1", True)],
+)
 def test_booleans_survive_jinja(value, expected):
     assert as_bool(value, "x") is expected
 
@@ -29,7 +31,8 @@ def test_numbers_and_times_survive_jinja():
     assert as_decimal("1500", "max_points") == Decimal(1500)
     assert as_decimal("None", "max_points") is None
     assert as_datetime("2026-05-01T09:00:00+08:00", "schedule_at") == datetime(
-        2026, 5, 1, 1, 0, tzinfo=timezone.utc)
+        2026, 5, 1, 1, 0, tzinfo=timezone.utc
+    )
     for bad in ("soon", "-5"):
         with pytest.raises(ValueError, match="max_points"):
             as_decimal(bad, "max_points")
@@ -53,8 +56,13 @@ def test_exactly_one_audience_source():
 
 def test_spec_from_rendered_strings():
     operator = Every8dSendSmsOperator(
-        task_id="x", audience="/tmp/a.parquet", message='{"a": "Hi $name", "b": "Promo"}', template_column="t",
-        dedupe_on="mobile, text", allow_international="True", schedule_at="2026-05-01T09:00:00+08:00",
+        task_id="x",
+        audience="/tmp/a.parquet",
+        message='{"a": "Hi $name", "b": "Promo"}',
+        template_column="t",
+        dedupe_on="mobile, text",
+        allow_international="True",
+        schedule_at="2026-05-01T09:00:00+08:00",
         validity_minutes="600",
     )
     spec = operator.build_spec()
@@ -66,12 +74,16 @@ def test_spec_from_rendered_strings():
 
 def test_mms_image_is_checked_before_anything_is_read(tmp_path):
     (tmp_path / "menu.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
-    good = Every8dSendMmsOperator(task_id="m", audience="/x.parquet", message="Menu", image=str(tmp_path / "menu.png"))
+    good = Every8dSendMmsOperator(
+        task_id="m", audience="/x.parquet", message="Menu", image=str(tmp_path / "menu.png")
+    )
     spec = good.build_spec()
     spec.validate()
     assert spec.mms_points() == Decimal(3)
     (tmp_path / "menu.bmp").write_bytes(b"BM" + b"\x00" * 100)
-    bad = Every8dSendMmsOperator(task_id="m", audience="/x.parquet", message="Menu", image=str(tmp_path / "menu.bmp"))
+    bad = Every8dSendMmsOperator(
+        task_id="m", audience="/x.parquet", message="Menu", image=str(tmp_path / "menu.bmp")
+    )
     with pytest.raises(ValueError, match="not a JPEG, PNG or GIF"):
         bad.build_spec().validate()
 

@@ -54,7 +54,8 @@ def test_phonenumbers_runs_once_per_distinct_value():
     check = normalizer.check(raw)
     assert normalizer.slow_calls == 2  # canonical 09xxxxxxxx never reaches phonenumbers
     assert check.reason.value_counts().to_pylist() == [
-        {"values": None, "counts": 2000}, {"values": "invalid_number", "counts": 1000},
+        {"values": None, "counts": 2000},
+        {"values": "invalid_number", "counts": 1000},
     ]
     normalizer.check(raw)
     assert normalizer.slow_calls == 2  # and the cache carries across batches

@@ -24,41 +24,57 @@ HERE = Path(__file__).resolve().parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 2000
 
 
-def run_campaign(warehouse, audience, campaign_id="camp", *, message=TEMPLATES, kind="sms", chunk_size=500,
-                 **options):
+def run_campaign(
+    warehouse, audience, campaign_id="camp", *, message=TEMPLATES, kind="sms", chunk_size=500, **options
+):
     from every8d.hooks.every8d import Every8dHook
 
     columns = ColumnMap(mobile="mobile", name="name", template="tier" if isinstance(message, dict) else None)
-    spec_kwargs = {k: options.pop(k) for k in ("quiet_hours", "quiet_hours_policy", "image", "schedule_at")
-                   if k in options}
+    spec_kwargs = {
+        k: options.pop(k)
+        for k in ("quiet_hours", "quiet_hours_policy", "image", "schedule_at")
+        if k in options
+    }
     hook_kwargs = {k: options.pop(k) for k in ("timeout", "connect_timeout") if k in options}
     spec = CampaignSpec(kind=kind, message=message, columns=columns, chunk_size=chunk_size, **spec_kwargs)
     hook = Every8dHook(**hook_kwargs)
     try:
-        return CampaignRun(spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse,
-                           options=RunOptions(**options)).run(audience)
+        return CampaignRun(
+            spec, campaign_id=campaign_id, hook=hook, warehouse=warehouse, options=RunOptions(**options)
+        ).run(audience)
     finally:
         hook.close()
 
 
 def chunk_states(warehouse, campaign_id="camp") -> dict[str, int]:
     rows = warehouse.query_arrow(
-        "SELECT state, count(*) AS n FROM every8d_send_chunks WHERE campaign_id = ? GROUP BY state", [campaign_id]
+        "SELECT state, count(*) AS n FROM every8d_send_chunks WHERE campaign_id = ? GROUP BY state",
+        [campaign_id],
     ).to_pylist()
     return {r["state"]: r["n"] for r in rows}
 
 
-def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(sandbox, every8d_conn_env, warehouse_target, warehouse,
-                                                            tmp_path):
+def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(
+    sandbox, every8d_conn_env, warehouse_target, warehouse, tmp_path
+):
     audience_path = tmp_path / "audience.parquet"
     pq.write_table(pa.Table.from_pandas(make_audience(3_000, seed=11)), audience_path)
     for endpoint in ("sendSMS", "SendParamSMS"):  # executed at once, answered 0.5 s later: a window to die in
         sandbox.inject_fault(endpoint, "slow", delay=0.5, count=-1, execute=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "send_campaign_process.py"), warehouse_target, str(audience_path), "camp", "150",
-         '{"options": {"lease_seconds": 3}, "hook": {"timeout": 1, "connect_timeout": 1}}'],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(HERE / "send_campaign_process.py"),
+            warehouse_target,
+            str(audience_path),
+            "camp",
+            "150",
+            '{"options": {"lease_seconds": 3}, "hook": {"timeout": 1, "connect_timeout": 1}}',
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while len(sandbox.batches()) < 9:  # wave 3 on the wire: wave 1 (4 chunks) is recorded by then
@@ -74,11 +90,21 @@ def test_sigkill_mid_campaign_then_rerun_texts_nobody_twice(sandbox, every8d_con
     assert left.get("sent", 0) >= 4 and left.get("in_flight", 0) >= 1 and left.get("pending", 0) >= 1
     gateway_had = len(sandbox.messages())
 
-    summary = run_campaign(warehouse, str(audience_path), chunk_size=150, concurrency=2, settle_seconds=1.0,
-                           lease_seconds=3.0, timeout=1, connect_timeout=1)
+    summary = run_campaign(
+        warehouse,
+        str(audience_path),
+        chunk_size=150,
+        concurrency=2,
+        settle_seconds=1.0,
+        lease_seconds=3.0,
+        timeout=1,
+        connect_timeout=1,
+    )
     assert summary["plan_reused"] is True
     states = assert_exactly_once(sandbox, warehouse, "camp", 3_000)
-    assert states.get("sent_unconfirmed", 0) >= 1  # whatever the killed process had sent was found, not resent
+    assert (
+        states.get("sent_unconfirmed", 0) >= 1
+    )  # whatever the killed process had sent was found, not resent
     assert len(sandbox.messages()) == summary["recipients"] > gateway_had
     attempts = ledger_and_rejects(warehouse, "camp")[0].column("attempt").to_pylist()
     assert max(attempts) == 2 and min(attempts) == 1  # resolved chunks count their second request
@@ -103,29 +129,39 @@ def test_no_credit_is_recorded_per_recipient_and_stops_the_campaign(sandbox, eve
     with pytest.raises(errors.InsufficientCreditError, match="read twice.*nothing more was sent") as again:
         run_campaign(warehouse, audience, chunk_size=100)
     assert again.value.retry_safe  # the account can be topped up before the retry
-    assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == ["getCredit.ashx"] * 2
+    assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == [
+        "getCredit.ashx"
+    ] * 2
 
 
 def test_mms_without_an_answer_is_parked_for_review_not_resent(sandbox, every8d_conn_env, warehouse):
     audience = clean_audience(40)
     sandbox.inject_fault("mms/sendMMS", "drop", count=1)
     with pytest.raises(errors.NeedsReviewError, match="10 recipient") as parked:  # in the same run, no retry
-        run_campaign(warehouse, audience, message="Our new menu is out!", kind="mms", image=PNG, chunk_size=10)
+        run_campaign(
+            warehouse, audience, message="Our new menu is out!", kind="mms", image=PNG, chunk_size=10
+        )
     summary = parked.value.summary
     assert summary["needs_review"] == 10 and summary["sent"] == 30
     assert_exactly_once(sandbox, warehouse, "camp", 40, settled=("sent", "needs_review"))
     assert {m["kind"] for m in sandbox.messages()} == {"mms"}
 
 
-def test_postgres_ledger_and_sql_audience_and_an_idempotent_rerun(sandbox, every8d_conn_env, postgres_database,
-                                                                   monkeypatch):
+def test_postgres_ledger_and_sql_audience_and_an_idempotent_rerun(
+    sandbox, every8d_conn_env, postgres_database, monkeypatch
+):
     import psycopg2
 
     from every8d.warehouse import open_warehouse
 
     monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_PG", postgres_database)
     with psycopg2.connect(postgres_database) as conn, conn.cursor() as cursor:
-        for table in ("every8d_send_ledger", "every8d_send_chunks", "every8d_campaigns", "every8d_send_rejects"):
+        for table in (
+            "every8d_send_ledger",
+            "every8d_send_chunks",
+            "every8d_campaigns",
+            "every8d_send_rejects",
+        ):
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
         cursor.execute("DROP TABLE IF EXISTS campaign_people")
         cursor.execute("CREATE TABLE campaign_people (mobile text, name text, tier text)")
@@ -134,7 +170,9 @@ def test_postgres_ledger_and_sql_audience_and_an_idempotent_rerun(sandbox, every
             "(ARRAY['promo','personal','reminder'])[1 + i % 3] FROM generate_series(1, 900) AS i"
         )
     warehouse = open_warehouse("airflow://campaign_pg")
-    source = SqlAudience("SELECT mobile, name, tier, 100 AS amount FROM campaign_people ORDER BY mobile", "campaign_pg")
+    source = SqlAudience(
+        "SELECT mobile, name, tier, 100 AS amount FROM campaign_people ORDER BY mobile", "campaign_pg"
+    )
     first = run_campaign(warehouse, source, chunk_size=200)
     assert first["sent"] == 900
     assert_exactly_once(sandbox, warehouse, "camp", 900)
@@ -159,7 +197,9 @@ def test_quiet_hours_reschedule_to_the_window_end(sandbox, every8d_conn_env, war
 
 def test_quiet_hours_reject_refuses_rows_meant_for_now(sandbox, every8d_conn_env, warehouse):
     audience = clean_audience(20)
-    summary = run_campaign(warehouse, audience, quiet_hours=quiet_window_around_now(), quiet_hours_policy="reject")
+    summary = run_campaign(
+        warehouse, audience, quiet_hours=quiet_window_around_now(), quiet_hours_policy="reject"
+    )
     assert summary["rejected_by_reason"] == {"quiet_hours": 20} and summary["calls"] == 0
     assert sandbox.messages() == []
 
@@ -168,7 +208,19 @@ def test_in_doubt_chunks_wait_out_the_connection_timeouts_by_default(every8d_con
     from every8d.hooks.every8d import Every8dHook
 
     spec = CampaignSpec(kind="sms", message="hi")
-    run = CampaignRun(spec, campaign_id="c", hook=Every8dHook(timeout=7, connect_timeout=3), warehouse=warehouse)
-    assert run.settle_seconds() == 17  # a request that timed out may still be running for another read timeout
-    assert CampaignRun(spec, campaign_id="c", hook=Every8dHook(), warehouse=warehouse,
-                       options=RunOptions(settle_seconds=0)).settle_seconds() == 0
+    run = CampaignRun(
+        spec, campaign_id="c", hook=Every8dHook(timeout=7, connect_timeout=3), warehouse=warehouse
+    )
+    assert (
+        run.settle_seconds() == 17
+    )  # a request that timed out may still be running for another read timeout
+    assert (
+        CampaignRun(
+            spec,
+            campaign_id="c",
+            hook=Every8dHook(),
+            warehouse=warehouse,
+            options=RunOptions(settle_seconds=0),
+        ).settle_seconds()
+        == 0
+    )

@@ -37,7 +37,11 @@ def test_past_times_mean_at_once_and_the_campaign_time_fills_gaps():
     now = datetime(2026, 5, 1, tzinfo=timezone.utc)
     rows = pa.array([now - timedelta(hours=1), None, now + timedelta(hours=2)], UTC_TS)
     campaign = now + timedelta(hours=5)
-    assert effective_send_times(rows, campaign, now, 3).to_pylist() == [None, campaign, now + timedelta(hours=2)]
+    assert effective_send_times(rows, campaign, now, 3).to_pylist() == [
+        None,
+        campaign,
+        now + timedelta(hours=2),
+    ]
     assert effective_send_times(None, None, now, 2).to_pylist() == [None, None]
 
 
@@ -73,8 +77,11 @@ def test_bad_quiet_hours_are_refused(spec):
         QuietHours.parse(spec)
 
 
-@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
-       st.integers(0, 23), st.integers(0, 23))
+@given(
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
+    st.integers(0, 23),
+    st.integers(0, 23),
+)
 def test_rescheduled_times_are_never_quiet(moment, start, end):
     if start == end:
         return

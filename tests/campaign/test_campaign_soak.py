@@ -21,10 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 @pytest.mark.timeout(600)
 def test_a_short_soak_keeps_every_promise():
     seed = int(os.environ.get("EVERY8D_SOAK_SEED") or random.SystemRandom().randrange(1_000_000))
-    print(f"campaign soak seed {seed} (replay: .venv/bin/python bench/campaign_soak.py --quick --seed {seed})")
+    print(
+        f"campaign soak seed {seed} (replay: .venv/bin/python bench/campaign_soak.py --quick --seed {seed})"
+    )
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "campaign_soak.py"), "--quick", "--seed", str(seed)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])

@@ -66,11 +66,15 @@ def test_missing_column_is_named():
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 # Lone surrogates cannot come out of a CSV, Parquet file or database as text, nor be encoded as UTF-8.
-safe_text = st.text(alphabet=st.characters(blacklist_characters="$", blacklist_categories=("Cs",)), max_size=15)
+safe_text = st.text(
+    alphabet=st.characters(blacklist_characters="$", blacklist_categories=("Cs",)), max_size=15
+)
 
 
 @settings(deadline=None)
-@given(st.lists(st.tuples(safe_text, names), min_size=1, max_size=4), st.lists(safe_text, min_size=1, max_size=5))
+@given(
+    st.lists(st.tuples(safe_text, names), min_size=1, max_size=4), st.lists(safe_text, min_size=1, max_size=5)
+)
 def test_agrees_with_string_template(parts, values):
     source = "".join(f"{literal}${{{name}}}" for literal, name in parts)
     template = MessageTemplate.parse("t", source)

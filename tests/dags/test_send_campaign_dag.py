@@ -29,7 +29,10 @@ def run_campaign(airflow_home, every8d_conn_env, tmp_path):
     def run(conf: dict) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
-            capture_output=True, text=True, env=env, timeout=600,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
 
     return run
@@ -76,8 +79,15 @@ def test_form_schema_accepts_good_input(campaign_dag):
     from airflow.sdk.definitions.param import ParamsDict
 
     params = ParamsDict(campaign_dag.params)
-    params.update({"audience": "SELECT mobile, name FROM members", "send_at": "2026-12-01T09:30:00+08:00",
-                   "kind": "mms", "mms_image": "s3://bucket/promo.PNG", "max_points": 120.5})
+    params.update(
+        {
+            "audience": "SELECT mobile, name FROM members",
+            "send_at": "2026-12-01T09:30:00+08:00",
+            "kind": "mms",
+            "mms_image": "s3://bucket/promo.PNG",
+            "max_points": 120.5,
+        }
+    )
     assert params.validate()["kind"] == "mms"
 
 

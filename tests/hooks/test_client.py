@@ -25,7 +25,9 @@ def test_the_client_package_imports_no_airflow():
         "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "print(','.join(loaded))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "", f"every8d.client pulled in Airflow: {done.stdout.strip()[:300]}"
 
 
@@ -36,7 +38,9 @@ def _members() -> list[str]:
 @pytest.mark.parametrize("implementation", [Every8dHttpClient, Every8dHook])
 def test_every_protocol_call_exists_with_the_protocol_signature(implementation):
     members = _members()
-    assert {"send_sms", "iter_delivery_status_pages", "reply_pages", "erase_booking", "settings"} <= set(members)
+    assert {"send_sms", "iter_delivery_status_pages", "reply_pages", "erase_booking", "settings"} <= set(
+        members
+    )
     for name in members:
         wanted = getattr(Every8dClient, name)
         if isinstance(wanted, property):  # an attribute of the client, a property of the hook
@@ -59,7 +63,8 @@ def client(sandbox):
 def _calls(sandbox, endpoint: str) -> list[dict[str, str]]:
     return [
         {key: values[0] for key, values in parse_qs(r["body"], keep_blank_values=True).items()}
-        for r in sandbox.requests() if r["path"].lower().endswith(endpoint.lower())
+        for r in sandbox.requests()
+        if r["path"].lower().endswith(endpoint.lower())
     ]
 
 
@@ -73,8 +78,12 @@ def test_a_client_built_from_flags_sends_reads_and_pages(client, sandbox):
     assert [page.rows for page in client.iter_delivery_status_pages(batch)] == [1000, 5]
     assert [call["PNO"] for call in _calls(sandbox, "getDeliveryStatus.ashx")] == ["1", "2"]
     assert client.get_credit() == Decimal("100000.00") - 1005
-    personal = client.send_param_sms([ParamRecipient(numbers[0], ["x"], record_id="r1")], template="hi %field1%")
-    assert [r.record_id for r in client.iter_delivery_status(personal.batch_id, with_record_ids=True)] == ["r1"]
+    personal = client.send_param_sms(
+        [ParamRecipient(numbers[0], ["x"], record_id="r1")], template="hi %field1%"
+    )
+    assert [r.record_id for r in client.iter_delivery_status(personal.batch_id, with_record_ids=True)] == [
+        "r1"
+    ]
 
 
 def test_threads_sharing_a_client_share_one_pool(client, sandbox):
@@ -118,7 +127,9 @@ def _reader(texts: dict[int, str], asked: list[int]):
 
 def test_the_paginator_reads_exactly_the_pages_the_count_needs():
     texts, asked = _replies(25, [10, 10, 5])
-    pages: list[ReplyPage] = list(paginate(*_reader(texts, asked), endpoint="getReplyMessage.ashx", page_size=10))
+    pages: list[ReplyPage] = list(
+        paginate(*_reader(texts, asked), endpoint="getReplyMessage.ashx", page_size=10)
+    )
     assert [len(page.replies) for page in pages] == [10, 10, 5] and asked == [1, 2, 3]
 
 
@@ -137,12 +148,22 @@ def test_the_paginator_in_parallel_chunks_gives_the_same_pages_in_order():
 
     def chunks(pages: list[str]):  # several pages parsed at once, as the tracking sync does
         parsed = [parse([page]) for page in pages]
-        return type("Chunk", (), {"page_rows": [len(p.replies) for p in parsed],
-                                  "page_totals": [p.total for p in parsed], "pages": parsed})()
+        return type(
+            "Chunk",
+            (),
+            {
+                "page_rows": [len(p.replies) for p in parsed],
+                "page_totals": [p.total for p in parsed],
+                "pages": parsed,
+            },
+        )()
 
     fetch = _reader(texts, asked)[0]
-    got = list(paginate(fetch, chunks, endpoint="getReplyMessage.ashx", page_size=10, concurrency=3,
-                        pages_per_parse=4))
+    got = list(
+        paginate(
+            fetch, chunks, endpoint="getReplyMessage.ashx", page_size=10, concurrency=3, pages_per_parse=4
+        )
+    )
     assert [len(chunk.page_rows) for chunk in got] == [1, 4, 4, 1]
     assert [rows for chunk in got for rows in chunk.page_rows] == [10] * 9 + [5]
     assert sorted(asked) == list(range(1, 11))

@@ -55,8 +55,13 @@ def test_send_sms_posts_a_form_with_credentials_in_the_body(hook, sandbox):
     assert request["path"].startswith("/tenant/")
     assert request["query_string"] == ""
     assert form_of(request) == {
-        "UID": sandbox.uid, "PWD": sandbox.pwd, "SB": "unit", "MSG": "Hello from Airflow",
-        "DEST": "0912000001,+886912000002", "ST": "", "RETRYTIME": "",
+        "UID": sandbox.uid,
+        "PWD": sandbox.pwd,
+        "SB": "unit",
+        "MSG": "Hello from Airflow",
+        "DEST": "0912000001,+886912000002",
+        "ST": "",
+        "RETRYTIME": "",
     }
     messages = sandbox.messages(result.batch_id)
     assert sorted(m["mobile"] for m in messages) == ["+886912000001", "+886912000002"]
@@ -145,7 +150,10 @@ def test_param_sms_template_record_ids_and_own_send_times(hook, sandbox):
 
 
 def test_param_sms_fully_personalized_texts(hook, sandbox):
-    recipients = [wire.ParamRecipient(f"09120000{i:02d}", [f"第 {i} 則 | 專屬訊息"], record_id=f"m{i}") for i in range(3)]
+    recipients = [
+        wire.ParamRecipient(f"09120000{i:02d}", [f"第 {i} 則 | 專屬訊息"], record_id=f"m{i}")
+        for i in range(3)
+    ]
     result = hook.send_param_sms(recipients)
     texts = sorted(m["text"] for m in sandbox.messages(result.batch_id))
     assert texts == [f"第 {i} 則 | 專屬訊息" for i in range(3)]
@@ -188,7 +196,9 @@ def test_old_five_column_accounts_and_bare_zero(hook, sandbox):
 
 
 def test_json_status_form_returns_record_ids(hook, sandbox):
-    recipients = [wire.ParamRecipient(number, ["x"], record_id=f"rec-{i}") for i, number in enumerate(numbers(4))]
+    recipients = [
+        wire.ParamRecipient(number, ["x"], record_id=f"rec-{i}") for i, number in enumerate(numbers(4))
+    ]
     batch = hook.send_param_sms(recipients, template="hi %field1%").batch_id
     records = list(hook.iter_delivery_status(batch, with_record_ids=True))
     assert sorted(r.record_id for r in records) == [f"rec-{i}" for i in range(4)]
@@ -276,7 +286,13 @@ def test_base_url_normalization(host, expected):
 
 def test_extras_and_arguments(sandbox, monkeypatch):
     conn = json.loads(sandbox.connection_json())
-    conn["extra"] = {"timeout": "7", "connect_timeout": 2, "verify": "false", "validity_minutes": 60, "read_retries": 1}
+    conn["extra"] = {
+        "timeout": "7",
+        "connect_timeout": 2,
+        "verify": "false",
+        "validity_minutes": 60,
+        "read_retries": 1,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps(conn))
     settings = Every8dHook().settings
     assert (settings.read_timeout, settings.connect_timeout, settings.verify) == (7.0, 2.0, False)
@@ -289,7 +305,9 @@ def test_extras_and_arguments(sandbox, monkeypatch):
 
 
 def test_missing_credentials_are_refused(sandbox, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps({"conn_type": "every8d", "host": sandbox.base_url}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps({"conn_type": "every8d", "host": sandbox.base_url})
+    )
     with pytest.raises(ValueError, match="login"):
         Every8dHook().get_credit()
 
@@ -360,8 +378,15 @@ def test_unreachable_gateway_is_safe_to_retry(sandbox, monkeypatch):
         port = probe.getsockname()[1]
     monkeypatch.setenv(
         "AIRFLOW_CONN_EVERY8D_DEFAULT",
-        json.dumps({"conn_type": "every8d", "host": f"http://127.0.0.1:{port}", "login": "u", "password": "p",
-                    "extra": {"read_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "every8d",
+                "host": f"http://127.0.0.1:{port}",
+                "login": "u",
+                "password": "p",
+                "extra": {"read_retries": 0},
+            }
+        ),
     )
     with pytest.raises(GatewayUnreachableError) as raised:
         Every8dHook().send_sms("never left", ["0912000001"])

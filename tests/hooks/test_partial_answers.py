@@ -33,8 +33,13 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 def connect(monkeypatch, sandbox, uid="demo", pwd="secret", **extra) -> Every8dHook:
-    conn = {"conn_type": "every8d", "host": sandbox.base_url, "login": uid, "password": pwd,
-            "extra": {"read_retries": 1, **extra}}
+    conn = {
+        "conn_type": "every8d",
+        "host": sandbox.base_url,
+        "login": uid,
+        "password": pwd,
+        "extra": {"read_retries": 1, **extra},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps(conn))
     return Every8dHook()
 
@@ -71,11 +76,14 @@ def error_texts(error: BaseException) -> list[str]:
 
 SENDS = {
     "sendSMS": lambda hook, text: hook.send_sms(text, ["0912000001", "0912000002"]),
-    "sendSMS4FilterMessage": lambda hook, text: hook.send_sms_filtered(text, ["0912000001", "0912000002", "0912000003"]),
+    "sendSMS4FilterMessage": lambda hook, text: hook.send_sms_filtered(
+        text, ["0912000001", "0912000002", "0912000003"]
+    ),
     "MMS/sendMMS": lambda hook, text: hook.send_mms(text, ["0912000001"], image=PNG),
     "SendParamSMS": lambda hook, text: hook.send_param_sms(
         [wire.ParamRecipient("0912000001", ["a"], record_id="r1"), wire.ParamRecipient("0912000002", ["b"])],
-        template=text + " %field1%"),
+        template=text + " %field1%",
+    ),
 }
 
 
@@ -90,12 +98,16 @@ def test_every_send_answer_cut_at_every_byte_is_an_unknown_outcome(hook, sandbox
 
     prime("whole")
     whole = send(hook, "whole")
-    assert whole.batch_id and (endpoint != "sendSMS4FilterMessage" or whole.filtered == ("0912000001", "0912000003"))
+    assert whole.batch_id and (
+        endpoint != "sendSMS4FilterMessage" or whole.filtered == ("0912000001", "0912000003")
+    )
     sandbox.inject_fault(endpoint, "cut", at=100_000)  # a cut past the end serves the whole answer
     prime("measure")
     full = send(hook, "measure")
     assert full.sent == whole.sent
-    answer_bytes = len(f"{full.credit:.2f},{full.sent},{sandbox.batches()[-1]['cost']},{full.unsent},{full.batch_id}")
+    answer_bytes = len(
+        f"{full.credit:.2f},{full.sent},{sandbox.batches()[-1]['cost']},{full.unsent},{full.batch_id}"
+    )
     if endpoint == "sendSMS4FilterMessage":
         answer_bytes += 1 + len("/".join(full.filtered))
     if endpoint == "SendParamSMS":
@@ -155,7 +167,9 @@ def test_mms_is_priced_by_image_plus_text_as_the_gateway_bills(hook, sandbox):
     assert hook.send_mms(short, ["0912000001"], image=image).cost == Decimal(3)
     assert hook.send_mms(long, ["0912000001"], image=image).cost == Decimal(5)
     with pytest.raises(ValueError, match="image plus text"):
-        hook.send_mms("x" * 2048, ["0912000001"], image=PNG + b"\x00" * (pricing.MMS_LARGE_BYTES - len(PNG) - 100))
+        hook.send_mms(
+            "x" * 2048, ["0912000001"], image=PNG + b"\x00" * (pricing.MMS_LARGE_BYTES - len(PNG) - 100)
+        )
 
 
 def test_mms_to_an_international_number_is_refused_before_sending(hook, sandbox):
@@ -193,23 +207,33 @@ def test_no_call_follows_a_redirect_and_no_credential_reaches_the_other_host(sec
     "endpoint, options, expected",
     [
         pytest.param("getCredit", {}, HttpStatusError, id="500-on-getCredit"),
-        pytest.param("getCredit", {"status": 200, "message": "Error "}, WireFormatError, id="text-200-on-getCredit"),
+        pytest.param(
+            "getCredit", {"status": 200, "message": "Error "}, WireFormatError, id="text-200-on-getCredit"
+        ),
         pytest.param("sendSMS", {"status": 200}, SendOutcomeUnknownError, id="html-200-on-sendSMS"),
-        pytest.param("sendSMS", {"status": 200, "message": "Err "}, SendOutcomeUnknownError, id="text-200-on-sendSMS"),
+        pytest.param(
+            "sendSMS", {"status": 200, "message": "Err "}, SendOutcomeUnknownError, id="text-200-on-sendSMS"
+        ),
         pytest.param("getDeliveryStatus", {"status": 502}, HttpStatusError, id="502-on-status"),
     ],
 )
-def test_an_error_page_that_echoes_the_request_keeps_no_password(secret_hook, sandbox, endpoint, options, expected):
+def test_an_error_page_that_echoes_the_request_keeps_no_password(
+    secret_hook, sandbox, endpoint, options, expected
+):
     sandbox.inject_fault(endpoint, "echo", count=-1, **options)
     calls = {
         "getCredit": secret_hook.get_credit,
         "sendSMS": lambda: secret_hook.send_sms("hi", ["0912000001"]),
-        "getDeliveryStatus": lambda: secret_hook.get_delivery_status_page("220478cc-8506-49b2-93b7-2505f651c12e"),
+        "getDeliveryStatus": lambda: secret_hook.get_delivery_status_page(
+            "220478cc-8506-49b2-93b7-2505f651c12e"
+        ),
     }
     with pytest.raises(expected) as raised:
         calls[endpoint]()
     texts = error_texts(raised.value)
-    assert any("PWD=***" in text for text in texts) or endpoint == "sendSMS", texts  # the echo was seen, scrubbed
+    assert any("PWD=***" in text for text in texts) or endpoint == "sendSMS", (
+        texts
+    )  # the echo was seen, scrubbed
     for text in texts:
         for form in encodings(PASSWORD):
             assert form not in text
@@ -252,7 +276,9 @@ def test_numbers_in_gateway_errors_are_counted_not_shown(hook, sandbox):
 
 
 def test_a_connection_without_a_host_is_refused(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps({"conn_type": "every8d", "login": "u", "password": "p"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps({"conn_type": "every8d", "login": "u", "password": "p"})
+    )
     hook = Every8dHook()
     with pytest.raises(ValueError, match="has no host"):
         hook.get_credit()
@@ -286,8 +312,10 @@ def test_a_cut_reply_page_is_an_incomplete_listing(hook, sandbox):
         list(hook.iter_replies(batch))
     replies = list(hook.iter_replies(batch))
     assert len(replies) == 13
-    assert all(reply.replied_at.utcoffset() == timedelta(0) and str(reply.replied_at.tzinfo) == "UTC"
-               for reply in replies)  # point 5
+    assert all(
+        reply.replied_at.utcoffset() == timedelta(0) and str(reply.replied_at.tzinfo) == "UTC"
+        for reply in replies
+    )  # point 5
 
 
 def test_every_error_class_used_here_is_an_every8d_error():

@@ -21,8 +21,15 @@ def secret_hook(sandbox, monkeypatch):
     sandbox.create_account("secret-user", PASSWORD, 1000)
     monkeypatch.setenv(
         "AIRFLOW_CONN_EVERY8D_DEFAULT",
-        json.dumps({"conn_type": "every8d", "host": sandbox.base_url, "login": "secret-user", "password": PASSWORD,
-                    "extra": {"timeout": 1, "read_retries": 1}}),
+        json.dumps(
+            {
+                "conn_type": "every8d",
+                "host": sandbox.base_url,
+                "login": "secret-user",
+                "password": PASSWORD,
+                "extra": {"timeout": 1, "read_retries": 1},
+            }
+        ),
     )
     return Every8dHook()
 
@@ -43,15 +50,25 @@ def _exercise_every_endpoint(hook, sandbox) -> list[str]:
     sms = attempt(lambda: hook.send_sms("hi", ["0912000001"], schedule_at=later))
     attempt(lambda: hook.send_sms_filtered("hi", ["0912000001"]))
     attempt(lambda: hook.send_mms("hi", ["0912000002"], image=png))
-    attempt(lambda: hook.send_param_sms([wire.ParamRecipient("0912000003", ["x"], record_id="1")], template="%field1%"))
+    attempt(
+        lambda: hook.send_param_sms(
+            [wire.ParamRecipient("0912000003", ["x"], record_id="1")], template="%field1%"
+        )
+    )
     attempt(lambda: list(hook.iter_delivery_status(sms.batch_id)))
     attempt(lambda: list(hook.iter_delivery_status(sms.batch_id, mms=True, with_record_ids=True)))
     attempt(lambda: list(hook.iter_replies(sms.batch_id)))
     attempt(hook.get_credit)
     attempt(lambda: hook.erase_booking(sms.batch_id))
     attempt(lambda: hook.erase_booking(sms.batch_id, mms=True))
-    for endpoint, kind in [("sendSMS", "drop"), ("getCredit", "http500"), ("getCredit", "garbage"),
-                           ("sendSMS", "slow"), ("getCredit", "reset"), ("sendSMS", "error")]:
+    for endpoint, kind in [
+        ("sendSMS", "drop"),
+        ("getCredit", "http500"),
+        ("getCredit", "garbage"),
+        ("sendSMS", "slow"),
+        ("getCredit", "reset"),
+        ("sendSMS", "error"),
+    ]:
         sandbox.inject_fault(endpoint, kind, count=-1, delay=2)
         attempt(lambda: hook.send_sms("fault", ["0912000004"]))
         attempt(hook.get_credit)

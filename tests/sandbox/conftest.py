@@ -30,7 +30,9 @@ class Gateway:
         return f"{self.base_url}/API21/HTTP/{endpoint}.ashx"
 
     def post(self, endpoint: str, *, uid: str = UID, pwd: str = PWD, timeout=10, **form) -> requests.Response:
-        response = self.session.post(self.url(endpoint), data={"UID": uid, "PWD": pwd, **form}, timeout=timeout)
+        response = self.session.post(
+            self.url(endpoint), data={"UID": uid, "PWD": pwd, **form}, timeout=timeout
+        )
         assert response.headers["content-type"].startswith(("text/plain; charset=utf-8", "application/json"))
         return response
 
@@ -88,7 +90,9 @@ class PushReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/every8d/push?token=abc"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:

@@ -68,7 +68,9 @@ def test_http500_does_not_execute(sandbox, gw):
     [
         pytest.param({}, "-99,主機端發生不明錯誤", id="default"),
         pytest.param({"code": -8}, "-8,系統暫時無法提供服務", id="code"),
-        pytest.param({"code": -3, "message": "查無資料, 請確認:BID"}, "-3,查無資料, 請確認:BID", id="message"),
+        pytest.param(
+            {"code": -3, "message": "查無資料, 請確認:BID"}, "-3,查無資料, 請確認:BID", id="message"
+        ),
     ],
 )
 def test_error_answers(sandbox, gw, options, body):
@@ -163,7 +165,9 @@ def test_cut_inside_a_row_keeps_lines_then_bytes_of_the_next(sandbox, gw):
 
 
 def test_a_fault_for_one_page_leaves_the_other_pages_alone(sandbox, gw):
-    *_, batch_id = gw.call("sendSMS", MSG="hi", DEST=",".join(f"09120{i:05d}" for i in range(1500))).split(",")
+    *_, batch_id = gw.call("sendSMS", MSG="hi", DEST=",".join(f"09120{i:05d}" for i in range(1500))).split(
+        ","
+    )
     sandbox.inject_fault("getDeliveryStatus", "cut", rows=10, page=2)
     assert len(gw.post("getDeliveryStatus", BID=batch_id, PNO="1").text.splitlines()) == 1001
     assert len(gw.post("getDeliveryStatus", BID=batch_id, PNO="2").text.splitlines()) == 10
@@ -176,7 +180,9 @@ def test_redirect_points_at_another_port_and_a_following_client_resends_there(sa
 
     with RequestCatcher() as catcher:
         sandbox.inject_fault("getCredit", "redirect", status=status, location=catcher.url)
-        response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, allow_redirects=False)
+        response = gw.session.post(
+            gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, allow_redirects=False
+        )
         assert response.status_code == status
         assert response.headers["location"].startswith(catcher.url + "/")
         # What a client that follows redirects does: 307/308 re-post the credentials to the other host.
@@ -191,13 +197,17 @@ def test_redirect_points_at_another_port_and_a_following_client_resends_there(sa
 
 def test_trickle_sends_the_real_answer_a_byte_at_a_time(sandbox, gw):
     sandbox.inject_fault("getCredit", "trickle", delay=0.05)
-    response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, stream=True, timeout=5)
+    response = gw.session.post(
+        gw.url("getCredit"), data={"UID": "demo", "PWD": "secret"}, stream=True, timeout=5
+    )
     chunks = list(iter(lambda: response.raw.read1(1024), b""))
     assert b"".join(chunks) == b"100000.00"
     assert chunks[0] == b"1"  # bytes arrive one by one, not as one answer
 
 
-@pytest.mark.parametrize("options, status, html", [({}, 500, True), ({"status": 200, "message": "Error: "}, 200, False)])
+@pytest.mark.parametrize(
+    "options, status, html", [({}, 500, True), ({"status": 200, "message": "Error: "}, 200, False)]
+)
 def test_echo_repeats_the_request_with_its_password(sandbox, gw, options, status, html):
     sandbox.inject_fault("getCredit", "echo", **options)
     response = gw.session.post(gw.url("getCredit"), data={"UID": "demo", "PWD": "s3 cr&t"})

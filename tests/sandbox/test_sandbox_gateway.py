@@ -31,7 +31,9 @@ def at_start(sandbox):
         pytest.param("demo", "wrong", "-101,密碼錯誤", id="wrong-pwd"),
     ],
 )
-@pytest.mark.parametrize("endpoint", ["getCredit", "sendSMS", "getDeliveryStatus", "eraseBooking", "MMS/sendMMS"])
+@pytest.mark.parametrize(
+    "endpoint", ["getCredit", "sendSMS", "getDeliveryStatus", "eraseBooking", "MMS/sendMMS"]
+)
 def test_credentials_refused(gw, endpoint, uid, pwd, body):
     assert gw.call(endpoint, uid=uid, pwd=pwd, MSG="x", DEST="0912345678", BID="x") == body
 
@@ -45,16 +47,30 @@ def test_legacy_get_with_query(gw):
     assert response.text == "100000.00"
 
 
-@pytest.mark.parametrize("path", ["/API21/HTTP/getCredit.ashx", "/acme/sms/api21/http/GETCREDIT.ashx",
-                                  "/tenant/Api21/Http/getcredit.ASHX"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/API21/HTTP/getCredit.ashx",
+        "/acme/sms/api21/http/GETCREDIT.ashx",
+        "/tenant/Api21/Http/getcredit.ASHX",
+    ],
+)
 def test_any_prefix_any_case(sandbox_server, sandbox, gw, path):
     response = gw.session.post(sandbox_server.root_url + path, data={"UID": "demo", "PWD": "secret"})
     assert (response.status_code, response.text) == (200, "100000.00")
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
 
 
-@pytest.mark.parametrize("path", ["/API21/HTTP/nothing.ashx", "/API21/HTTP/MMS/sendSMS.ashx", "/API21/HTTP/sendMMS.ashx",
-                                  "/getCredit.ashx", "/tenant/index.html"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/API21/HTTP/nothing.ashx",
+        "/API21/HTTP/MMS/sendSMS.ashx",
+        "/API21/HTTP/sendMMS.ashx",
+        "/getCredit.ashx",
+        "/tenant/index.html",
+    ],
+)
 def test_unknown_paths_are_404(sandbox_server, sandbox, gw, path):
     response = gw.session.post(sandbox_server.root_url + path, data={"UID": "demo", "PWD": "secret"})
     assert response.status_code == 404
@@ -80,7 +96,10 @@ def test_international_not_enabled_is_500_and_free(sandbox, gw):
     credit, sended, cost, unsend, batch_id = gw.send("0912345678,+14155550123")
     assert (credit, sended, cost, unsend) == ("99999.00", "1", "1.0", "0")
     rows = gw.status_rows(batch_id)
-    assert [(r[1], r[3], r[4]) for r in rows] == [("+886912345678", "1.0", "0"), ("+14155550123", "0.0", "500")]
+    assert [(r[1], r[3], r[4]) for r in rows] == [
+        ("+886912345678", "1.0", "0"),
+        ("+14155550123", "0.0", "500"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -88,9 +107,15 @@ def test_international_not_enabled_is_500_and_free(sandbox, gw):
     [
         pytest.param({"MSG": "", "DEST": "0912345678"}, "-24,簡訊內容不得為空值", id="empty-msg"),
         pytest.param({"MSG": "hi", "DEST": ""}, "-27,門號不得為空值", id="empty-dest"),
-        pytest.param({"MSG": "hi", "DEST": "0912345678,12345,0922333444"}, "-306,手機格式不符:12345", id="bad-number"),
-        pytest.param({"MSG": "hi", "DEST": "0912345678", "ST": "2026-03-01"}, "-6,預約時間格式錯誤", id="bad-st"),
-        pytest.param({"MSG": "hi", "DEST": "0912345678", "ST": "20261399000000"}, "-6,預約時間格式錯誤", id="bad-date"),
+        pytest.param(
+            {"MSG": "hi", "DEST": "0912345678,12345,0922333444"}, "-306,手機格式不符:12345", id="bad-number"
+        ),
+        pytest.param(
+            {"MSG": "hi", "DEST": "0912345678", "ST": "2026-03-01"}, "-6,預約時間格式錯誤", id="bad-st"
+        ),
+        pytest.param(
+            {"MSG": "hi", "DEST": "0912345678", "ST": "20261399000000"}, "-6,預約時間格式錯誤", id="bad-date"
+        ),
     ],
 )
 def test_send_sms_errors(sandbox, gw, form, body):
@@ -101,7 +126,13 @@ def test_send_sms_errors(sandbox, gw, form, body):
 
 def test_partial_credit_sends_what_fits(sandbox, gw):
     sandbox.create_account("poor", "pw", 3)
-    body = gw.call("sendSMS", uid="poor", pwd="pw", MSG="hi", DEST="0911000001,0911000002,0911000003,0911000004,0911000005")
+    body = gw.call(
+        "sendSMS",
+        uid="poor",
+        pwd="pw",
+        MSG="hi",
+        DEST="0911000001,0911000002,0911000003,0911000004,0911000005",
+    )
     credit, sended, cost, unsend, batch_id = body.split(",")
     assert (credit, sended, cost, unsend) == ("0.00", "3", "3.0", "2")
     statuses = [(r[3], r[4]) for r in gw.status_rows(batch_id, uid="poor", pwd="pw")]
@@ -201,11 +232,27 @@ def test_status_of_another_accounts_batch_is_unknown(sandbox, gw):
 
 
 def test_status_json_form_with_mr(at_start, gw):
-    response = gw.session.post(gw.url("SendParamSMS"), json={
-        "UID": "demo", "PWD": "secret", "SB": "", "MSG": "Hi %field1%", "ST": "", "RETRYTIME": "",
-        "RecipientDataList": [{"Name": "王小明", "Mobile": "0912345678", "Email": "", "SendTime": "",
-                               "Param": "Ming", "Mr": "rec-1"}],
-    })
+    response = gw.session.post(
+        gw.url("SendParamSMS"),
+        json={
+            "UID": "demo",
+            "PWD": "secret",
+            "SB": "",
+            "MSG": "Hi %field1%",
+            "ST": "",
+            "RETRYTIME": "",
+            "RecipientDataList": [
+                {
+                    "Name": "王小明",
+                    "Mobile": "0912345678",
+                    "Email": "",
+                    "SendTime": "",
+                    "Param": "Ming",
+                    "Mr": "rec-1",
+                }
+            ],
+        },
+    )
     batch_id = response.json()["Msg"].split(",")[-1]
     at_start.advance(61)
     data = json.loads(gw.status(batch_id, RESPFORMAT="1"))
@@ -226,7 +273,10 @@ def test_filter_endpoint(at_start, gw):
     credit, sended, cost, unsend, batch_id, filtered = body.split(",")
     assert (sended, cost, unsend, filtered) == ("1", "1.0", "0", "0912345678/+886912345678")
     assert [m["mobile"] for m in at_start.messages(batch_id)] == ["+886922333444"]
-    assert gw.call("sendSMS4FilterMessage", MSG="promo", DEST="0922333444,0912345678") == "-98,0922333444/0912345678"
+    assert (
+        gw.call("sendSMS4FilterMessage", MSG="promo", DEST="0922333444,0912345678")
+        == "-98,0922333444/0912345678"
+    )
     # another text is not a duplicate; nothing filtered gives an empty sixth field
     assert gw.call("sendSMS4FilterMessage", MSG="other", DEST="0912345678").endswith(",")
     at_start.advance(24 * 3600)
@@ -244,15 +294,31 @@ def test_filter_ignores_unsent_messages(sandbox, gw):
 
 
 def _param_sms(gw, **overrides):
-    payload = {"UID": "demo", "PWD": "secret", "SB": "subject", "MSG": "%field1%您好，您的點數%field2%點%field3%",
-               "ST": "", "RETRYTIME": "1440", "RecipientDataList": [
-                   {"Name": "A", "Mobile": "0912345678", "Email": "", "SendTime": "", "Param": "王|10", "Mr": "m1"},
-                   {"Name": "B", "Mobile": "+886922333444", "Email": "b@x", "SendTime": "20260301120000",
-                    "Param": "李|20|!", "Mr": "m2"},
-               ]}
+    payload = {
+        "UID": "demo",
+        "PWD": "secret",
+        "SB": "subject",
+        "MSG": "%field1%您好，您的點數%field2%點%field3%",
+        "ST": "",
+        "RETRYTIME": "1440",
+        "RecipientDataList": [
+            {"Name": "A", "Mobile": "0912345678", "Email": "", "SendTime": "", "Param": "王|10", "Mr": "m1"},
+            {
+                "Name": "B",
+                "Mobile": "+886922333444",
+                "Email": "b@x",
+                "SendTime": "20260301120000",
+                "Param": "李|20|!",
+                "Mr": "m2",
+            },
+        ],
+    }
     payload.update(overrides)
-    response = gw.session.post(gw.url("SendParamSMS"), data=json.dumps(payload, ensure_ascii=False).encode(),
-                               headers={"Content-Type": "application/json"})
+    response = gw.session.post(
+        gw.url("SendParamSMS"),
+        data=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     return response.json()
 
@@ -263,7 +329,9 @@ def test_send_param_sms(at_start, gw):
     assert re.fullmatch(rf"99998\.00,2,2\.0,0,{UUID}", result["Msg"])
     messages = at_start.messages(result["Msg"].split(",")[-1])
     assert [(m["name"], m["text"], m["mr"]) for m in messages] == [
-        ("A", "王您好，您的點數10點", "m1"), ("B", "李您好，您的點數20點!", "m2")]
+        ("A", "王您好，您的點數10點", "m1"),
+        ("B", "李您好，您的點數20點!", "m2"),
+    ]
     assert messages[1]["send_at"] == "2026-03-01T04:00:00.000+00:00"
     assert [m["status"] for m in messages] == [0, 300]
 
@@ -280,9 +348,15 @@ def test_send_param_sms_verbatim_texts(at_start, gw):
         pytest.param({"PWD": "bad"}, "-101", "密碼錯誤", id="pwd"),
         pytest.param({"UID": "who"}, "-100", "帳號或密碼錯誤", id="uid"),
         pytest.param({"RecipientDataList": []}, "-27", "門號不得為空值", id="no-recipients"),
-        pytest.param({"RecipientDataList": [{"Mobile": "0912"}]}, "-306", "手機格式不符:0912", id="bad-number"),
-        pytest.param({"MSG": "", "RecipientDataList": [{"Mobile": "0912345678", "Param": ""}]}, "-24",
-                     "簡訊內容不得為空值", id="empty-text"),
+        pytest.param(
+            {"RecipientDataList": [{"Mobile": "0912"}]}, "-306", "手機格式不符:0912", id="bad-number"
+        ),
+        pytest.param(
+            {"MSG": "", "RecipientDataList": [{"Mobile": "0912345678", "Param": ""}]},
+            "-24",
+            "簡訊內容不得為空值",
+            id="empty-text",
+        ),
     ],
 )
 def test_send_param_sms_errors(sandbox, gw, overrides, status, msg):
@@ -291,7 +365,9 @@ def test_send_param_sms_errors(sandbox, gw, overrides, status, msg):
 
 
 def test_send_param_sms_invalid_json(gw):
-    response = gw.session.post(gw.url("SendParamSMS"), data=b"{not json", headers={"Content-Type": "application/json"})
+    response = gw.session.post(
+        gw.url("SendParamSMS"), data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.json() == {"Result": False, "Status": "-99", "Msg": "主機端發生不明錯誤"}
 
 
@@ -303,27 +379,39 @@ def _image(size: int) -> str:
 
 
 def test_send_mms_and_its_own_status_endpoint(at_start, gw):
-    body = gw.call("MMS/sendMMS", SB="新品", MSG="看圖", DEST="0912345678,+14155550123", ATTACHMENT=_image(1000),
-                   TYPE="PNG")
+    body = gw.call(
+        "MMS/sendMMS",
+        SB="新品",
+        MSG="看圖",
+        DEST="0912345678,+14155550123",
+        ATTACHMENT=_image(1000),
+        TYPE="PNG",
+    )
     credit, sended, cost, unsend, batch_id = body.split(",")
     assert (credit, sended, cost, unsend) == ("99997.00", "1", "3.0", "0")
     assert gw.status(batch_id) == "0\r\n"  # the SMS endpoint does not list MMS batches
     at_start.advance(61)
     rows = [line.split("\t") for line in gw.status(batch_id, endpoint="MMS/getDeliveryStatus").split("\r\n")]
     assert rows[0] == ["2"]
-    assert [(r[1], r[3], r[4], r[5]) for r in rows[1:]] == [("+886912345678", "3.0", "700", ""),
-                                                            ("+14155550123", "0.0", "500", "")]
+    assert [(r[1], r[3], r[4], r[5]) for r in rows[1:]] == [
+        ("+886912345678", "3.0", "700", ""),
+        ("+14155550123", "0.0", "500", ""),
+    ]
 
 
 def test_large_mms_costs_five(gw):
-    body = gw.call("MMS/sendMMS", SB="s", MSG="m", DEST="0912345678", ATTACHMENT=_image(60 * 1024), TYPE="jpg")
+    body = gw.call(
+        "MMS/sendMMS", SB="s", MSG="m", DEST="0912345678", ATTACHMENT=_image(60 * 1024), TYPE="jpg"
+    )
     assert body.split(",")[:4] == ["99995.00", "1", "5.0", "0"]
 
 
 @pytest.mark.parametrize(
     "form, body",
     [
-        pytest.param({"SB": "一二三四五六七八九十一二三四五六"}, "-303,主旨長度超過限制", id="subject-16-chinese"),
+        pytest.param(
+            {"SB": "一二三四五六七八九十一二三四五六"}, "-303,主旨長度超過限制", id="subject-16-chinese"
+        ),
         pytest.param({"SB": "a" * 96}, "-303,主旨長度超過限制", id="subject-96-ascii"),
         pytest.param({"ATTACHMENT": ""}, "-304,圖檔錯誤", id="no-image"),
         pytest.param({"ATTACHMENT": "not base64!"}, "-304,圖檔錯誤", id="bad-base64"),
@@ -332,14 +420,22 @@ def test_large_mms_costs_five(gw):
     ],
 )
 def test_send_mms_errors(sandbox, gw, form, body):
-    base = {"SB": "一二三四五六七八九十一二三四五", "MSG": "m", "DEST": "0912345678", "ATTACHMENT": _image(100), "TYPE": "gif"}
+    base = {
+        "SB": "一二三四五六七八九十一二三四五",
+        "MSG": "m",
+        "DEST": "0912345678",
+        "ATTACHMENT": _image(100),
+        "TYPE": "gif",
+    }
     assert gw.call("MMS/sendMMS", **{**base, **form}) == body
     assert sandbox.batches() == []
 
 
 def test_mms_subject_limits_accept_edges(gw):
     for subject in ("一二三四五六七八九十一二三四五", "a" * 95):
-        body = gw.call("MMS/sendMMS", SB=subject, MSG="m", DEST="0912345678", ATTACHMENT=_image(100), TYPE="jpeg")
+        body = gw.call(
+            "MMS/sendMMS", SB=subject, MSG="m", DEST="0912345678", ATTACHMENT=_image(100), TYPE="jpeg"
+        )
         assert not body.startswith("-"), body
 
 
@@ -372,7 +468,9 @@ def test_erase_booking_after_send_time(at_start, gw):
 
 def test_mms_erase_booking(at_start, gw):
     st = (START + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
-    body = gw.call("MMS/sendMMS", SB="s", MSG="m", DEST="0912345678", ATTACHMENT=_image(100), TYPE="png", ST=st)
+    body = gw.call(
+        "MMS/sendMMS", SB="s", MSG="m", DEST="0912345678", ATTACHMENT=_image(100), TYPE="png", ST=st
+    )
     batch_id = body.split(",")[-1]
     assert gw.post("eraseBooking", BID=batch_id).content == b""  # the SMS endpoint does not know MMS batches
     assert gw.call("MMS/eraseBooking", BID=batch_id) == "1,3.0"
@@ -386,8 +484,9 @@ def test_reply_messages_paged_by_ten(at_start, gw):
     *_, batch_id = gw.send("0912345678")
     assert gw.call("getReplyMessage", BID=batch_id) == "0"
     for i in range(12):
-        at_start.add_reply(batch_id, "0912345678", f"reply {i}\tand\r\nmore",
-                           at=(START + timedelta(minutes=i)).isoformat())
+        at_start.add_reply(
+            batch_id, "0912345678", f"reply {i}\tand\r\nmore", at=(START + timedelta(minutes=i)).isoformat()
+        )
     page1 = gw.call("getReplyMessage", BID=batch_id).split("\r\n")
     page2 = gw.call("getReplyMessage", BID=batch_id, PNO="2").split("\r\n")
     assert page1[0] == page2[0] == "12"

@@ -16,7 +16,10 @@ def test_status_pushes_follow_the_clock(sandbox, gw, receiver):
     sandbox.set_push(receiver.url)
     *_, batch_id = gw.send("0912345678,0912345699")
     assert sandbox.drain_pushes()
-    assert sorted((p["RM"], p["STATUS"]) for p in receiver.received) == [("+886912345678", "0"), ("+886912345699", "0")]
+    assert sorted((p["RM"], p["STATUS"]) for p in receiver.received) == [
+        ("+886912345678", "0"),
+        ("+886912345699", "0"),
+    ]
     first = receiver.received[0]
     assert set(first) == KEYS  # the receiver URL's own query is kept
     assert first["BatchID"] == batch_id and first["USERID"] == "demo" and first["RT"] == "20260301090000"

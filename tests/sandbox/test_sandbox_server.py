@@ -19,7 +19,9 @@ def test_server_starts_and_stops_cleanly():
         port = int(server.root_url.rsplit(":", 1)[1])
         session = requests.Session()
         session.trust_env = False
-        response = session.post(server.base_url + "/API21/HTTP/getCredit.ashx", data={"UID": "u1", "PWD": "p1"})
+        response = session.post(
+            server.base_url + "/API21/HTTP/getCredit.ashx", data={"UID": "u1", "PWD": "p1"}
+        )
         assert response.text == "12.50"
     assert server.process.returncode == 0, server.output()
     assert not server.running
@@ -31,7 +33,9 @@ def test_stop_with_an_idle_keep_alive_connection():
     session = requests.Session()
     session.trust_env = False
     with SandboxServer() as server:
-        assert session.post(server.base_url + "/API21/HTTP/getCredit.ashx", data={"UID": "demo", "PWD": "secret"}).ok
+        assert session.post(
+            server.base_url + "/API21/HTTP/getCredit.ashx", data={"UID": "demo", "PWD": "secret"}
+        ).ok
     assert server.process.returncode == 0
 
 
@@ -42,7 +46,11 @@ def test_fixture_url_has_prefix(sandbox_server, sandbox):
 
 def test_connection_json(sandbox):
     assert json.loads(sandbox.connection_json()) == {
-        "conn_type": "every8d", "host": sandbox.base_url, "login": "demo", "password": "secret"}
+        "conn_type": "every8d",
+        "host": sandbox.base_url,
+        "login": "demo",
+        "password": "secret",
+    }
 
 
 def test_conn_env_fixture(every8d_conn_env):

@@ -73,8 +73,13 @@ class Cluster:
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "airflow", *args], env={**self.env, **(env or {})},
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.processes[name] = process
         return process
 
@@ -141,14 +146,19 @@ def wait_for(what: str, check, timeout: float, every: float = 1.0, cluster: Clus
         if value:
             return value
         time.sleep(every)
-    tails = "" if cluster is None else "\n".join(
-        f"--- {name}\n{cluster.log_tail(name)}" for name in cluster.processes)
+    tails = (
+        ""
+        if cluster is None
+        else "\n".join(f"--- {name}\n{cluster.log_tail(name)}" for name in cluster.processes)
+    )
     raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
 @pytest.fixture
 def topology(tmp_path):
-    pytest.importorskip("airflow.providers.celery", reason="the celery extra (apache-airflow-providers-celery)")
+    pytest.importorskip(
+        "airflow.providers.celery", reason="the celery extra (apache-airflow-providers-celery)"
+    )
     if not reachable("127.0.0.1", 5432) or not reachable("127.0.0.1", 6379):
         pytest.fail("this test needs Postgres on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
     tag = uuid.uuid4().hex[:8]
@@ -183,8 +193,15 @@ def topology(tmp_path):
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW_CONN_EVERY8D_WAREHOUSE": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
-                                                      "login": "postgres", "schema": warehouse}),
+        "AIRFLOW_CONN_EVERY8D_WAREHOUSE": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": warehouse,
+            }
+        ),
         "EVERY8D_WAREHOUSE": "airflow://every8d_warehouse",
         "EVERY8D_PARQUET_ROOT": str(tmp_path / "parquet"),
         "EVERY8D_STAGING_ROOT": str(tmp_path / "staging"),
@@ -193,15 +210,32 @@ def topology(tmp_path):
         "EVERY8D_PUSH_JOURNAL": str(tmp_path / "push-journal.sqlite3"),
     }
     cluster = Cluster(env, tmp_path / "logs")
-    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                             text=True, timeout=300)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
-    pools = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "every8d_status", "2", "status sync"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    pools = subprocess.run(
+        [sys.executable, "-m", "airflow", "pools", "set", "every8d_status", "2", "status sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pools.returncode == 0, pools.stderr[-3000:]
     try:
-        yield {"cluster": cluster, "env": env, "api": f"http://127.0.0.1:{api}", "token": token,
-               "home": str(home), "warehouse": warehouse, "tmp": tmp_path}
+        yield {
+            "cluster": cluster,
+            "env": env,
+            "api": f"http://127.0.0.1:{api}",
+            "token": token,
+            "home": str(home),
+            "warehouse": warehouse,
+            "tmp": tmp_path,
+        }
     finally:
         cluster.stop()
         left = leftovers(str(home))
@@ -242,8 +276,16 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
         cluster.start("dag-processor", "dag-processor")
         cluster.start("triggerer", "triggerer")
         workers = {
-            name: cluster.start(name, "celery", "worker", "--concurrency", "2", "--celery-hostname", f"{name}@%h",
-                                env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+            name: cluster.start(
+                name,
+                "celery",
+                "worker",
+                "--concurrency",
+                "2",
+                "--celery-hostname",
+                f"{name}@%h",
+                env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+            )
             for name in ("w1", "w2")
         }
 
@@ -256,14 +298,27 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
         wait_for("the api-server", api_up, 180, cluster=cluster)
         client = rest(api)
         for dag_id in ("every8d_send_campaign", "every8d_delivery_status"):
-            wait_for(f"{dag_id} parsed", lambda d=dag_id: client.get(f"{api}/api/v2/dags/{d}", timeout=30).ok,
-                     180, cluster=cluster)
+            wait_for(
+                f"{dag_id} parsed",
+                lambda d=dag_id: client.get(f"{api}/api/v2/dags/{d}", timeout=30).ok,
+                180,
+                cluster=cluster,
+            )
             assert client.patch(f"{api}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30).ok
 
-        conf = {"audience": str(audience), "message": "$name 您好，本週會員日", "dry_run": False,
-                "max_points": None, "chunk_size": CHUNK, "concurrency": 1}
-        answer = client.post(f"{api}/api/v2/dags/every8d_send_campaign/dagRuns",
-                             json={"logical_date": None, "conf": conf}, timeout=30)
+        conf = {
+            "audience": str(audience),
+            "message": "$name 您好，本週會員日",
+            "dry_run": False,
+            "max_points": None,
+            "chunk_size": CHUNK,
+            "concurrency": 1,
+        }
+        answer = client.post(
+            f"{api}/api/v2/dags/every8d_send_campaign/dagRuns",
+            json={"logical_date": None, "conf": conf},
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
         run_id = answer.json()["dag_run_id"]
         instances = f"{api}/api/v2/dags/every8d_send_campaign/dagRuns/{run_id}/taskInstances"
@@ -280,8 +335,11 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
         wait_for("the send to be a few chunks in", lambda: sends_seen() >= 5, 300, every=0.5, cluster=cluster)
         running = send_instance()
         assert running and running["state"] == "running" and running["pid"], running
-        owner = next(name for name, process in workers.items()
-                     if any(p.pid == running["pid"] for p in cluster.session(process.pid)))
+        owner = next(
+            name
+            for name, process in workers.items()
+            if any(p.pid == running["pid"] for p in cluster.session(process.pid))
+        )
         killed = cluster.kill_session(workers[owner].pid)
         assert killed >= 2  # the worker and at least the task's processes
         sent_before_kill = sends_seen()
@@ -292,7 +350,8 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
             return state["state"] if state["state"] in ("success", "failed") else None
 
         assert wait_for("the campaign run", campaign_done, 600, every=2, cluster=cluster) == "success", (
-            cluster.log_tail("scheduler"))
+            cluster.log_tail("scheduler")
+        )
         send = send_instance()
         assert send["state"] == "success" and send["try_number"] >= 2, send  # retried by itself
 
@@ -302,19 +361,31 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
         assert len(counts) == RECIPIENTS and max(counts.values()) == 1
 
         # The status sync ran from the asset event; once every push is in, one more pass closes all.
-        wait_for("every status final and pushed", lambda: sandbox.drain_pushes(30) and all(
-            m["status"] not in (0,) for b in sandbox.batches() for m in sandbox.messages(b["batch_id"])),
-            240, every=3)
+        wait_for(
+            "every status final and pushed",
+            lambda: (
+                sandbox.drain_pushes(30)
+                and all(
+                    m["status"] not in (0,)
+                    for b in sandbox.batches()
+                    for m in sandbox.messages(b["batch_id"])
+                )
+            ),
+            240,
+            every=3,
+        )
         status_runs = client.get(f"{api}/api/v2/dags/every8d_delivery_status/dagRuns", timeout=30).json()
         assert any(r["run_type"] == "asset_triggered" for r in status_runs["dag_runs"]), status_runs
-        answer = client.post(f"{api}/api/v2/dags/every8d_delivery_status/dagRuns",
-                             json={"logical_date": None}, timeout=30)
+        answer = client.post(
+            f"{api}/api/v2/dags/every8d_delivery_status/dagRuns", json={"logical_date": None}, timeout=30
+        )
         assert answer.status_code == 200, answer.text
         status_run = answer.json()["dag_run_id"]
 
         def status_done():
-            state = client.get(f"{api}/api/v2/dags/every8d_delivery_status/dagRuns/{status_run}",
-                               timeout=30).json()["state"]
+            state = client.get(
+                f"{api}/api/v2/dags/every8d_delivery_status/dagRuns/{status_run}", timeout=30
+            ).json()["state"]
             return state if state in ("success", "failed") else None
 
         assert wait_for("the status run", status_done, 300, every=2, cluster=cluster) == "success"
@@ -324,12 +395,17 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
 
         with open_warehouse("airflow://every8d_warehouse") as warehouse:
             ours = warehouse.query_arrow(
-                "SELECT batch_id, mobile, status FROM every8d_messages ORDER BY batch_id, mobile").to_pylist()
-            batches = {r["batch_id"]: r["state"] for r in warehouse.query_arrow(
-                "SELECT batch_id, state FROM every8d_batches").to_pylist()}
+                "SELECT batch_id, mobile, status FROM every8d_messages ORDER BY batch_id, mobile"
+            ).to_pylist()
+            batches = {
+                r["batch_id"]: r["state"]
+                for r in warehouse.query_arrow("SELECT batch_id, state FROM every8d_batches").to_pylist()
+            }
         assert set(batches.values()) == {"closed"}, batches
         everything = messages_of(sandbox)
-        theirs = sorted((m["batch_id"], m["mobile"], m["status"]) for m in everything if m["batch_id"] in batches)
+        theirs = sorted(
+            (m["batch_id"], m["mobile"], m["status"]) for m in everything if m["batch_id"] in batches
+        )
         assert [(r["batch_id"], r["mobile"], r["status"]) for r in ours] == theirs
         # Every batch the gateway issued is tracked, including the one of the chunk in flight when the
         # worker died: the retry resolved it through the filter ("already sent") and the status DAG's push
@@ -337,12 +413,17 @@ def test_a_campaign_survives_a_killed_worker_on_a_celery_cluster(topology, monke
         unknown = {m["batch_id"] for m in everything} - set(batches)
         assert not unknown, f"{len(unknown)} batch(es) the gateway issued are not tracked"
         with open_warehouse("airflow://every8d_warehouse") as warehouse:
-            adopted = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_send_adopted_batches").column("n")
+            adopted = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_send_adopted_batches").column(
+                "n"
+            )
             awaiting = warehouse.query_arrow(
-                "SELECT count(*) AS n FROM every8d_send_chunks WHERE state = 'awaiting_batch'").column("n")
+                "SELECT count(*) AS n FROM every8d_send_chunks WHERE state = 'awaiting_batch'"
+            ).column("n")
         assert awaiting[0].as_py() == 0
         print(f"batches adopted from pushes: {adopted[0].as_py()}")
 
 
 def messages_of(sandbox) -> list[dict]:
-    return [dict(m, batch_id=b["batch_id"]) for b in sandbox.batches() for m in sandbox.messages(b["batch_id"])]
+    return [
+        dict(m, batch_id=b["batch_id"]) for b in sandbox.batches() for m in sandbox.messages(b["batch_id"])
+    ]

@@ -17,7 +17,10 @@ from every8d.warehouse.tables import TRACKING_TABLES
 PG_CONN_ID = "every8d_test_warehouse"
 
 VIEWS = (
-    "every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times",
+    "every8d_campaign_daily",
+    "every8d_campaign_summary",
+    "every8d_failure_reasons",
+    "every8d_delivery_times",
 )
 
 

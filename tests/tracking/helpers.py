@@ -23,24 +23,47 @@ def numbers(count: int, start: int = 0) -> list[str]:
 
 
 def send_batch(
-    sandbox, warehouse: Warehouse, destinations: list[str], *, kind: str = "sms", campaign: str = "spring",
-    validity_minutes: int = 1440, schedule_at: datetime | None = None,
+    sandbox,
+    warehouse: Warehouse,
+    destinations: list[str],
+    *,
+    kind: str = "sms",
+    campaign: str = "spring",
+    validity_minutes: int = 1440,
+    schedule_at: datetime | None = None,
 ) -> DueBatch:
     """Send through the hook to the sandbox and register the batch, as the send operators do."""
     hook = Every8dHook()
     if kind == "mms":
-        result = hook.send_mms("Spring", destinations, image=PNG, subject="Sale", validity_minutes=validity_minutes,
-                               schedule_at=schedule_at)
+        result = hook.send_mms(
+            "Spring",
+            destinations,
+            image=PNG,
+            subject="Sale",
+            validity_minutes=validity_minutes,
+            schedule_at=schedule_at,
+        )
     else:
-        result = hook.send_sms("Spring sale today", destinations, validity_minutes=validity_minutes,
-                               schedule_at=schedule_at)
+        result = hook.send_sms(
+            "Spring sale today", destinations, validity_minutes=validity_minutes, schedule_at=schedule_at
+        )
     hook.close()
     sent_at = sandbox.now()
-    register_batches(warehouse, [{
-        "batch_id": result.batch_id, "campaign_id": campaign, "kind": kind, "sent_at": sent_at,
-        "scheduled_at": schedule_at, "recipients": len(destinations), "points": result.cost,
-        "validity_minutes": validity_minutes,
-    }])
+    register_batches(
+        warehouse,
+        [
+            {
+                "batch_id": result.batch_id,
+                "campaign_id": campaign,
+                "kind": kind,
+                "sent_at": sent_at,
+                "scheduled_at": schedule_at,
+                "recipients": len(destinations),
+                "points": result.cost,
+                "validity_minutes": validity_minutes,
+            }
+        ],
+    )
     return DueBatch(result.batch_id, kind, sent_at, schedule_at, validity_minutes)
 
 
@@ -51,10 +74,15 @@ def sandbox_rows(sandbox, batch_id: str) -> list[tuple]:
     for message in sandbox.messages(batch_id):
         seen[message["mobile"]] = seen.get(message["mobile"], 0) + 1
         received = message["received_at"]
-        rows.append((
-            message["mobile"], seen[message["mobile"]], message["status"], Decimal(message["points"]),
-            datetime.fromisoformat(received).replace(microsecond=0) if received else None,
-        ))
+        rows.append(
+            (
+                message["mobile"],
+                seen[message["mobile"]],
+                message["status"],
+                Decimal(message["points"]),
+                datetime.fromisoformat(received).replace(microsecond=0) if received else None,
+            )
+        )
     return sorted(rows)
 
 

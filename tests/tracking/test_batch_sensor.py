@@ -65,8 +65,9 @@ def test_the_trigger_reports_a_refused_batch(every8d_conn_env):
     assert event.payload["status"] == "error" and "-100" in event.payload["message"]
 
 
-def test_the_sensor_defers_and_completes_in_a_dag_run(airflow_home, every8d_conn_env, warehouse_for_sends,
-                                                      tmp_path):
+def test_the_sensor_defers_and_completes_in_a_dag_run(
+    airflow_home, every8d_conn_env, warehouse_for_sends, tmp_path
+):
     """``airflow dags test`` (dag.test) on a copy of the metadata DB whose dags folder holds the test DAG."""
     sandbox = every8d_conn_env
     batch = send_batch(sandbox, warehouse_for_sends, numbers(5))
@@ -79,9 +80,20 @@ def test_the_sensor_defers_and_completes_in_a_dag_run(airflow_home, every8d_conn
         "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
     }
     dag_run = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "dags", "test", "every8d_test_wait_for_batch",
-         "-c", json.dumps({"batch_id": batch.batch_id})],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "dags",
+            "test",
+            "every8d_test_wait_for_batch",
+            "-c",
+            json.dumps({"batch_id": batch.batch_id}),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         # Let the messages become final only once the sensor has looked (and found them pending).
@@ -97,7 +109,8 @@ def test_the_sensor_defers_and_completes_in_a_dag_run(airflow_home, every8d_conn
     assert dag_run.returncode == 0, output[-3000:]
     with sqlite3.connect(tmp_path / "airflow.db") as db:
         [(state,)] = db.execute(
-            "SELECT state FROM task_instance WHERE dag_id = 'every8d_test_wait_for_batch'").fetchall()
+            "SELECT state FROM task_instance WHERE dag_id = 'every8d_test_wait_for_batch'"
+        ).fetchall()
     assert state == "success"
     polls = [r for r in sandbox.requests() if r["endpoint"] == "getDeliveryStatus"]
     assert len(polls) >= 2 and all(batch.batch_id in r["body"] for r in polls)  # poked, deferred, fired

@@ -16,23 +16,36 @@ SENT = datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)
 
 def _batch(batch: str, **overrides) -> dict:
     row = {
-        "batch_id": batch, "campaign_id": "spring", "kind": "sms", "sent_at": SENT,
-        "scheduled_at": None, "recipients": 3, "points": Decimal("3.00"), "validity_minutes": 60,
+        "batch_id": batch,
+        "campaign_id": "spring",
+        "kind": "sms",
+        "sent_at": SENT,
+        "scheduled_at": None,
+        "recipients": 3,
+        "points": Decimal("3.00"),
+        "validity_minutes": 60,
     }
     return {**row, **overrides}
 
 
 def test_register_twice_keeps_one_row_and_the_polling_state(warehouse):
-    register_batches(warehouse, [_batch("b1"), _batch("b2", kind="mms", scheduled_at=SENT + timedelta(hours=2))])
+    register_batches(
+        warehouse, [_batch("b1"), _batch("b2", kind="mms", scheduled_at=SENT + timedelta(hours=2))]
+    )
     warehouse.execute("UPDATE every8d_batches SET polls = 4, state = 'closed' WHERE batch_id = 'b1'")
-    register_batches(warehouse, [_batch("b1", recipients=5, points=Decimal("5.00")), _batch("b2", kind="mms")])
+    register_batches(
+        warehouse, [_batch("b1", recipients=5, points=Decimal("5.00")), _batch("b2", kind="mms")]
+    )
     rows = warehouse.query_arrow(
         "SELECT batch_id, kind, recipients, points, polls, state, next_poll_at, scheduled_at "
         "FROM every8d_batches ORDER BY batch_id"
     ).to_pylist()
     assert [r["batch_id"] for r in rows] == ["b1", "b2"]
     assert (rows[0]["recipients"], rows[0]["points"], rows[0]["polls"], rows[0]["state"]) == (
-        5, Decimal("5.00"), 4, "closed"
+        5,
+        Decimal("5.00"),
+        4,
+        "closed",
     )
     # The scheduled batch is first polled at its schedule time; re-registering does not move that.
     assert rows[1]["next_poll_at"] == SENT + timedelta(hours=2)
@@ -56,12 +69,17 @@ def test_register_refuses_bad_rows(bad, message, duckdb_target):
 
 def test_suppressions_load_twice_and_refuse_non_e164(warehouse):
     assert len(load_suppressed(warehouse)) == 0
-    assert add_suppressions(warehouse, ["+886912000001", "+886912000002", "+886912000001"], "reply STOP", "push") == 2
+    assert (
+        add_suppressions(warehouse, ["+886912000001", "+886912000002", "+886912000001"], "reply STOP", "push")
+        == 2
+    )
     assert add_suppressions(warehouse, pa.array(["+886912000002", "+886912000003"]), "manual", "cli") == 1
     suppressed = load_suppressed(warehouse)
     assert suppressed.type == pa.string()
     assert sorted(suppressed.to_pylist()) == ["+886912000001", "+886912000002", "+886912000003"]
-    reason = warehouse.query_arrow("SELECT reason FROM every8d_suppressions WHERE mobile = ?", ["+886912000002"])
+    reason = warehouse.query_arrow(
+        "SELECT reason FROM every8d_suppressions WHERE mobile = ?", ["+886912000002"]
+    )
     assert reason.column("reason").to_pylist() == ["reply STOP"]
     with pytest.raises(ValueError) as error:
         add_suppressions(warehouse, ["0912000004"], "manual", "cli")

@@ -69,7 +69,9 @@ def test_a_row_cut_inside_its_status_is_never_merged(sandbox, warehouse):
     page = Every8dHook().get_delivery_status_text(batch.batch_id)
     row = next(line for line in page.splitlines() if "\t101" in line)
     cut_six = page[: page.index(row) + row.index("\t101") + 3]
-    five = "\r\n".join("\t".join(line.split("\t")[:5]) if "\t" in line else line for line in page.splitlines())
+    five = "\r\n".join(
+        "\t".join(line.split("\t")[:5]) if "\t" in line else line for line in page.splitlines()
+    )
     cut_five = five[: five.index("\t101") + 3]
     before = snapshot(warehouse)
     for body, error in [(cut_six, IncompleteListingError), (cut_five, UnknownStatusCodeError)]:
@@ -82,11 +84,16 @@ def test_a_row_cut_inside_its_status_is_never_merged(sandbox, warehouse):
     assert history.column("n")[0].as_py() == 0
 
 
-def test_names_with_tabs_and_newlines_are_cleaned_before_sending_and_listings_read_by_fixed_columns(sandbox, warehouse):
+def test_names_with_tabs_and_newlines_are_cleaned_before_sending_and_listings_read_by_fixed_columns(
+    sandbox, warehouse
+):
     """Point 3: the send builder cleans NAME; a listing with a tab in NAME still lands MOBILE and STATUS right."""
     hook = Every8dHook()
     result = hook.send_param_sms(
-        [wire.ParamRecipient("0912000001", ["a"], name="Chen\tWei\r\nLtd"), wire.ParamRecipient("0912000002", ["b"])],
+        [
+            wire.ParamRecipient("0912000001", ["a"], name="Chen\tWei\r\nLtd"),
+            wire.ParamRecipient("0912000002", ["b"]),
+        ],
         template="Hi %field1%",
     )
     sent = json.loads([r for r in sandbox.requests() if r["endpoint"] == "SendParamSMS"][-1]["body"])
@@ -136,9 +143,15 @@ def test_json_status_form_accepts_plausible_spellings(sandbox, warehouse, docume
     hook = Every8dHook()
     original = json.loads(hook.get_delivery_status_text(batch.batch_id, with_record_ids=True))
     records = [
-        {"NAME": r["Name"], "MOBILE": r["Mobile"], "SEND_TIME": r["SendTime"].replace("/", "-"),
-         "COST": r["Cost"], "STATUS": r["Status"], "RECEIVED_TIME": r["ReceivedTime"].replace("/", "-").replace(" ", "T"),
-         "MR": r["MR"]}
+        {
+            "NAME": r["Name"],
+            "MOBILE": r["Mobile"],
+            "SEND_TIME": r["SendTime"].replace("/", "-"),
+            "COST": r["Cost"],
+            "STATUS": r["Status"],
+            "RECEIVED_TIME": r["ReceivedTime"].replace("/", "-").replace(" ", "T"),
+            "MR": r["MR"],
+        }
         for r in original["Records"]
     ]
     body = {key: (original["Count"] if value == "{n}" else records) for key, value in document.items()}
@@ -168,8 +181,11 @@ def cut_batch(sandbox, tmp_path_factory):
     warehouse.close()
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          deadline=None)
+@settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    deadline=None,
+)
 @given(data=st.data())
 def test_every_cut_of_every_page_lands_the_exact_listing_or_changes_nothing(cut_batch, data):
     sandbox, warehouse, batch, pages = cut_batch

@@ -46,15 +46,19 @@ def test_the_delivery_status_dag_syncs_due_batches_into_tables_and_parquet(sandb
     assert run.state == "success"
     assert table_rows(warehouse, sms.batch_id) == sandbox_rows(sandbox, sms.batch_id)
     assert table_rows(warehouse, mms.batch_id) == sandbox_rows(sandbox, mms.batch_id)
-    states = warehouse.query_arrow("SELECT batch_id, state FROM every8d_batches ORDER BY batch_id").to_pylist()
+    states = warehouse.query_arrow(
+        "SELECT batch_id, state FROM every8d_batches ORDER BY batch_id"
+    ).to_pylist()
     assert {s["state"] for s in states} == {"closed"}
     messages = ds.dataset(places["parquet"] / "every8d_messages", format="parquet", partitioning="hive")
     assert messages.count_rows() == 1206
     kinds = sorted({str(k) for k in messages.to_table(columns=["kind"]).column("kind").to_pylist()})
     assert kinds == ["mms", "sms"]
     history = ds.dataset(places["parquet"] / "every8d_status_history", format="parquet", partitioning="hive")
-    assert history.count_rows() == warehouse.query_arrow(
-        "SELECT count(*) AS n FROM every8d_status_history").column("n")[0].as_py()
+    assert (
+        history.count_rows()
+        == warehouse.query_arrow("SELECT count(*) AS n FROM every8d_status_history").column("n")[0].as_py()
+    )
 
     before = snapshot(warehouse)
     again = dag.test()  # nothing is due any more: the tables stay as they are

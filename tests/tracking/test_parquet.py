@@ -22,7 +22,9 @@ def test_export_rewrites_only_changed_partitions_and_matches_the_tables(sandbox,
     exporter = ParquetExporter(tmp_path / "lake")
     first = exporter.export(warehouse)
     assert (first.partitions, first.rows) == (1, 3000)  # 1500 messages + 1500 history rows
-    folder = tmp_path / "lake" / "every8d_messages" / f"send_date={batch.sent_at.date().isoformat()}" / "kind=sms"
+    folder = (
+        tmp_path / "lake" / "every8d_messages" / f"send_date={batch.sent_at.date().isoformat()}" / "kind=sms"
+    )
     assert [p.name for p in folder.iterdir()] == ["data.parquet"]
     (folder / "part-old.parquet").write_bytes(b"stale")  # left by another writer: replaced with the partition
     assert exporter.export(warehouse).partitions == 0  # nothing changed since
@@ -31,7 +33,9 @@ def test_export_rewrites_only_changed_partitions_and_matches_the_tables(sandbox,
     sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at + timedelta(hours=1))
     assert exporter.export(warehouse).partitions == 1
     assert sorted(p.name for p in folder.iterdir()) == ["data.parquet"]
-    messages = ds.dataset(tmp_path / "lake" / "every8d_messages", format="parquet", partitioning="hive").to_table()
+    messages = ds.dataset(
+        tmp_path / "lake" / "every8d_messages", format="parquet", partitioning="hive"
+    ).to_table()
     table = warehouse.query_arrow("SELECT mobile, seq, status FROM every8d_messages")
     assert sorted(zip(*[messages.column(c).to_pylist() for c in ("mobile", "seq", "status")])) == sorted(
         zip(*[table.column(c).to_pylist() for c in ("mobile", "seq", "status")])
@@ -48,7 +52,9 @@ def test_a_partition_stays_dirty_until_it_is_exported(sandbox, warehouse, tmp_pa
     marks = warehouse.query_arrow("SELECT send_date, kind FROM every8d_parquet_dirty").to_pylist()
     assert marks == [{"send_date": batch.sent_at.date(), "kind": "sms"}]
     assert ParquetExporter(tmp_path / "lake").export(warehouse).rows == 20
-    assert warehouse.query_arrow("SELECT count(*) AS n FROM every8d_parquet_dirty").column("n")[0].as_py() == 0
+    assert (
+        warehouse.query_arrow("SELECT count(*) AS n FROM every8d_parquet_dirty").column("n")[0].as_py() == 0
+    )
 
 
 _KILLED_EXPORT = """
@@ -86,8 +92,9 @@ def test_an_export_killed_midway_leaves_no_temporary_file_a_later_run_keeps(sand
     sync_batch(warehouse, Every8dHook(), batch, now=batch.sent_at)
     warehouse.close()  # DuckDB: one writing process at a time
     lake = tmp_path / "lake"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, duckdb_target, str(lake)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_EXPORT, duckdb_target, str(lake)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "WRITING"
     finally:
@@ -100,7 +107,9 @@ def test_an_export_killed_midway_leaves_no_temporary_file_a_later_run_keeps(sand
     warehouse = open_warehouse(duckdb_target)
     exporter = ParquetExporter(lake)
     assert exporter.export(warehouse).partitions == 1
-    assert sorted(p.name for p in folder.iterdir()) == sorted(["data.parquet", left.name])  # young: maybe live
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["data.parquet", left.name]
+    )  # young: maybe live
     hours_ago = time.time() - 2 * 3600
     os.utime(left, (hours_ago, hours_ago))  # the killed export's file, two hours on
     sandbox.advance(3600)

@@ -54,10 +54,18 @@ def phone_forms() -> set[str]:
 @pytest.fixture
 def scan_env(sandbox, tmp_path, monkeypatch, airflow_home):
     sandbox.create_account(UID, PASSWORD, 5000)
-    monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps({
-        "conn_type": "every8d", "host": sandbox.base_url, "login": UID, "password": PASSWORD,
-        "extra": {"timeout": 2, "read_retries": 1, "deadline": 1.5},
-    }))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EVERY8D_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "every8d",
+                "host": sandbox.base_url,
+                "login": UID,
+                "password": PASSWORD,
+                "extra": {"timeout": 2, "read_retries": 1, "deadline": 1.5},
+            }
+        ),
+    )
     target = f"duckdb://{tmp_path / 'scan.duckdb'}"
     monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
     monkeypatch.setenv("EVERY8D_PARQUET_ROOT", str(tmp_path / "parquet"))
@@ -65,7 +73,9 @@ def scan_env(sandbox, tmp_path, monkeypatch, airflow_home):
     return target
 
 
-def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(sandbox, scan_env, tmp_path, caplog, capfd):
+def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(
+    sandbox, scan_env, tmp_path, caplog, capfd
+):
     caplog.set_level(logging.DEBUG)
     errors: list[BaseException] = []
 
@@ -90,13 +100,21 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(sandbox, s
         sandbox.inject_fault("sendSMS", "echo", **options)
         attempt(lambda: hook.send_sms("echoed", PHONES))
     sandbox.inject_fault("SendParamSMS", "echo")
-    attempt(lambda: hook.send_param_sms([wire.ParamRecipient(PHONES[0], ["x"], name="Tab\tName")], template="%field1%"))
+    attempt(
+        lambda: hook.send_param_sms(
+            [wire.ParamRecipient(PHONES[0], ["x"], name="Tab\tName")], template="%field1%"
+        )
+    )
     attempt(lambda: hook.send_mms("pic", [PHONES[0], "+85291234567"], image=PNG))
 
     # -- reads under echo pages, redirects and a trickle
-    for endpoint, options in [("getCredit", {}), ("getCredit", {"status": 200, "message": "E "}),
-                              ("getDeliveryStatus", {"status": 502}), ("getReplyMessage", {"status": 200}),
-                              ("eraseBooking", {})]:
+    for endpoint, options in [
+        ("getCredit", {}),
+        ("getCredit", {"status": 200, "message": "E "}),
+        ("getDeliveryStatus", {"status": 502}),
+        ("getReplyMessage", {"status": 200}),
+        ("eraseBooking", {}),
+    ]:
         sandbox.inject_fault(endpoint, "echo", count=2, **options)
     attempt(hook.get_credit)
     attempt(hook.get_credit)
@@ -118,7 +136,11 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(sandbox, s
     spool = tmp_path / "spools"
     spool.mkdir()
     options = SyncOptions(spool_dir=spool)
-    for fault in [{"kind": "cut", "rows": 2}, {"kind": "cut", "at": -3}, {"kind": "echo", "status": 200, "message": "x"}]:
+    for fault in [
+        {"kind": "cut", "rows": 2},
+        {"kind": "cut", "at": -3},
+        {"kind": "echo", "status": 200, "message": "x"},
+    ]:
         sandbox.inject_fault("getDeliveryStatus", **fault)
         attempt(lambda: sync_batch(warehouse, hook, batch, now=batch.sent_at, options=options))
     sandbox.add_reply(batch.batch_id, "+886" + PHONES[1][1:], "thanks")
@@ -126,8 +148,11 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(sandbox, s
     assert result.listed == 3
     merge_push_events(warehouse)
     ParquetExporter().export(warehouse)
-    tables = {spec.name: warehouse.query_arrow(f"SELECT * FROM {spec.name}").to_pylist()
-              for spec in TRACKING_TABLES if not getattr(spec, "duckdb_temporary", False)}
+    tables = {
+        spec.name: warehouse.query_arrow(f"SELECT * FROM {spec.name}").to_pylist()
+        for spec in TRACKING_TABLES
+        if not getattr(spec, "duckdb_temporary", False)
+    }
     warehouse.close()
     hook.close()
 
@@ -151,9 +176,16 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(sandbox, s
     error_texts = [text for error in errors for text in _texts(error)]
     assert len(errors) >= 15, [type(e).__name__ for e in errors]
     files = _file_texts([tmp_path, Path(os.environ["AIRFLOW_HOME"])])
-    assert any(name.endswith(".parquet") for name in files) and any(name.endswith(".duckdb") for name in files)
-    everything = {"logs": logs, "xcom": "\n".join(xcom), "tables": json.dumps(tables, default=str),
-                  **{f"error {i}": text for i, text in enumerate(error_texts)}, **files}
+    assert any(name.endswith(".parquet") for name in files) and any(
+        name.endswith(".duckdb") for name in files
+    )
+    everything = {
+        "logs": logs,
+        "xcom": "\n".join(xcom),
+        "tables": json.dumps(tables, default=str),
+        **{f"error {i}": text for i, text in enumerate(error_texts)},
+        **files,
+    }
     for where, text in everything.items():
         leaked = [form for form in password_forms() if form in text]
         assert not leaked, f"the password appears in {where}"
@@ -168,7 +200,9 @@ def _texts(error: BaseException) -> list[str]:
     for linked in (error.__cause__, error.__context__):
         if linked is not None:
             texts += [str(linked), repr(linked)]
-    return texts + [str(getattr(error, name, "")) for name in ("body_excerpt", "reason", "problem", "target_host")]
+    return texts + [
+        str(getattr(error, name, "")) for name in ("body_excerpt", "reason", "problem", "target_host")
+    ]
 
 
 def _xcom_values(home: Path) -> list[str]:

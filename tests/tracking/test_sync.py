@@ -59,18 +59,25 @@ def test_statuses_moving_from_0_to_final_update_the_row_and_append_history(sandb
         "FROM every8d_messages ORDER BY mobile"
     ).to_pylist()
     assert [(r["status"], r["status_group"]) for r in current] == [
-        (100, "delivered"), (101, "failed"), (100, "delivered")
+        (100, "delivered"),
+        (101, "failed"),
+        (100, "delivered"),
     ]
-    assert all(r["is_final"] and r["first_seen_at"] == batch.sent_at and r["updated_at"] == later for r in current)
+    assert all(
+        r["is_final"] and r["first_seen_at"] == batch.sent_at and r["updated_at"] == later for r in current
+    )
     assert current[0]["final_at"] == current[0]["received_at"] is not None
     history = warehouse.query_arrow(
         "SELECT mobile, status, previous_status, observed_at FROM every8d_status_history ORDER BY mobile, observed_at"
     ).to_pylist()
     assert [(h["status"], h["previous_status"]) for h in history if h["mobile"] == "+886912000001"] == [
-        (0, None), (101, 0)
+        (0, None),
+        (101, 0),
     ]
     assert len(history) == 6
-    batch_row = warehouse.query_arrow("SELECT state, closed_reason, polls, listed, final_count FROM every8d_batches")
+    batch_row = warehouse.query_arrow(
+        "SELECT state, closed_reason, polls, listed, final_count FROM every8d_batches"
+    )
     assert batch_row.to_pylist() == [
         {"state": "closed", "closed_reason": "all_final", "polls": 2, "listed": 3, "final_count": 3}
     ]
@@ -131,8 +138,15 @@ def test_an_mms_batch_uses_the_mms_listing(sandbox, warehouse):
     rows = warehouse.query_arrow(
         "SELECT DISTINCT kind, status, status_group, points, received_at IS NULL AS no_receipt FROM every8d_messages"
     ).to_pylist()
-    assert rows == [{"kind": "mms", "status": 700, "status_group": "delivered", "points": rows[0]["points"],
-                     "no_receipt": True}]
+    assert rows == [
+        {
+            "kind": "mms",
+            "status": 700,
+            "status_group": "delivered",
+            "points": rows[0]["points"],
+            "no_receipt": True,
+        }
+    ]
     assert rows[0]["points"] > 0
     assert result.closed_reason == "all_final"
     assert table_rows(warehouse, batch.batch_id) == sandbox_rows(sandbox, batch.batch_id)
@@ -150,8 +164,9 @@ def test_pending_messages_expire_after_the_validity_window(sandbox, warehouse):
     rows = warehouse.query_arrow(
         "SELECT DISTINCT status, status_group, is_final, source, final_at FROM every8d_messages"
     ).to_pylist()
-    assert rows == [{"status": 0, "status_group": "expired", "is_final": True, "source": "close",
-                     "final_at": deadline}]
+    assert rows == [
+        {"status": 0, "status_group": "expired", "is_final": True, "source": "close", "final_at": deadline}
+    ]
     closes = warehouse.query_arrow(
         "SELECT count(*) AS n FROM every8d_status_history WHERE source = 'close' AND status_group = 'expired'"
     )

@@ -23,7 +23,8 @@ def expected_measures(messages: list[dict]) -> dict:
     groups = Counter(wire.status_info(m["status"]).group for m in messages)
     seconds = [
         (datetime.fromisoformat(m["received_at"]) - datetime.fromisoformat(m["send_at"])).total_seconds()
-        for m in messages if m["received_at"]
+        for m in messages
+        if m["received_at"]
     ]
     return {
         "sent": len(messages),
@@ -53,7 +54,9 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
 
     spring_messages = [m for b in spring for m in sandbox.messages(b.batch_id)]
     want = expected_measures(spring_messages)
-    [got] = warehouse.query_arrow("SELECT * FROM every8d_campaign_summary WHERE campaign_id = 'spring'").to_pylist()
+    [got] = warehouse.query_arrow(
+        "SELECT * FROM every8d_campaign_summary WHERE campaign_id = 'spring'"
+    ).to_pylist()
     assert {k: got[k] for k in ("sent", "delivered", "failed", "expired", "pending")} == {
         k: want[k] for k in ("sent", "delivered", "failed", "expired", "pending")
     }
@@ -69,7 +72,8 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     ).to_pylist()
     promo_messages = sandbox.messages(promo.batch_id)
     assert [(d["campaign_id"], d["sent"], d["delivered"]) for d in daily] == [
-        ("promo", 7, 7), ("spring", want["sent"], want["delivered"])
+        ("promo", 7, 7),
+        ("spring", want["sent"], want["delivered"]),
     ]
     assert daily[0]["points_spent"] == sum(Decimal(m["points"]) for m in promo_messages)
     assert daily[1]["send_date"] == spring[0].sent_at.date()
@@ -77,7 +81,9 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     reasons = warehouse.query_arrow(
         "SELECT status, messages, meaning_en FROM every8d_failure_reasons WHERE campaign_id = 'spring' ORDER BY status"
     ).to_pylist()
-    counted = Counter(m["status"] for m in spring_messages if wire.status_info(m["status"]).group in ("failed", "expired"))
+    counted = Counter(
+        m["status"] for m in spring_messages if wire.status_info(m["status"]).group in ("failed", "expired")
+    )
     assert {r["status"]: r["messages"] for r in reasons} == dict(counted)
     assert {r["status"]: r["meaning_en"] for r in reasons}[103] == wire.status_info(103).meaning
 

@@ -66,8 +66,11 @@ def test_upsert_only_if_keeps_final_rows(warehouse):
     warehouse.append("wh_test", _rows(4, count=1, final=False).slice(0, 2))
     warehouse.append("wh_test", _rows(4, count=2, final=True).slice(2, 2))
     changed = warehouse.upsert(
-        "wh_test", _rows(4, count=9, final=False), ["order"],
-        update_columns=["count", "final"], only_if='NOT wh_test."final"',
+        "wh_test",
+        _rows(4, count=9, final=False),
+        ["order"],
+        update_columns=["count", "final"],
+        only_if='NOT wh_test."final"',
     )
     assert changed == 2
     counts = warehouse.query_arrow('SELECT "count" FROM wh_test ORDER BY "order"').column("count").to_pylist()
@@ -116,7 +119,9 @@ def test_query_batches_streams_and_keeps_schema_when_empty(warehouse):
     empty = warehouse.query_arrow("SELECT * FROM wh_test")
     assert empty.num_rows == 0 and empty.schema.names == SCHEMA.names
     warehouse.append("wh_test", _rows(2500))
-    sizes = [b.num_rows for b in warehouse.query_batches('SELECT * FROM wh_test ORDER BY "order"', batch_size=1000)]
+    sizes = [
+        b.num_rows for b in warehouse.query_batches('SELECT * FROM wh_test ORDER BY "order"', batch_size=1000)
+    ]
     assert sum(sizes) == 2500 and max(sizes) <= 1024
 
 

@@ -22,8 +22,14 @@ import pytest
 import requests
 
 CHROMIUM_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1400,1400",
 ]
 
@@ -42,7 +48,10 @@ def running_api_server(log_path: Path, extra_env: dict[str, str]):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -73,11 +82,21 @@ def api_server(airflow_home: Path, demo_campaign, tmp_path_factory) -> str:
     """The api-server with every visitor an admin (no login page), reading the demo campaign's warehouse."""
     run, _, _ = demo_campaign
     # The UI reads DAGs from the metadata DB: serialize the dags folder first.
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=os.environ.copy(), check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "reserialize"],
+        env=os.environ.copy(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     log_path = tmp_path_factory.mktemp("api-server") / "api-server.log"
-    with running_api_server(log_path, {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                                       "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"]}) as base:
+    with running_api_server(
+        log_path,
+        {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
+        },
+    ) as base:
         yield base
 
 
@@ -88,12 +107,15 @@ def api_server_with_login(api_server, demo_campaign, tmp_path_factory) -> tuple[
     folder = tmp_path_factory.mktemp("api-server-login")
     passwords = folder / "passwords.json"
     passwords.write_text('{"viewer1": "a-long-test-password"}')
-    with running_api_server(folder / "api-server.log", {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer1:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
-    }) as base:
+    with running_api_server(
+        folder / "api-server.log",
+        {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer1:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
+        },
+    ) as base:
         yield base, "viewer1", "a-long-test-password"
 
 
@@ -111,7 +133,9 @@ def browser():
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={Path(shutil.os.environ.get('TMPDIR', '/tmp')) / f'every8d-chromium-{os.getpid()}'}")
+    options.add_argument(
+        f"--user-data-dir={Path(shutil.os.environ.get('TMPDIR', '/tmp')) / f'every8d-chromium-{os.getpid()}'}"
+    )
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.implicitly_wait(15)
     yield driver

@@ -16,14 +16,19 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 # The README's screenshots are refreshed on request only, so a test run leaves the checkout clean:
 # EVERY8D_UPDATE_SCREENSHOTS=1 make test (or pytest tests/ui) writes them to docs/img/.
-IMAGES = (Path(__file__).resolve().parents[2] / "docs" / "img" if os.environ.get("EVERY8D_UPDATE_SCREENSHOTS")
-          else Path(tempfile.gettempdir()) / "every8d-screenshots")
+IMAGES = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("EVERY8D_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "every8d-screenshots"
+)
 DAG_ID = "every8d_send_campaign"
 
 
 def _figures(browser) -> dict[str, str]:
-    return {card.get_attribute("data-figure"): card.find_element(By.TAG_NAME, "b").text
-            for card in browser.find_elements(By.CSS_SELECTOR, "[data-figure]")}
+    return {
+        card.get_attribute("data-figure"): card.find_element(By.TAG_NAME, "b").text
+        for card in browser.find_elements(By.CSS_SELECTOR, "[data-figure]")
+    }
 
 
 def _count(text: str) -> int:
@@ -54,7 +59,9 @@ def test_the_campaign_tab_shows_the_sandboxs_numbers(api_server, browser, demo_c
     assert _count(figures["replies"]) == 2 and _count(figures["opt_outs"]) == 1
     failed = {s: n for s, n in statuses.items() if s not in (100,)}
     for status, count in failed.items():
-        assert any(line.startswith(f"{status} ") and line.endswith(f"{count:,}") for line in page.splitlines()), status
+        assert any(
+            line.startswith(f"{status} ") and line.endswith(f"{count:,}") for line in page.splitlines()
+        ), status
     assert "invalid_number" in page or "invalid" in page.lower()
     for message in messages:  # no full phone number anywhere on the page
         assert message["mobile"] not in browser.page_source
@@ -64,7 +71,9 @@ def test_the_campaign_tab_shows_the_sandboxs_numbers(api_server, browser, demo_c
 
     browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
     browser.find_element(By.ID, "rejects-link").click()
-    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.XPATH, "//h1[starts-with(., 'Rejected')]")))
+    WebDriverWait(browser, 30).until(
+        EC.presence_of_element_located((By.XPATH, "//h1[starts-with(., 'Rejected')]"))
+    )
     assert "•" in browser.page_source and "duplicate" in browser.page_source
     for message in messages:
         assert message["mobile"] not in browser.page_source
@@ -73,17 +82,25 @@ def test_the_campaign_tab_shows_the_sandboxs_numbers(api_server, browser, demo_c
     browser.get(f"{api_server}/plugin/every8d")
     frame = WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
     browser.switch_to.frame(frame)
-    WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.XPATH, f"//td[.='{run.campaign_id}']")))
+    WebDriverWait(browser, 60).until(
+        EC.presence_of_element_located((By.XPATH, f"//td[.='{run.campaign_id}']"))
+    )
     browser.switch_to.default_content()
     browser.save_screenshot(str(IMAGES / "every8d-overview.png"))
 
 
-def test_anonymous_requests_are_refused_and_the_push_endpoint_stays_public(api_server_with_login, demo_campaign):
+def test_anonymous_requests_are_refused_and_the_push_endpoint_stays_public(
+    api_server_with_login, demo_campaign
+):
     base, user, password = api_server_with_login
     run, _, _ = demo_campaign
     run_path = f"{DAG_ID}/{quote(run.run_id, safe='')}"
-    paths = (f"/every8d-ui/campaign/{run_path}", f"/every8d-ui/api/campaign/{run_path}",
-             f"/every8d-ui/rejects/{run_path}", "/every8d-ui/")
+    paths = (
+        f"/every8d-ui/campaign/{run_path}",
+        f"/every8d-ui/api/campaign/{run_path}",
+        f"/every8d-ui/rejects/{run_path}",
+        "/every8d-ui/",
+    )
     for path in paths:
         answer = requests.get(base + path, timeout=30)
         assert answer.status_code == 401, path
@@ -97,8 +114,11 @@ def test_anonymous_requests_are_refused_and_the_push_endpoint_stays_public(api_s
     authorised = requests.get(base + f"/every8d-ui/api/campaign/{run_path}", headers=bearer, timeout=30)
     assert authorised.status_code == 200, authorised.text
     assert authorised.json()["campaign_id"] == run.campaign_id
-    cookie = requests.get(base + f"/every8d-ui/campaign/{run_path}", timeout=30,
-                          cookies={"_token": token.json()["access_token"]})
+    cookie = requests.get(
+        base + f"/every8d-ui/campaign/{run_path}",
+        timeout=30,
+        cookies={"_token": token.json()["access_token"]},
+    )
     assert cookie.status_code == 200 and run.campaign_id in cookie.text
     # the push endpoint authenticates on its own (its token), not with Airflow's login
     push = requests.get(f"{base}/every8d/push", params={"BatchID": "x", "STATUS": "100"}, timeout=30)

@@ -18,11 +18,16 @@ def test_every8d_connection_form_has_its_fields(api_server, browser, tmp_path):
     type_box.send_keys("EVERY8D")
     WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.XPATH, "//*[text()='EVERY8D SMS']")))
     type_box.send_keys(Keys.ENTER)
-    host = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[name=host]")))
+    host = WebDriverWait(browser, 30).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[name=host]"))
+    )
     browser.save_screenshot(str(tmp_path / "connection-form.png"))
 
     assert host.get_attribute("placeholder") == "https://api.e8d.tw"
-    assert browser.find_element(By.CSS_SELECTOR, "input[name=login]").get_attribute("placeholder") == "your EVERY8D account"
+    assert (
+        browser.find_element(By.CSS_SELECTOR, "input[name=login]").get_attribute("placeholder")
+        == "your EVERY8D account"
+    )
     assert browser.find_element(By.CSS_SELECTOR, "input[name=password]")
     page = browser.find_element(By.TAG_NAME, "body").text
     for label in ("Base URL", "UID (account)", "PWD (password)"):

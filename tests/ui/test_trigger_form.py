@@ -7,8 +7,18 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-FIELDS = ("audience", "sql_conn_id", "message", "subject", "kind", "mms_image", "send_at", "max_points",
-          "allow_international", "dry_run")
+FIELDS = (
+    "audience",
+    "sql_conn_id",
+    "message",
+    "subject",
+    "kind",
+    "mms_image",
+    "send_at",
+    "max_points",
+    "allow_international",
+    "dry_run",
+)
 
 
 def open_trigger_form(api_server, browser):
@@ -35,8 +45,10 @@ def test_trigger_form_shows_every_campaign_field(api_server, browser, tmp_path):
     text = dialog.text
     for label in ("Audience", "Message template", "Budget cap (points)", "Dry run", "Send at"):
         assert label in text, label
-    assert dialog.find_element(By.CSS_SELECTOR, "[name=element_audience]").get_attribute("value").endswith(
-        "include/sample_audience.csv"
+    assert (
+        dialog.find_element(By.CSS_SELECTOR, "[name=element_audience]")
+        .get_attribute("value")
+        .endswith("include/sample_audience.csv")
     )
     assert trigger_button(dialog).is_enabled(), "the defaults are a valid dry run"
 

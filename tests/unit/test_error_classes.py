@@ -24,7 +24,9 @@ from every8d.errors import (
 def _concrete_errors() -> list[type[Every8dError]]:
     families = {Every8dError, GatewayError, HttpStatusError, campaign_errors.CampaignError}
     return [
-        cls for module in (errors, campaign_errors) for _, cls in inspect.getmembers(module, inspect.isclass)
+        cls
+        for module in (errors, campaign_errors)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, Every8dError) and cls not in families
     ]
 
@@ -40,7 +42,11 @@ def test_every_error_has_one_root_and_exactly_one_marker():
 
 @pytest.mark.parametrize(
     ("code", "cls", "retry_safe"),
-    [(-8, TemporaryGatewayError, True), (-100, AuthenticationError, False), (-306, GatewayRefusedError, False)],
+    [
+        (-8, TemporaryGatewayError, True),
+        (-100, AuthenticationError, False),
+        (-306, GatewayRefusedError, False),
+    ],
 )
 def test_a_gateway_code_picks_its_class(code, cls, retry_safe):
     error = GatewayError("sendSMS.ashx", code, "meaning", "")
@@ -48,8 +54,15 @@ def test_a_gateway_code_picks_its_class(code, cls, retry_safe):
     assert isinstance(error, GatewayError)
 
 
-@pytest.mark.parametrize(("status", "cls"), [(500, HttpUnavailableError), (503, HttpUnavailableError),
-                                             (429, HttpUnavailableError), (404, HttpRejectedError)])
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (500, HttpUnavailableError),
+        (503, HttpUnavailableError),
+        (429, HttpUnavailableError),
+        (404, HttpRejectedError),
+    ],
+)
 def test_an_http_status_picks_its_class(status, cls):
     error = HttpStatusError("getCredit.ashx", status, b"")
     assert type(error) is cls and error.status == status

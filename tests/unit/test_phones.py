@@ -16,7 +16,9 @@ from every8d.wire import Reply
 # spaces and dashes, landlines, foreign numbers, short codes and junk.
 national = st.integers(min_value=0, max_value=99_999_999).map(lambda n: f"9{n:08d}")
 spelled = st.one_of(
-    st.builds("{}{}".format, st.sampled_from(["0", "+886", "886", "+886 ", "+8860", " 0", "00886"]), national),
+    st.builds(
+        "{}{}".format, st.sampled_from(["0", "+886", "886", "+886 ", "+8860", " 0", "00886"]), national
+    ),
     st.builds(lambda n: f"0{n[:3]}-{n[3:6]}-{n[6:]}", national),
     st.from_regex(r"\+?[0-9 ()\-]{1,18}", fullmatch=True),
     st.from_regex(r"\(0[2-8]\) ?[0-9]{3,4} ?[0-9]{4}", fullmatch=True),
@@ -53,13 +55,19 @@ def test_replies_key_numbers_as_the_listing_does(raw):
     """The third observe path, replies, lands on the same spelling as the status listing."""
     from datetime import UTC, datetime
 
-    table = replies_table("b-1", [Reply(name="", mobile=raw, replied_at=datetime(2026, 3, 1, tzinfo=UTC), content="x")])
+    table = replies_table(
+        "b-1", [Reply(name="", mobile=raw, replied_at=datetime(2026, 3, 1, tzinfo=UTC), content="x")]
+    )
     assert table.column("mobile").to_pylist() == normalize_observed(pa.array([raw])).to_pylist()
 
 
 def test_what_the_gateway_writes_is_kept_when_it_is_no_number():
     assert normalize_observed(pa.array(["  0912345678 ", "hello", None, "886912345678"])).to_pylist() == [
-        "+886912345678", "hello", None, "+886912345678"]
+        "+886912345678",
+        "hello",
+        None,
+        "+886912345678",
+    ]
     assert observed_mobile("hello") is None
 
 
@@ -78,6 +86,7 @@ def test_the_send_policy_refuses_what_cannot_or_may_not_take_an_sms(raw, reason)
 
 def test_the_notifier_and_cli_policy_drops_landlines_keeps_mobiles_once():
     """The bug of issue 13: the notifier and the CLI texted landlines the campaign refuses."""
-    numbers, refused = send_numbers(["0912345678", "+886912345678", "(02) 2345 6789", "+447911123456"],
-                                    allow_international=True)
+    numbers, refused = send_numbers(
+        ["0912345678", "+886912345678", "(02) 2345 6789", "+447911123456"], allow_international=True
+    )
     assert (numbers, refused) == (["+886912345678", "+447911123456"], 1)

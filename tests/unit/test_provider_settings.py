@@ -40,8 +40,12 @@ def test_an_old_name_is_not_hidden_by_the_declared_default_in_airflows_conf(monk
 
 
 def test_unset_gives_the_declared_default_or_nothing(monkeypatch):
-    for name in ("AIRFLOW__EVERY8D__STATUS_POOL", "EVERY8D_STATUS_POOL", "AIRFLOW__EVERY8D__PUSH_JOURNAL",
-                 "EVERY8D_PUSH_JOURNAL"):
+    for name in (
+        "AIRFLOW__EVERY8D__STATUS_POOL",
+        "EVERY8D_STATUS_POOL",
+        "AIRFLOW__EVERY8D__PUSH_JOURNAL",
+        "EVERY8D_PUSH_JOURNAL",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert settings.get("status_pool") == "default_pool"
     assert settings.get("push_journal") == ""
@@ -71,7 +75,9 @@ def test_provider_info_declares_every_option_the_code_reads():
     assert section["options"]["push_token"]["sensitive"] is True  # masked like Airflow's own secrets
 
 
-@pytest.mark.parametrize(("text", "value"), [("true", True), ("ON", True), ("1", True), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("ON", True), ("1", True), ("no", False), ("", False)]
+)
 def test_booleans_parse_one_way(text, value):
     assert settings.parse_bool(text) is value
 

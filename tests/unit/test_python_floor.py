@@ -11,10 +11,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted((REPO / "plugins" / "every8d").rglob("*.py")) + sorted((REPO / "dags").glob("*.py"))
 # Standard library names the code relies on, by the release that added them.
-NEEDS_311 = (re.compile(r"\bfrom datetime import\b[^\n]*\bUTC\b"), re.compile(r"\.get_identifiers\(\)"),
-             re.compile(r"\bimport tomllib\b"))
-NEWER_THAN_311 = (re.compile(r"\bitertools\.batched\b|\bfrom itertools import\b[^\n]*\bbatched\b"),
-                  re.compile(r"\bfrom typing import\b[^\n]*\boverride\b"))
+NEEDS_311 = (
+    re.compile(r"\bfrom datetime import\b[^\n]*\bUTC\b"),
+    re.compile(r"\.get_identifiers\(\)"),
+    re.compile(r"\bimport tomllib\b"),
+)
+NEWER_THAN_311 = (
+    re.compile(r"\bitertools\.batched\b|\bfrom itertools import\b[^\n]*\bbatched\b"),
+    re.compile(r"\bfrom typing import\b[^\n]*\boverride\b"),
+)
 
 
 def _floor() -> tuple[int, int]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from every8d import errors
 from every8d.errors import GatewayError, HttpStatusError, WireFormatError, excerpt, register_secret
 
+
 @pytest.fixture(autouse=True)
 def _own_secret_registry():
     """The random passwords registered here must not redact other tests' messages."""
@@ -30,10 +31,18 @@ numbers = st.from_regex(r"\A(\+8869|09)\d{8}\Z")
 def test_an_echoed_request_keeps_neither_password_nor_number(password, phone, filler):
     register_secret(password)
     form = urlencode({"UID": "u", "PWD": password, "DEST": f"{phone},{phone}", "MSG": filler})
-    page = f"<p>{form}</p> {password} {quote(password)} {html.escape(password)} \"PWD\":\"{password}\""
-    for error in (WireFormatError("getCredit.ashx", "odd", page), HttpStatusError("getCredit.ashx", 500, page)):
+    page = f'<p>{form}</p> {password} {quote(password)} {html.escape(password)} "PWD":"{password}"'
+    for error in (
+        WireFormatError("getCredit.ashx", "odd", page),
+        HttpStatusError("getCredit.ashx", 500, page),
+    ):
         text = str(error)
-        for form_of_password in {password, quote(password, safe=""), quote_plus(password), html.escape(password)}:
+        for form_of_password in {
+            password,
+            quote(password, safe=""),
+            quote_plus(password),
+            html.escape(password),
+        }:
             assert form_of_password.strip() not in text or form_of_password.strip() in "***<number>…"
         assert phone not in text and phone.lstrip("+") not in text
 

@@ -19,15 +19,17 @@ counts = st.integers(min_value=0, max_value=10**6)
 batch_ids = st.uuids().map(str)
 # Names and replies may hold anything but the row/cell separators.
 cell_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+    alphabet=st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\t\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    ),
     max_size=20,
 )
 mobiles = st.from_regex(r"\+8869[0-9]{8}", fullmatch=True)
 # pyarrow imports pandas (and loads time zones) on first use: pay that here, not inside a Hypothesis deadline.
 wire.parse_status_page("1\n\t+886912000001\t2024/01/02 03:04:05\t1.0\t100\t2024/01/02 03:05:00\n")
-listing_times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)
-).map(lambda moment: moment.replace(microsecond=0, tzinfo=wire.TAIPEI))
+listing_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).map(
+    lambda moment: moment.replace(microsecond=0, tzinfo=wire.TAIPEI)
+)
 
 
 @given(credit=decimals, sent=counts, cost=decimals, unsent=counts, batch_id=batch_ids)
@@ -115,16 +117,35 @@ def test_arbitrary_text_never_escapes_the_error_hierarchy(text):
             pass
 
 
-@given(whole=st.builds(lambda credit, sent, cost, unsent, batch_id: f"{credit},{sent},{cost},{unsent},{batch_id}",
-                       decimals, counts, decimals, counts, batch_ids), data=st.data())
+@given(
+    whole=st.builds(
+        lambda credit, sent, cost, unsent, batch_id: f"{credit},{sent},{cost},{unsent},{batch_id}",
+        decimals,
+        counts,
+        decimals,
+        counts,
+        batch_ids,
+    ),
+    data=st.data(),
+)
 def test_a_send_answer_cut_short_never_parses(whole, data):
     cut = data.draw(st.integers(min_value=0, max_value=len(whole) - 1))
     with pytest.raises(WireFormatError):
         wire.parse_send_response(whole[:cut])
 
 
-@pytest.mark.parametrize("body", ["", "   ", "<html><body>Server Error</body></html>", "OK", "1,2",
-                                  "999500.00,100,100.0,0,cfa91f2", "999500.00,100,100.0,0"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "   ",
+        "<html><body>Server Error</body></html>",
+        "OK",
+        "1,2",
+        "999500.00,100,100.0,0,cfa91f2",
+        "999500.00,100,100.0,0",
+    ],
+)
 def test_malformed_send_answers_are_wire_format_errors(body):
     with pytest.raises(WireFormatError) as raised:
         wire.parse_send_response(body)
@@ -217,10 +238,24 @@ def test_status_json_form_carries_record_ids():
     document = {
         "Count": 2,
         "Records": [
-            {"Name": "", "Mobile": "+886912000001", "SendTime": "2024/01/02 03:04:05", "Cost": "1.0",
-             "Status": "100", "ReceivedTime": "2024/01/02 03:04:09", "MR": "r-1"},
-            {"Name": "Bo", "Mobile": "+886912000002", "SendTime": "2024/01/02 03:04:05", "Cost": "1.0",
-             "Status": "0", "ReceivedTime": "", "MR": ""},
+            {
+                "Name": "",
+                "Mobile": "+886912000001",
+                "SendTime": "2024/01/02 03:04:05",
+                "Cost": "1.0",
+                "Status": "100",
+                "ReceivedTime": "2024/01/02 03:04:09",
+                "MR": "r-1",
+            },
+            {
+                "Name": "Bo",
+                "Mobile": "+886912000002",
+                "SendTime": "2024/01/02 03:04:05",
+                "Cost": "1.0",
+                "Status": "0",
+                "ReceivedTime": "",
+                "MR": "",
+            },
         ],
     }
     records = list(wire.parse_status_page_json(json.dumps(document)).records())
@@ -228,7 +263,11 @@ def test_status_json_form_carries_record_ids():
     assert records[0].received_at == datetime(2024, 1, 1, 19, 4, 9, tzinfo=timezone.utc)
 
 
-@given(moment=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 1, 1), timezones=st.timezones()))
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2001, 1, 1), max_value=datetime(2098, 1, 1), timezones=st.timezones()
+    )
+)
 def test_schedule_time_is_taipei_whatever_the_zone(moment):
     text = wire.format_schedule_time(moment)
     assert len(text) == 14 and text.isdigit()
@@ -261,7 +300,10 @@ def test_erase_error_codes_have_erase_meanings():
 
 
 @given(
-    replies=st.lists(st.tuples(cell_text, mobiles, st.text(max_size=40).map(lambda s: " ".join(s.split())), listing_times), max_size=10)
+    replies=st.lists(
+        st.tuples(cell_text, mobiles, st.text(max_size=40).map(lambda s: " ".join(s.split())), listing_times),
+        max_size=10,
+    )
 )
 def test_reply_page_round_trip(replies):
     lines = [str(len(replies))] + [
@@ -274,7 +316,9 @@ def test_reply_page_round_trip(replies):
 
 
 def test_param_answer_success_and_failure():
-    ok = wire.parse_param_send_response('{"Result":true,"Status":"0","Msg":"99.00,2,2.0,0,220478cc-8506-49b2-93b7-2505f651c12e"}')
+    ok = wire.parse_param_send_response(
+        '{"Result":true,"Status":"0","Msg":"99.00,2,2.0,0,220478cc-8506-49b2-93b7-2505f651c12e"}'
+    )
     assert (ok.sent, ok.batch_id) == (2, "220478cc-8506-49b2-93b7-2505f651c12e")
     with pytest.raises(AuthenticationError):
         wire.parse_param_send_response('{"Result":false,"Status":"-100","Msg":"帳號或密碼錯誤"}')
@@ -307,8 +351,15 @@ def test_mms_image_checks():
 
 @pytest.mark.parametrize(
     ("code", "group", "final"),
-    [(0, "pending", False), (100, "delivered", True), (107, "expired", True), (300, "scheduled", False),
-     (303, "cancelled", True), (301, "failed", True), (12345, "pending", False)],
+    [
+        (0, "pending", False),
+        (100, "delivered", True),
+        (107, "expired", True),
+        (300, "scheduled", False),
+        (303, "cancelled", True),
+        (301, "failed", True),
+        (12345, "pending", False),
+    ],
 )
 def test_status_table(code, group, final):
     info = wire.status_info(code)
@@ -316,6 +367,7 @@ def test_status_table(code, group, final):
 
 
 # -- the status page's two paths: Arrow's CSV reader (fast) and the compute kernels (any page) -----
+
 
 def _status_cells(name, mobile, sent, cost, status, received, columns):
     cells = [name, mobile, sent.strftime(wire.LISTING_TIME_FORMAT), str(cost), str(status)]
@@ -325,19 +377,25 @@ def _status_cells(name, mobile, sent, cost, status, received, columns):
 
 
 status_row = st.tuples(
-    cell_text, mobiles, listing_times, st.decimals(min_value=0, max_value=99, places=1),
-    st.sampled_from(sorted(wire.STATUS_CODES)), st.one_of(st.none(), listing_times),
+    cell_text,
+    mobiles,
+    listing_times,
+    st.decimals(min_value=0, max_value=99, places=1),
+    st.sampled_from(sorted(wire.STATUS_CODES)),
+    st.one_of(st.none(), listing_times),
 ).map(_delivered_has_receipt)
 good_lines = st.tuples(status_row, st.sampled_from([5, 6])).map(lambda pair: _status_cells(*pair[0], pair[1]))
 # Lines a gateway (or a broken proxy) might put on a page besides well-formed rows.
 odd_lines = st.one_of(
     st.just(""),
     st.sampled_from([" ", "\t", "\t\t\t\t\t", " \t \t \t \t \t ", "\u3000\t\t\t\t", "\r", "0", "oops"]),
-    st.lists(st.text(alphabet=st.sampled_from("ab1 .:/+-\u3000\r"), max_size=6), min_size=4, max_size=8)
-    .map("\t".join),
+    st.lists(st.text(alphabet=st.sampled_from("ab1 .:/+-\u3000\r"), max_size=6), min_size=4, max_size=8).map(
+        "\t".join
+    ),
     # a bad SEND_TIME, COST or STATUS
-    st.tuples(status_row, st.sampled_from([2, 3, 4]), st.sampled_from(["x", "1.0.0", "", " 1", "2024/13/01"]))
-    .map(lambda bad: _with_cell(_status_cells(*bad[0], 6), bad[1], bad[2])),
+    st.tuples(
+        status_row, st.sampled_from([2, 3, 4]), st.sampled_from(["x", "1.0.0", "", " 1", "2024/13/01"])
+    ).map(lambda bad: _with_cell(_status_cells(*bad[0], 6), bad[1], bad[2])),
 )
 
 
@@ -348,8 +406,12 @@ def _with_cell(line, index, value):
 
 
 @settings(max_examples=200)
-@given(rows=st.lists(status_row, min_size=1, max_size=25), columns=st.sampled_from([5, 6]),
-       newline=st.sampled_from(["\n", "\r\n"]), trailing=st.sampled_from(["", "\n", "\r\n", "\r\n\r\n"]))
+@given(
+    rows=st.lists(status_row, min_size=1, max_size=25),
+    columns=st.sampled_from([5, 6]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    trailing=st.sampled_from(["", "\n", "\r\n", "\r\n\r\n"]),
+)
 def test_uniform_pages_take_the_fast_path_and_match_the_kernels(rows, columns, newline, trailing):
     rest = newline.join(_status_cells(*row, columns) for row in rows) + trailing
     fast = wire._status_rows_csv(rest, wire.DELIVERY_STATUS)
@@ -393,7 +455,8 @@ def test_blank_lines_and_stray_returns_still_parse():
 
 def test_several_pages_parse_as_one_table_in_listing_order():
     pages = [
-        f"2500\r\n" + "".join(
+        f"2500\r\n"
+        + "".join(
             f"N{page}-{i}\t+8869120{page:02d}{i:03d}\t2024/01/02 03:{page:02d}:05\t1.0\t100\t2024/01/02 03:{page:02d}:{i % 60:02d}\r\n"
             for i in range(rows)
         )
@@ -412,4 +475,3 @@ def test_pages_of_different_widths_fall_back_to_one_page_at_a_time():
     page = wire.parse_status_pages([five, six])
     assert [r.status for r in page.records()] == [0, 100]
     assert page.table.column("received_at").null_count == 1
-

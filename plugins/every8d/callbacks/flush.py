@@ -92,9 +92,14 @@ def _locked_watermark(wh: Warehouse, journal_id: str) -> int:
     """The journal's flushed sequence number, its row locked until the transaction ends."""
     from every8d.warehouse.tables import PUSH_FLUSH_STATE
 
-    rows = wh.query_arrow(
-        f"SELECT flushed_seq FROM {PUSH_FLUSH_STATE.name} WHERE journal_id = ?{wh.sql.for_update}", [journal_id]
-    ).column(0).to_pylist()
+    rows = (
+        wh.query_arrow(
+            f"SELECT flushed_seq FROM {PUSH_FLUSH_STATE.name} WHERE journal_id = ?{wh.sql.for_update}",
+            [journal_id],
+        )
+        .column(0)
+        .to_pylist()
+    )
     return int(rows[0]) if rows else 0
 
 
@@ -116,8 +121,9 @@ def _ensure_watermark(wh: Warehouse, journal_id: str) -> None:
 
     PUSH_EVENTS.ensure(wh)  # each on its own: a flusher creating them at the same moment is no error
     PUSH_FLUSH_STATE.ensure(wh)
-    row = pa.table({"journal_id": [journal_id], "flushed_seq": [0], "flushed_at": [None]},
-                   schema=PUSH_FLUSH_STATE.schema)
+    row = pa.table(
+        {"journal_id": [journal_id], "flushed_seq": [0], "flushed_at": [None]}, schema=PUSH_FLUSH_STATE.schema
+    )
     wh.upsert(PUSH_FLUSH_STATE.name, row, PUSH_FLUSH_STATE.primary_key, update_columns=[])
 
 
@@ -154,7 +160,10 @@ def flush_journal(
                     rows = journal.read_after(seq, batch_rows)
                     if rows:
                         events_written += wh.upsert(
-                            PUSH_EVENTS.name, push_events_table(rows), PUSH_EVENTS.primary_key, update_columns=[]
+                            PUSH_EVENTS.name,
+                            push_events_table(rows),
+                            PUSH_EVENTS.primary_key,
+                            update_columns=[],
                         )
                         seq = rows[-1][0]
                         _move_watermark(wh, journal_id, seq, datetime.now(timezone.utc))

@@ -17,6 +17,7 @@ from every8d.child_server import ChildServer, bind_listening_socket, python_modu
 READY_PREFIX = "EVERY8D push receiver listening on "
 DEFAULT_PREFIX = "/every8d"
 
+
 def _long_query_protocol():
     """uvicorn's httptools protocol, answering the documented 414 JSON for a URL too long to parse.
 
@@ -30,7 +31,9 @@ def _long_query_protocol():
 
     from every8d.callbacks.params import MAX_QUERY_BYTES
 
-    body = json.dumps({"error": "query_too_long", "detail": f"the query string is over {MAX_QUERY_BYTES} bytes"})
+    body = json.dumps(
+        {"error": "query_too_long", "detail": f"the query string is over {MAX_QUERY_BYTES} bytes"}
+    )
 
     class LongQueryProtocol(HttpToolsProtocol):
         def send_400_response(self, msg: str) -> None:
@@ -39,7 +42,10 @@ def _long_query_protocol():
                 return
             self.transport.write(
                 b"HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\n"
-                + b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body.encode()
+                + b"content-length: "
+                + str(len(body)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + body.encode()
             )
             self.transport.close()
 

@@ -46,7 +46,6 @@ _PLACEHOLDER_WORDS = (
 )
 
 
-
 class SettingsError(ValueError):
     """The receiver is not (correctly) configured; the message never contains the token."""
 

@@ -65,8 +65,9 @@ class AdoptionResult:
 
 def _pushes_by_batch(pushes: pa.Table) -> dict[str, dict[str, Any]]:
     batches: dict[str, dict[str, Any]] = {}
-    for batch_id, mobile, mr, first_at in zip(*(pushes.column(c).to_pylist()
-                                                 for c in ("batch_id", "mobile", "mr", "first_at"))):
+    for batch_id, mobile, mr, first_at in zip(
+        *(pushes.column(c).to_pylist() for c in ("batch_id", "mobile", "mr", "first_at"))
+    ):
         entry = batches.setdefault(batch_id, {"mobiles": set(), "mrs": set(), "first_at": first_at})
         if mobile:
             entry["mobiles"].add(mobile)
@@ -76,8 +77,11 @@ def _pushes_by_batch(pushes: pa.Table) -> dict[str, dict[str, Any]]:
     return batches
 
 
-def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: set[str] | frozenset[str] = frozenset(),
-                  ) -> AdoptionResult:
+def match_batches(
+    pushes: pa.Table,
+    awaiting: pa.Table,
+    adopted: set[str] | frozenset[str] = frozenset(),
+) -> AdoptionResult:
     """Match pushed batches (:func:`every8d.tracking.pushes.pushed_unregistered_batches`) to awaiting rows.
 
     Pure: no I/O.  ``awaiting`` holds the awaiting rows of every campaign
@@ -90,16 +94,29 @@ def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: set[str] | froz
     by_mr = {(r["record_id"]): r for r in rows}
     chunks: dict[tuple[str, int], dict[str, Any]] = {}
     for r in rows:
-        chunk = chunks.setdefault((r["campaign_id"], r["chunk"]), {
-            "mobiles": {}, "first": r["in_flight_at"], "last": r["written_at"], "kind": r["kind"],
-            "scheduled_for": r["scheduled_for"]})
+        chunk = chunks.setdefault(
+            (r["campaign_id"], r["chunk"]),
+            {
+                "mobiles": {},
+                "first": r["in_flight_at"],
+                "last": r["written_at"],
+                "kind": r["kind"],
+                "scheduled_for": r["scheduled_for"],
+            },
+        )
         chunk["mobiles"][r["mobile"]] = r["row_number"]
     taken: set[tuple[str, int]] = set()
     result = AdoptionResult([], [])
     awaiting_mobiles = {r["mobile"] for r in rows}
-    for batch_id, pushed in sorted(_pushes_by_batch(pushes).items(), key=lambda kv: (kv[1]["first_at"], kv[0])):
+    for batch_id, pushed in sorted(
+        _pushes_by_batch(pushes).items(), key=lambda kv: (kv[1]["first_at"], kv[0])
+    ):
         if batch_id in adopted:  # the rest of a batch adopted earlier: only what still awaits counts
-            pushed = {**pushed, "mrs": pushed["mrs"] & by_mr.keys(), "mobiles": pushed["mobiles"] & awaiting_mobiles}
+            pushed = {
+                **pushed,
+                "mrs": pushed["mrs"] & by_mr.keys(),
+                "mobiles": pushed["mobiles"] & awaiting_mobiles,
+            }
             if not pushed["mrs"] and not pushed["mobiles"]:
                 continue
         if pushed["mrs"]:
@@ -111,9 +128,11 @@ def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: set[str] | froz
             how = "mr"
         else:
             owners = {
-                key for key, info in chunks.items()
+                key
+                for key, info in chunks.items()
                 if pushed["mobiles"] <= info["mobiles"].keys()
-                and info["first"] is not None and info["first"] - CLOCK_SKEW <= pushed["first_at"]
+                and info["first"] is not None
+                and info["first"] - CLOCK_SKEW <= pushed["first_at"]
                 and pushed["first_at"] <= (info["last"] or info["first"]) + PUSH_WINDOW
             }
             if not owners:
@@ -130,8 +149,18 @@ def match_batches(pushes: pa.Table, awaiting: pa.Table, adopted: set[str] | froz
             continue
         taken |= claimed
         info = chunks[key]
-        result.adopted.append(Adoption(key[0], batch_id, key[1], info["kind"], tuple(numbers), how,
-                                       pushed["first_at"], info["scheduled_for"]))
+        result.adopted.append(
+            Adoption(
+                key[0],
+                batch_id,
+                key[1],
+                info["kind"],
+                tuple(numbers),
+                how,
+                pushed["first_at"],
+                info["scheduled_for"],
+            )
+        )
     return result
 
 
@@ -141,18 +170,32 @@ def outcome_of(adoption: Adoption, *, remaining: int, points: Decimal) -> ChunkO
     :param remaining: the chunk's awaiting recipients left after this (0: the chunk is ``sent``).
     :param points: the adopted recipients' estimated points (the answer with the real cost was lost).
     """
-    batch = BatchSent(adoption.batch_id, adoption.kind, adoption.first_push_at, adoption.scheduled_for,
-                      len(adoption.row_numbers), points)
+    batch = BatchSent(
+        adoption.batch_id,
+        adoption.kind,
+        adoption.first_push_at,
+        adoption.scheduled_for,
+        len(adoption.row_numbers),
+        points,
+    )
     return ChunkOutcome(
-        adoption.chunk, "sent" if remaining == 0 else "awaiting_batch",
-        [RowUpdate("sent", adoption.row_numbers, adoption.batch_id)], [batch],
-        sent=len(adoption.row_numbers), cost=points,
+        adoption.chunk,
+        "sent" if remaining == 0 else "awaiting_batch",
+        [RowUpdate("sent", adoption.row_numbers, adoption.batch_id)],
+        [batch],
+        sent=len(adoption.row_numbers),
+        cost=points,
     )
 
 
-def adopt_for_campaign(ledger: SendLedger, *, fenced: Callable[[], AbstractContextManager[Any]],
-                       register: Callable[[list[ChunkOutcome]], Any], owner: str,
-                       now: datetime | None = None) -> AdoptionResult:
+def adopt_for_campaign(
+    ledger: SendLedger,
+    *,
+    fenced: Callable[[], AbstractContextManager[Any]],
+    register: Callable[[list[ChunkOutcome]], Any],
+    owner: str,
+    now: datetime | None = None,
+) -> AdoptionResult:
     """Match and record the pushed batches of one campaign's awaiting chunks, holding its lease.
 
     :param fenced: the lease's fenced transaction (every read and write happens inside it).
@@ -170,7 +213,9 @@ def adopt_for_campaign(ledger: SendLedger, *, fenced: Callable[[], AbstractConte
         adopted = ledger.adopted_batch_ids()
         pushes = pushed_unregistered_batches(ledger.wh, first - CLOCK_SKEW, adopted)
         found = match_batches(pushes, awaiting, set(adopted))
-        result = AdoptionResult([a for a in found.adopted if a.campaign_id == ledger.campaign_id], found.ambiguous)
+        result = AdoptionResult(
+            [a for a in found.adopted if a.campaign_id == ledger.campaign_id], found.ambiguous
+        )
         if not result.adopted:
             return result
         points = {r["row_number"]: Decimal(r["points"] or 0) for r in mine}
@@ -185,15 +230,30 @@ def adopt_for_campaign(ledger: SendLedger, *, fenced: Callable[[], AbstractConte
         ]
         ledger.record(outcomes, now)
         register(outcomes)
-        ledger.record_adopted([
-            {"campaign_id": ledger.campaign_id, "batch_id": a.batch_id, "chunk": a.chunk,
-             "recipients": len(a.row_numbers), "matched_by": a.matched_by, "first_push_at": a.first_push_at,
-             "adopted_by": owner, "adopted_at": now}
-            for a in result.adopted
-        ])
+        ledger.record_adopted(
+            [
+                {
+                    "campaign_id": ledger.campaign_id,
+                    "batch_id": a.batch_id,
+                    "chunk": a.chunk,
+                    "recipients": len(a.row_numbers),
+                    "matched_by": a.matched_by,
+                    "first_push_at": a.first_push_at,
+                    "adopted_by": owner,
+                    "adopted_at": now,
+                }
+                for a in result.adopted
+            ]
+        )
     for a in result.adopted:
-        log.warning("campaign %s: batch %s adopted from status pushes for chunk %d (%d recipient(s), by %s)",
-                    ledger.campaign_id, a.batch_id, a.chunk, len(a.row_numbers), a.matched_by)
+        log.warning(
+            "campaign %s: batch %s adopted from status pushes for chunk %d (%d recipient(s), by %s)",
+            ledger.campaign_id,
+            a.batch_id,
+            a.chunk,
+            len(a.row_numbers),
+            a.matched_by,
+        )
     return result
 
 
@@ -223,7 +283,9 @@ def adopt_pushed_batches(warehouse: Any, *, lease_seconds: float = 60.0) -> dict
             ledger = SendLedger(warehouse, campaign_id)
 
             def register(outcomes: list[ChunkOutcome], campaign_id: str = campaign_id) -> None:
-                register_batches(warehouse, [registration(b, campaign_id) for o in outcomes for b in o.batches])
+                register_batches(
+                    warehouse, [registration(b, campaign_id) for o in outcomes for b in o.batches]
+                )
 
             result = adopt_for_campaign(ledger, fenced=lease.fenced, register=register, owner=owner)
         finally:
@@ -236,7 +298,12 @@ def adopt_pushed_batches(warehouse: Any, *, lease_seconds: float = 60.0) -> dict
 def registration(batch: BatchSent, campaign_id: str, validity_minutes: int | None = None) -> dict[str, Any]:
     """The ``register_batches`` row of a campaign's batch."""
     return {
-        "batch_id": batch.batch_id, "campaign_id": campaign_id, "kind": batch.kind, "sent_at": batch.sent_at,
-        "scheduled_at": batch.scheduled_at, "recipients": batch.recipients, "points": batch.points,
+        "batch_id": batch.batch_id,
+        "campaign_id": campaign_id,
+        "kind": batch.kind,
+        "sent_at": batch.sent_at,
+        "scheduled_at": batch.scheduled_at,
+        "recipients": batch.recipients,
+        "points": batch.points,
         "validity_minutes": validity_minutes,
     }

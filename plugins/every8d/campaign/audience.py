@@ -86,7 +86,9 @@ def _file_format(name: str, declared: str | None) -> str:
     raise AudienceError(f"cannot tell the format of {name!r}: set audience_format='parquet' or 'csv'")
 
 
-def _iter_table(table: pa.Table, columns: Sequence[str], batch_rows: int, what: str) -> Iterator[pa.RecordBatch]:
+def _iter_table(
+    table: pa.Table, columns: Sequence[str], batch_rows: int, what: str
+) -> Iterator[pa.RecordBatch]:
     _require(table.column_names, columns, what)
     yield from table.select(list(columns)).to_batches(max_chunksize=batch_rows)
 
@@ -99,7 +101,7 @@ def _iter_parquet(path: Any, columns: Sequence[str], batch_rows: int) -> Iterato
 
     local = path.protocol in ("", "file", "local")
     if not path.is_dir():
-        with (open(path.path, "rb") if local else path.open("rb")) as handle:
+        with open(path.path, "rb") if local else path.open("rb") as handle:
             parquet = pq.ParquetFile(handle, pre_buffer=False)
             _require(parquet.schema_arrow.names, columns, "the Parquet audience")
             yield from parquet.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False)
@@ -107,8 +109,13 @@ def _iter_parquet(path: Any, columns: Sequence[str], batch_rows: int) -> Iterato
     filesystem = None if local else PyFileSystem(FSSpecHandler(path.fs))
     dataset = ds.dataset(path.path, filesystem=filesystem, format="parquet")
     _require(dataset.schema.names, columns, "the Parquet audience")
-    yield from dataset.to_batches(columns=list(columns), batch_size=batch_rows, use_threads=False,
-                                  batch_readahead=1, fragment_readahead=1)
+    yield from dataset.to_batches(
+        columns=list(columns),
+        batch_size=batch_rows,
+        use_threads=False,
+        batch_readahead=1,
+        fragment_readahead=1,
+    )
 
 
 def _open_csv(path: Any, columns: Sequence[str] | None, batch_rows: int) -> Any:
@@ -227,4 +234,3 @@ def iter_audience(
         f"cannot read an audience from a {type(source).__name__}: give a DataFrame, an Arrow table, "
         "a Parquet/CSV path, a SqlAudience, or a callable returning one of these"
     )
-

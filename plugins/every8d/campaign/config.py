@@ -60,7 +60,11 @@ class CampaignSpec:
         return QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone, self.quiet_hours_policy)
 
     def mms_points(self) -> Decimal | None:
-        return mms_points(len(self.image), self.message) if self.kind == "mms" and self.image is not None else None
+        return (
+            mms_points(len(self.image), self.message)
+            if self.kind == "mms" and self.image is not None
+            else None
+        )
 
     def validate(self) -> None:
         """Raise ``ValueError`` (or a subclass) naming the first bad setting; reads no data."""
@@ -68,7 +72,9 @@ class CampaignSpec:
             raise ValueError(f"kind must be 'sms' or 'mms', not {self.kind!r}")
         self.templates()
         self.quiet()
-        if self.schedule_at is not None and (self.schedule_at.tzinfo is None or self.schedule_at.utcoffset() is None):
+        if self.schedule_at is not None and (
+            self.schedule_at.tzinfo is None or self.schedule_at.utcoffset() is None
+        ):
             raise ValueError("schedule_at must be timezone-aware (e.g. 2026-05-01T09:00:00+08:00)")
         if self.validity_minutes is not None and not 0 < int(self.validity_minutes) <= 1440 * 7:
             raise ValueError("validity_minutes must be between 1 and 10080")
@@ -77,7 +83,9 @@ class CampaignSpec:
         if self.min_group_size < 1:
             raise ValueError("min_group_size must be at least 1")
         if not self.dedupe_on or any(c not in DEDUPE_COLUMNS for c in self.dedupe_on):
-            raise ValueError(f"dedupe_on must name some of {list(DEDUPE_COLUMNS)}, not {list(self.dedupe_on)}")
+            raise ValueError(
+                f"dedupe_on must name some of {list(DEDUPE_COLUMNS)}, not {list(self.dedupe_on)}"
+            )
         if "recipient_key" in self.dedupe_on and not self.columns.record_key:
             raise ValueError("dedupe_on names recipient_key but no record_key_column is mapped")
         if self.kind == "mms":

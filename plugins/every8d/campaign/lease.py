@@ -50,8 +50,9 @@ class Lease:
     :param lock: serializes this process's threads on ``warehouse`` (it is not thread-safe).
     """
 
-    def __init__(self, warehouse: Any, campaign_id: str, owner: str, seconds: float,
-                 lock: threading.RLock) -> None:
+    def __init__(
+        self, warehouse: Any, campaign_id: str, owner: str, seconds: float, lock: threading.RLock
+    ) -> None:
         if seconds <= 0:
             raise ValueError("lease seconds must be positive")
         self.wh = warehouse
@@ -82,17 +83,21 @@ class Lease:
             )
             if taken == 1:
                 return True
-            exists = self.wh.query_arrow(
-                f"SELECT count(*) AS n FROM {CAMPAIGNS_TABLE} WHERE campaign_id = ?", [self.campaign_id]
-            ).column("n")[0].as_py()
+            exists = (
+                self.wh.query_arrow(
+                    f"SELECT count(*) AS n FROM {CAMPAIGNS_TABLE} WHERE campaign_id = ?", [self.campaign_id]
+                )
+                .column("n")[0]
+                .as_py()
+            )
             if exists:
                 return False
             columns = {**placeholder, "campaign_id": self.campaign_id, "state": "planning"}
             names = list(columns)
             self.wh.execute(
-                f"""INSERT INTO {CAMPAIGNS_TABLE} ({', '.join(names)}, lease_owner, lease_until, lease_epoch,
+                f"""INSERT INTO {CAMPAIGNS_TABLE} ({", ".join(names)}, lease_owner, lease_until, lease_epoch,
                         updated_at)
-                    VALUES ({', '.join('?' for _ in names)}, ?, {now_plus_ms(self.wh)}, 1, {now})""",
+                    VALUES ({", ".join("?" for _ in names)}, ?, {now_plus_ms(self.wh)}, 1, {now})""",
                 [*columns.values(), self.owner, self._ms],
             )
             return True
@@ -123,7 +128,8 @@ class Lease:
             self.lost.set()
             raise errors.LeaseLostError(
                 f"campaign {self.campaign_id}: another runner took the lease over; this one stops without "
-                "sending anything more")
+                "sending anything more"
+            )
 
     @contextmanager
     def fenced(self) -> Iterator[None]:
@@ -149,8 +155,12 @@ class Lease:
                     [self.campaign_id, self.owner],
                 )
         except Exception as error:  # it expires on its own
-            log.warning("campaign %s: could not release the lease (%s); it expires in %.0fs",
-                        self.campaign_id, type(error).__name__, self.seconds)
+            log.warning(
+                "campaign %s: could not release the lease (%s); it expires in %.0fs",
+                self.campaign_id,
+                type(error).__name__,
+                self.seconds,
+            )
 
     # -- heartbeat --------------------------------------------------------------------------------
 
@@ -194,11 +204,15 @@ def wait_for_lease(lease: Lease, placeholder: dict[str, Any], timeout: float, po
         if state == "done":
             return False
         if not logged:
-            log.warning("campaign %s: another runner holds the lease (until %s); waiting for it",
-                        lease.campaign_id, until)
+            log.warning(
+                "campaign %s: another runner holds the lease (until %s); waiting for it",
+                lease.campaign_id,
+                until,
+            )
             logged = True
         if time.monotonic() >= deadline:
             raise errors.CampaignBusyError(
                 f"campaign {lease.campaign_id}: another runner still holds the lease after {timeout:.0f}s; "
-                "retry later (nothing was sent by this run)")
+                "retry later (nothing was sent by this run)"
+            )
         time.sleep(poll)

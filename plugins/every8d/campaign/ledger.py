@@ -33,147 +33,175 @@ def _f(name: str, arrow_type: pa.DataType, nullable: bool = True) -> pa.Field:
 
 LEDGER = TableSpec(
     "every8d_send_ledger",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("row_number", pa.int64(), False),  # 1-based row of the audience
-        _f("chunk", pa.int32(), False),
-        _f("route", pa.string(), False),  # sms | param | mms
-        _f("kind", pa.string(), False),  # sms | mms
-        _f("template_id", pa.string()),
-        _f("recipient_key", pa.string()),
-        _f("mobile", pa.string(), False),  # E.164
-        _f("name", pa.string()),
-        _f("text", pa.string(), False),
-        _f("send_at", UTC_TIME),  # null: at once
-        _f("international", pa.bool_()),
-        _f("record_id", pa.string(), False),  # Mr
-        _f("points", POINTS),  # estimate
-        _f("state", pa.string(), False),  # RecipientState
-        _f("batch_id", pa.string()),
-        _f("attempt", pa.int32(), False),  # requests that carried this recipient
-        _f("error", pa.string()),
-        _f("planned_at", UTC_TIME, False),
-        _f("in_flight_at", UTC_TIME),
-        _f("sent_at", UTC_TIME),
-        _f("updated_at", UTC_TIME, False),
-        _f("refunded_points", POINTS),
-        _f("cancelled_at", UTC_TIME),
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("row_number", pa.int64(), False),  # 1-based row of the audience
+            _f("chunk", pa.int32(), False),
+            _f("route", pa.string(), False),  # sms | param | mms
+            _f("kind", pa.string(), False),  # sms | mms
+            _f("template_id", pa.string()),
+            _f("recipient_key", pa.string()),
+            _f("mobile", pa.string(), False),  # E.164
+            _f("name", pa.string()),
+            _f("text", pa.string(), False),
+            _f("send_at", UTC_TIME),  # null: at once
+            _f("international", pa.bool_()),
+            _f("record_id", pa.string(), False),  # Mr
+            _f("points", POINTS),  # estimate
+            _f("state", pa.string(), False),  # RecipientState
+            _f("batch_id", pa.string()),
+            _f("attempt", pa.int32(), False),  # requests that carried this recipient
+            _f("error", pa.string()),
+            _f("planned_at", UTC_TIME, False),
+            _f("in_flight_at", UTC_TIME),
+            _f("sent_at", UTC_TIME),
+            _f("updated_at", UTC_TIME, False),
+            _f("refunded_points", POINTS),
+            _f("cancelled_at", UTC_TIME),
+        ]
+    ),
     ("campaign_id", "row_number"),
 )
 
 CHUNKS = TableSpec(
     "every8d_send_chunks",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("chunk", pa.int32(), False),
-        _f("route", pa.string(), False),
-        _f("kind", pa.string(), False),
-        _f("recipients", pa.int32(), False),
-        _f("points", POINTS),  # estimate
-        _f("send_at", UTC_TIME),  # shared send time of sms/mms chunks
-        _f("state", pa.string(), False),  # ChunkState
-        _f("attempt", pa.int32(), False),
-        _f("batch_id", pa.string()),  # of the last accepted request
-        _f("batches", pa.int32(), False),  # batches created for this chunk (resolution may add some)
-        _f("sent", pa.int32(), False),
-        _f("unsent", pa.int32(), False),
-        _f("filtered", pa.int32(), False),
-        _f("cost", POINTS),  # points charged
-        _f("unsent_resolved", pa.bool_(), False),
-        _f("error", pa.string()),
-        _f("in_flight_at", UTC_TIME),
-        _f("claimed_by", pa.string()),  # the run that claimed it (the lease holder; two runs never share a chunk)
-        _f("written_at", UTC_TIME),  # warehouse time the last request was about to be written: settle counts from here
-        _f("scheduled_for", UTC_TIME),  # latest send time that request carried (null: at once)
-        _f("sent_at", UTC_TIME),
-        _f("updated_at", UTC_TIME, False),
-        _f("refunded_points", POINTS),
-        _f("cancelled_at", UTC_TIME),
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("chunk", pa.int32(), False),
+            _f("route", pa.string(), False),
+            _f("kind", pa.string(), False),
+            _f("recipients", pa.int32(), False),
+            _f("points", POINTS),  # estimate
+            _f("send_at", UTC_TIME),  # shared send time of sms/mms chunks
+            _f("state", pa.string(), False),  # ChunkState
+            _f("attempt", pa.int32(), False),
+            _f("batch_id", pa.string()),  # of the last accepted request
+            _f("batches", pa.int32(), False),  # batches created for this chunk (resolution may add some)
+            _f("sent", pa.int32(), False),
+            _f("unsent", pa.int32(), False),
+            _f("filtered", pa.int32(), False),
+            _f("cost", POINTS),  # points charged
+            _f("unsent_resolved", pa.bool_(), False),
+            _f("error", pa.string()),
+            _f("in_flight_at", UTC_TIME),
+            _f(
+                "claimed_by", pa.string()
+            ),  # the run that claimed it (the lease holder; two runs never share a chunk)
+            _f(
+                "written_at", UTC_TIME
+            ),  # warehouse time the last request was about to be written: settle counts from here
+            _f("scheduled_for", UTC_TIME),  # latest send time that request carried (null: at once)
+            _f("sent_at", UTC_TIME),
+            _f("updated_at", UTC_TIME, False),
+            _f("refunded_points", POINTS),
+            _f("cancelled_at", UTC_TIME),
+        ]
+    ),
     ("campaign_id", "chunk"),
 )
 
 CAMPAIGNS = TableSpec(
     "every8d_campaigns",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("kind", pa.string(), False),
-        _f("state", pa.string(), False),  # planning | planned | done
-        _f("fingerprint", pa.string(), False),
-        _f("subject", pa.string()),
-        _f("validity_minutes", pa.int32()),
-        _f("image", pa.binary()),  # MMS: the image as planned, so a resumed run sends the same one
-        _f("image_type", pa.string()),
-        _f("audience_rows", pa.int64()),
-        _f("recipients", pa.int64()),
-        _f("rejected", pa.int64()),
-        _f("points", POINTS),
-        _f("chunks", pa.int32()),
-        _f("dag_id", pa.string()),
-        _f("task_id", pa.string()),
-        _f("run_id", pa.string()),
-        _f("planned_at", UTC_TIME),
-        _f("updated_at", UTC_TIME, False),
-        _f("finished_at", UTC_TIME),
-        _f("lease_owner", pa.string()),  # the runner allowed to write (see every8d.campaign.lease)
-        _f("lease_until", UTC_TIME),  # warehouse time the lease expires unless renewed
-        _f("lease_epoch", pa.int32()),  # how many times the lease changed hands
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("kind", pa.string(), False),
+            _f("state", pa.string(), False),  # planning | planned | done
+            _f("fingerprint", pa.string(), False),
+            _f("subject", pa.string()),
+            _f("validity_minutes", pa.int32()),
+            _f("image", pa.binary()),  # MMS: the image as planned, so a resumed run sends the same one
+            _f("image_type", pa.string()),
+            _f("audience_rows", pa.int64()),
+            _f("recipients", pa.int64()),
+            _f("rejected", pa.int64()),
+            _f("points", POINTS),
+            _f("chunks", pa.int32()),
+            _f("dag_id", pa.string()),
+            _f("task_id", pa.string()),
+            _f("run_id", pa.string()),
+            _f("planned_at", UTC_TIME),
+            _f("updated_at", UTC_TIME, False),
+            _f("finished_at", UTC_TIME),
+            _f("lease_owner", pa.string()),  # the runner allowed to write (see every8d.campaign.lease)
+            _f("lease_until", UTC_TIME),  # warehouse time the lease expires unless renewed
+            _f("lease_epoch", pa.int32()),  # how many times the lease changed hands
+        ]
+    ),
     ("campaign_id",),
 )
 
 REJECTS = TableSpec(
     "every8d_send_rejects",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("row_number", pa.int64(), False),
-        _f("reason", pa.string(), False),  # RejectReason
-        _f("detail", pa.string()),
-        _f("recipient_key", pa.string()),
-        _f("raw_mobile", pa.string()),
-        _f("mobile", pa.string()),
-        _f("rejected_at", UTC_TIME, False),
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("row_number", pa.int64(), False),
+            _f("reason", pa.string(), False),  # RejectReason
+            _f("detail", pa.string()),
+            _f("recipient_key", pa.string()),
+            _f("raw_mobile", pa.string()),
+            _f("mobile", pa.string()),
+            _f("rejected_at", UTC_TIME, False),
+        ]
+    ),
     ("campaign_id", "row_number"),
 )
 
 STALE_BATCHES = TableSpec(
     "every8d_send_stale_batches",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("batch_id", pa.string(), False),
-        _f("chunk", pa.int32(), False),
-        _f("recorded_by", pa.string(), False),  # the runner that had lost its lease
-        _f("recipients", pa.int32()),
-        _f("sent", pa.int32()),
-        _f("cost", POINTS),
-        _f("duplicates", pa.int32()),  # recipients the new owner had sent as well when this was recorded
-        _f("recorded_at", UTC_TIME, False),
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("batch_id", pa.string(), False),
+            _f("chunk", pa.int32(), False),
+            _f("recorded_by", pa.string(), False),  # the runner that had lost its lease
+            _f("recipients", pa.int32()),
+            _f("sent", pa.int32()),
+            _f("cost", POINTS),
+            _f("duplicates", pa.int32()),  # recipients the new owner had sent as well when this was recorded
+            _f("recorded_at", UTC_TIME, False),
+        ]
+    ),
     ("campaign_id", "batch_id"),
 )
 
 ADOPTED_BATCHES = TableSpec(
     "every8d_send_adopted_batches",
-    pa.schema([
-        _f("campaign_id", pa.string(), False),
-        _f("batch_id", pa.string(), False),
-        _f("chunk", pa.int32(), False),
-        _f("recipients", pa.int32(), False),  # ledger recipients the batch was matched to
-        _f("matched_by", pa.string(), False),  # mr | mobile
-        _f("first_push_at", UTC_TIME),  # earliest push of the batch we received
-        _f("adopted_by", pa.string(), False),  # the lease holder that recorded it
-        _f("adopted_at", UTC_TIME, False),
-    ]),
+    pa.schema(
+        [
+            _f("campaign_id", pa.string(), False),
+            _f("batch_id", pa.string(), False),
+            _f("chunk", pa.int32(), False),
+            _f("recipients", pa.int32(), False),  # ledger recipients the batch was matched to
+            _f("matched_by", pa.string(), False),  # mr | mobile
+            _f("first_push_at", UTC_TIME),  # earliest push of the batch we received
+            _f("adopted_by", pa.string(), False),  # the lease holder that recorded it
+            _f("adopted_at", UTC_TIME, False),
+        ]
+    ),
     ("campaign_id", "batch_id"),
 )
 
 SEND_TABLES = (LEDGER, CHUNKS, CAMPAIGNS, REJECTS, STALE_BATCHES, ADOPTED_BATCHES)
 
 #: Ledger columns the sender reads for a chunk.
-ROW_COLUMNS = ("row_number", "chunk", "route", "mobile", "name", "text", "send_at", "record_id", "points",
-               "international", "state", "batch_id")
+ROW_COLUMNS = (
+    "row_number",
+    "chunk",
+    "route",
+    "mobile",
+    "name",
+    "text",
+    "send_at",
+    "record_id",
+    "points",
+    "international",
+    "state",
+    "batch_id",
+)
 
 
 @dataclass(frozen=True)
@@ -236,7 +264,9 @@ class SendLedger:
 
     def campaign(self) -> dict[str, Any] | None:
         """The campaign's row, or None when it was never planned."""
-        table = self.wh.query_arrow(f"SELECT * FROM {CAMPAIGNS.name} WHERE campaign_id = ?", [self.campaign_id])
+        table = self.wh.query_arrow(
+            f"SELECT * FROM {CAMPAIGNS.name} WHERE campaign_id = ?", [self.campaign_id]
+        )
         rows = table.to_pylist()
         return rows[0] if rows else None
 
@@ -251,7 +281,7 @@ class SendLedger:
                 self.wh.execute(f"DELETE FROM {spec.name} WHERE campaign_id = ?", [self.campaign_id])
             names = [k for k in meta if k in CAMPAIGNS.schema.names and k != "campaign_id"]
             changed = self.wh.execute(
-                f"""UPDATE {CAMPAIGNS.name} SET {', '.join(f'{k} = ?' for k in names)}{',' if names else ''}
+                f"""UPDATE {CAMPAIGNS.name} SET {", ".join(f"{k} = ?" for k in names)}{"," if names else ""}
                         state = 'planning', updated_at = ? WHERE campaign_id = ?""",
                 [*(meta[k] for k in names), now, self.campaign_id],
             )
@@ -344,7 +374,9 @@ class SendLedger:
         columns = {name: batch.column(name) for name in batch.schema.names}
         columns["campaign_id"] = _const(self.campaign_id, pa.string(), n)
         columns["rejected_at"] = _const(now, UTC_TIME, n)
-        return pa.RecordBatch.from_pydict({k: columns[k] for k in REJECTS.schema.names}, schema=REJECTS.schema)
+        return pa.RecordBatch.from_pydict(
+            {k: columns[k] for k in REJECTS.schema.names}, schema=REJECTS.schema
+        )
 
     def finish_plan(self, stats: PlanStats, now: datetime) -> None:
         """Mark the plan complete: from here on, the ledger is the campaign's truth."""
@@ -352,8 +384,16 @@ class SendLedger:
             f"""UPDATE {CAMPAIGNS.name} SET state = 'planned', audience_rows = ?, recipients = ?, rejected = ?,
                     points = ?, chunks = ?, planned_at = ?, updated_at = ?
                 WHERE campaign_id = ?""",
-            [stats.audience_rows, stats.recipients, stats.rejected, stats.points, stats.chunks, now, now,
-             self.campaign_id],
+            [
+                stats.audience_rows,
+                stats.recipients,
+                stats.rejected,
+                stats.points,
+                stats.chunks,
+                now,
+                now,
+                self.campaign_id,
+            ],
         )
 
     def finish(self, now: datetime) -> None:
@@ -395,7 +435,7 @@ class SendLedger:
         for part in _slices(list(chunks)):
             parts.append(
                 self.wh.query_arrow(
-                    f"""SELECT {', '.join(ROW_COLUMNS)} FROM {LEDGER.name}
+                    f"""SELECT {", ".join(ROW_COLUMNS)} FROM {LEDGER.name}
                         WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state IN ({_marks(states)})
                         ORDER BY chunk, row_number""",
                     [self.campaign_id, *part, *states],
@@ -421,9 +461,13 @@ class SendLedger:
                         WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state = 'pending'""",
                     [token, now, self.campaign_id, *part],
                 )
-            won = [c.chunk for c in self.chunks(
-                f"claimed_by = ? AND state = 'in_flight' AND written_at IS NULL AND chunk IN ({_marks(chunks)})",
-                [token, *chunks])]
+            won = [
+                c.chunk
+                for c in self.chunks(
+                    f"claimed_by = ? AND state = 'in_flight' AND written_at IS NULL AND chunk IN ({_marks(chunks)})",
+                    [token, *chunks],
+                )
+            ]
             return self.rows(won, ("pending",)) if won else self.rows([])
 
     def stamp(self, chunk: int, token: str, scheduled_for: datetime | None) -> bool:
@@ -504,20 +548,31 @@ class SendLedger:
         rows = []
         for outcome in outcomes:
             for batch in outcome.batches:
-                others = self.wh.query_arrow(
-                    f"""SELECT count(*) AS n FROM {LEDGER.name}
+                others = (
+                    self.wh.query_arrow(
+                        f"""SELECT count(*) AS n FROM {LEDGER.name}
                         WHERE campaign_id = ? AND chunk = ? AND state = 'sent' AND batch_id IS NOT NULL
                             AND batch_id <> ?""",
-                    [self.campaign_id, outcome.chunk, batch.batch_id],
-                ).column("n")[0].as_py()
+                        [self.campaign_id, outcome.chunk, batch.batch_id],
+                    )
+                    .column("n")[0]
+                    .as_py()
+                )
                 dup = min(int(others or 0), batch.recipients - batch.unsent)
                 duplicates += dup
-                rows.append({
-                    "campaign_id": self.campaign_id, "batch_id": batch.batch_id, "chunk": outcome.chunk,
-                    "recorded_by": recorded_by, "recipients": batch.recipients,
-                    "sent": batch.recipients - batch.unsent, "cost": batch.points, "duplicates": dup,
-                    "recorded_at": now,
-                })
+                rows.append(
+                    {
+                        "campaign_id": self.campaign_id,
+                        "batch_id": batch.batch_id,
+                        "chunk": outcome.chunk,
+                        "recorded_by": recorded_by,
+                        "recipients": batch.recipients,
+                        "sent": batch.recipients - batch.unsent,
+                        "cost": batch.points,
+                        "duplicates": dup,
+                        "recorded_at": now,
+                    }
+                )
         if rows:
             self.wh.append(STALE_BATCHES.name, pa.Table.from_pylist(rows, schema=STALE_BATCHES.schema))
         return duplicates
@@ -533,11 +588,16 @@ class SendLedger:
 
     def open_recipients(self) -> int:
         """Recipients that may still be texted by this campaign (``pending`` or ``in_flight``)."""
-        return int(self.wh.query_arrow(
-            f"""SELECT count(*) AS n FROM {LEDGER.name}
+        return int(
+            self.wh.query_arrow(
+                f"""SELECT count(*) AS n FROM {LEDGER.name}
                 WHERE campaign_id = ? AND state IN ('pending', 'in_flight')""",
-            [self.campaign_id],
-        ).column("n")[0].as_py() or 0)
+                [self.campaign_id],
+            )
+            .column("n")[0]
+            .as_py()
+            or 0
+        )
 
     def record(self, outcomes: Iterable[ChunkOutcome], now: datetime) -> None:
         """Write what each chunk's request did: chunk counters, then recipient states.
@@ -558,7 +618,9 @@ class SendLedger:
             for outcome in outcomes:  # ... then "everyone of the chunk still in flight"
                 for update in outcome.rows:
                     if update.row_numbers is None:
-                        wide.setdefault((update.state, update.error), []).append((outcome.chunk, update.batch_id))
+                        wide.setdefault((update.state, update.error), []).append(
+                            (outcome.chunk, update.batch_id)
+                        )
             for (state, error), pairs in wide.items():
                 self._update_chunk_rows(state, error, pairs, now)
 
@@ -567,11 +629,24 @@ class SendLedger:
             values, parameters = [], []
             for o in part:
                 accepted = bool(o.batches) or any(u.state == "sent_unconfirmed" for u in o.rows)
-                values.append("(CAST(? AS INTEGER), CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS INTEGER), "
-                              "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS DECIMAL(12, 2)), "
-                              "CAST(? AS BOOLEAN), CAST(? AS VARCHAR), CAST(? AS BOOLEAN))")
-                parameters += [o.chunk, o.state, o.batches[-1].batch_id if o.batches else None, len(o.batches),
-                               o.sent, o.unsent, o.filtered, o.cost, o.unsent_resolved, o.error, accepted]
+                values.append(
+                    "(CAST(? AS INTEGER), CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS INTEGER), "
+                    "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS DECIMAL(12, 2)), "
+                    "CAST(? AS BOOLEAN), CAST(? AS VARCHAR), CAST(? AS BOOLEAN))"
+                )
+                parameters += [
+                    o.chunk,
+                    o.state,
+                    o.batches[-1].batch_id if o.batches else None,
+                    len(o.batches),
+                    o.sent,
+                    o.unsent,
+                    o.filtered,
+                    o.cost,
+                    o.unsent_resolved,
+                    o.error,
+                    accepted,
+                ]
             c = CHUNKS.name
             self.wh.execute(
                 f"""UPDATE {c} SET state = v.state, batch_id = coalesce(v.batch_id, {c}.batch_id),
@@ -583,7 +658,7 @@ class SendLedger:
                         in_flight_at = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.in_flight_at END,
                         claimed_by = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.claimed_by END,
                         updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)
-                    FROM (VALUES {', '.join(values)})
+                    FROM (VALUES {", ".join(values)})
                         AS v(chunk, state, batch_id, batches, sent, unsent, filtered, cost, unsent_resolved, error,
                              accepted)
                     WHERE {c}.campaign_id = ? AND {c}.chunk = v.chunk""",
@@ -607,8 +682,9 @@ class SendLedger:
                 [*head, update.batch_id, self.campaign_id, *part],
             )
 
-    def _update_chunk_rows(self, state: str, error: str | None, pairs: list[tuple[int, str | None]],
-                           now: datetime) -> None:
+    def _update_chunk_rows(
+        self, state: str, error: str | None, pairs: list[tuple[int, str | None]], now: datetime
+    ) -> None:
         settled = "sent_at" in self._assignments(state)
         head = [state, error, now] + ([now] if settled else [])
         table = LEDGER.name
@@ -669,11 +745,15 @@ class SendLedger:
             f"SELECT state, count(*) AS n FROM {CHUNKS.name} WHERE campaign_id = ? GROUP BY state",
             [self.campaign_id],
         ).to_pylist()
-        distinct = self.wh.query_arrow(
-            f"""SELECT count(DISTINCT batch_id) AS n FROM {LEDGER.name}
+        distinct = (
+            self.wh.query_arrow(
+                f"""SELECT count(DISTINCT batch_id) AS n FROM {LEDGER.name}
                 WHERE campaign_id = ? AND batch_id IS NOT NULL""",
-            [self.campaign_id],
-        ).column("n")[0].as_py()
+                [self.campaign_id],
+            )
+            .column("n")[0]
+            .as_py()
+        )
         return {
             "points_charged": Decimal(chunk["cost"]),
             "points_refunded": Decimal(chunk["refunded"]),
@@ -754,10 +834,14 @@ class SendLedger:
         """Note which batches were adopted (idempotent on ``batch_id``: a batch matched again adds its count)."""
         if not rows:
             return
-        before = {r["batch_id"]: r["recipients"] for r in self.wh.query_arrow(
-            f"""SELECT batch_id, recipients FROM {ADOPTED_BATCHES.name}
+        before = {
+            r["batch_id"]: r["recipients"]
+            for r in self.wh.query_arrow(
+                f"""SELECT batch_id, recipients FROM {ADOPTED_BATCHES.name}
                 WHERE campaign_id = ? AND batch_id IN ({_marks(rows)})""",
-            [self.campaign_id, *(r["batch_id"] for r in rows)]).to_pylist()}
+                [self.campaign_id, *(r["batch_id"] for r in rows)],
+            ).to_pylist()
+        }
         rows = [{**r, "recipients": r["recipients"] + before.get(r["batch_id"], 0)} for r in rows]
         table = pa.Table.from_pylist(list(rows), schema=ADOPTED_BATCHES.schema)
         self.wh.execute(
@@ -768,13 +852,22 @@ class SendLedger:
 
     def adopted_totals(self) -> tuple[int, int]:
         """``(batches adopted from pushes, chunks still awaiting their batch)``."""
-        adopted = self.wh.query_arrow(
-            f"SELECT count(*) AS n FROM {ADOPTED_BATCHES.name} WHERE campaign_id = ?", [self.campaign_id],
-        ).column("n")[0].as_py()
-        awaiting = self.wh.query_arrow(
-            f"SELECT count(*) AS n FROM {CHUNKS.name} WHERE campaign_id = ? AND state = 'awaiting_batch'",
-            [self.campaign_id],
-        ).column("n")[0].as_py()
+        adopted = (
+            self.wh.query_arrow(
+                f"SELECT count(*) AS n FROM {ADOPTED_BATCHES.name} WHERE campaign_id = ?",
+                [self.campaign_id],
+            )
+            .column("n")[0]
+            .as_py()
+        )
+        awaiting = (
+            self.wh.query_arrow(
+                f"SELECT count(*) AS n FROM {CHUNKS.name} WHERE campaign_id = ? AND state = 'awaiting_batch'",
+                [self.campaign_id],
+            )
+            .column("n")[0]
+            .as_py()
+        )
         return int(adopted or 0), int(awaiting or 0)
 
 

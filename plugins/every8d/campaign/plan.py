@@ -178,7 +178,9 @@ class Planner:
         # DuckDB never sorts or copies whole rows more than once.
         keys = ", ".join(f'"{c}"' for c in dedupe_on)
         # With the number in the key, a repeated (number, text) is already a repeated key.
-        by_text = "first_by_key" if "mobile" in dedupe_on else "min(row_number) OVER (PARTITION BY mobile, text)"
+        by_text = (
+            "first_by_key" if "mobile" in dedupe_on else "min(row_number) OVER (PARTITION BY mobile, text)"
+        )
         con.execute(
             f"""CREATE TABLE firsts AS
                SELECT row_number, first_by_key, {by_text} AS first_by_text
@@ -207,7 +209,11 @@ class Planner:
         con.execute("DROP TABLE firsts")
         # A text everyone of its template gets is not personalized at all: one sendSMS stream whatever
         # its size (SendParamSMS would make as many batches).  The threshold is for coincidences.
-        grouped = "TRUE" if kind == "mms" else f"(group_size >= {int(min_group_size)} OR group_size = template_size)"
+        grouped = (
+            "TRUE"
+            if kind == "mms"
+            else f"(group_size >= {int(min_group_size)} OR group_size = template_size)"
+        )
         route = "'mms'" if kind == "mms" else "CASE WHEN grouped THEN 'sms' ELSE 'param' END"
         con.execute(
             f"""CREATE TABLE assigned AS
@@ -243,7 +249,9 @@ class Planner:
             "SELECT count(*), coalesce(sum(points), 0), count(DISTINCT chunk) FROM planned"
         ).fetchone()
         stats.recipients, stats.points, stats.chunks = int(recipients), Decimal(int(points)), int(chunks)
-        stats.rejected_by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall())
+        stats.rejected_by_reason = dict(
+            con.execute("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall()
+        )
         stats.rejected = sum(stats.rejected_by_reason.values())
         for route, calls, people in con.execute(
             "SELECT route, count(DISTINCT chunk), count(*) FROM planned GROUP BY route ORDER BY route"
@@ -256,15 +264,23 @@ class Planner:
                FROM planned GROUP BY template_id ORDER BY template_id"""
         ).fetchall()
         stats.by_template = [
-            {"template_id": t, "recipients": int(n), "points": str(int(p)), "distinct_texts": int(d),
-             "international": int(i), "scheduled": int(s)}
+            {
+                "template_id": t,
+                "recipients": int(n),
+                "points": str(int(p)),
+                "distinct_texts": int(d),
+                "international": int(i),
+                "scheduled": int(s),
+            }
             for t, n, p, d, i, s in rows
         ]
         return stats
 
     def iter_plan(self, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """The planned rows in chunk order."""
-        reader = self.con.sql(f"SELECT {', '.join(PLAN_SCHEMA.names)} FROM planned ORDER BY chunk, row_number")
+        reader = self.con.sql(
+            f"SELECT {', '.join(PLAN_SCHEMA.names)} FROM planned ORDER BY chunk, row_number"
+        )
         for batch in reader.to_arrow_reader(batch_rows):
             yield batch.cast(PLAN_SCHEMA)
 

@@ -46,9 +46,11 @@ def sms_points_array(texts: pa.Array, international: pa.Array | bool = False) ->
     )
     points = pc.add(pc.multiply(full_parts, per_full), rest_points)
     points = pc.if_else(pc.equal(length, 0), pa.scalar(None, pa.int64()), points)
-    factor = pc.if_else(international, pricing.INTERNATIONAL_FACTOR, 1) if isinstance(
-        international, (pa.Array, pa.ChunkedArray)
-    ) else (pricing.INTERNATIONAL_FACTOR if international else 1)
+    factor = (
+        pc.if_else(international, pricing.INTERNATIONAL_FACTOR, 1)
+        if isinstance(international, (pa.Array, pa.ChunkedArray))
+        else (pricing.INTERNATIONAL_FACTOR if international else 1)
+    )
     return pc.multiply(points, factor)
 
 

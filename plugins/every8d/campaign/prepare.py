@@ -27,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def plan_audience(
-    spec: CampaignSpec, audience: Any, *, campaign_id: str, now: datetime, suppressed: pa.Array | None,
+    spec: CampaignSpec,
+    audience: Any,
+    *,
+    campaign_id: str,
+    now: datetime,
+    suppressed: pa.Array | None,
     options: RunOptions,
 ) -> tuple[Planner, PlanStats]:
     """Screen the audience batch by batch into a scratch planner and cut the plan (the caller closes it)."""
@@ -36,8 +41,9 @@ def plan_audience(
     screen = Screen(
         columns=spec.columns,
         templates=templates,
-        phones=PhoneNormalizer(spec.region, allow_international=spec.allow_international,
-                               require_mobile=spec.require_mobile),
+        phones=PhoneNormalizer(
+            spec.region, allow_international=spec.allow_international, require_mobile=spec.require_mobile
+        ),
         now=now,
         schedule_at=spec.schedule_at,
         quiet_hours=spec.quiet(),
@@ -46,20 +52,31 @@ def plan_audience(
     )
     planner = Planner(memory_limit=options.plan_memory_limit)
     try:
-        for batch in iter_audience(audience, needed, batch_rows=options.batch_rows,
-                                   file_format=options.audience_format):
+        for batch in iter_audience(
+            audience, needed, batch_rows=options.batch_rows, file_format=options.audience_format
+        ):
             planner.add(*screen(batch))
         stats = planner.finish(
-            campaign_id=campaign_id, dedupe_on=spec.dedupe_on, suppressed=suppressed,
-            chunk_size=spec.chunk_size, min_group_size=spec.min_group_size, kind=spec.kind,
+            campaign_id=campaign_id,
+            dedupe_on=spec.dedupe_on,
+            suppressed=suppressed,
+            chunk_size=spec.chunk_size,
+            min_group_size=spec.min_group_size,
+            kind=spec.kind,
         )
     except BaseException:
         planner.close()
         raise
     log.info(
         "campaign %s planned: %d audience row(s), %d recipient(s), %d rejected %s, %s points in %d chunk(s) %s",
-        campaign_id, stats.audience_rows, stats.recipients, stats.rejected, stats.rejected_by_reason,
-        stats.points, stats.chunks, stats.calls_by_route,
+        campaign_id,
+        stats.audience_rows,
+        stats.recipients,
+        stats.rejected,
+        stats.rejected_by_reason,
+        stats.points,
+        stats.chunks,
+        stats.calls_by_route,
     )
     return planner, stats
 

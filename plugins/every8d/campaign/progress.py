@@ -47,5 +47,12 @@ class Progress:
         share = 100.0 * self.done / self.total if self.total else 100.0
         self.log.info(
             "campaign %s: %d/%d recipients settled (%.0f%%), %d chunk(s), %s points so far, %.0f recipients/s, ETA %s",
-            self.campaign_id, self.done, self.total, share, self.chunks, self.points, rate, _duration(eta),
+            self.campaign_id,
+            self.done,
+            self.total,
+            share,
+            self.chunks,
+            self.points,
+            rate,
+            _duration(eta),
         )

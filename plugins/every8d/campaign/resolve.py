@@ -64,8 +64,9 @@ def _groups(rows: pa.Table) -> list[_Group]:
     return list(groups.values())
 
 
-def park_reason(chunk: ChunkInfo, policy: InDoubtPolicy, now: datetime,
-                settle: timedelta = timedelta(0)) -> str | None:
+def park_reason(
+    chunk: ChunkInfo, policy: InDoubtPolicy, now: datetime, settle: timedelta = timedelta(0)
+) -> str | None:
     """Why this chunk cannot be resolved by a filtered resend (None: it can).
 
     :param now: the warehouse's clock.
@@ -78,8 +79,10 @@ def park_reason(chunk: ChunkInfo, policy: InDoubtPolicy, now: datetime,
     if chunk.in_flight_at is not None and now - chunk.in_flight_at > FILTER_SAFE_WINDOW:
         return "outcome unknown for more than 23 h: the 24 h duplicate filter can no longer protect a resend"
     if chunk.scheduled_for is not None and chunk.scheduled_for + settle > now:
-        return ("scheduled send with outcome unknown: the original is not handed on before its send time, so "
-                "the 24 h duplicate filter cannot see it; check the account's bookings before resending")
+        return (
+            "scheduled send with outcome unknown: the original is not handed on before its send time, so "
+            "the 24 h duplicate filter cannot see it; check the account's bookings before resending"
+        )
     return None
 
 
@@ -91,19 +94,31 @@ def _schedule(group: _Group, now: datetime, defer_to: datetime | None) -> dateti
     return group.send_at if group.send_at is not None and group.send_at > now else defer_to
 
 
-def _resend_group(client: Every8dClient, group: _Group, settings: SendSettings, now: datetime,
-                  defer_to: datetime | None) -> tuple[list[RowUpdate], BatchSent | None, int, str | None]:
+def _resend_group(
+    client: Every8dClient, group: _Group, settings: SendSettings, now: datetime, defer_to: datetime | None
+) -> tuple[list[RowUpdate], BatchSent | None, int, str | None]:
     """``(updates, batch, calls, error)`` for one group; no updates when its outcome is still unknown."""
     schedule = _schedule(group, now, defer_to)
     try:
         result = client.send_sms_filtered(
-            group.text, group.mobiles, subject=settings.subject, schedule_at=schedule,
+            group.text,
+            group.mobiles,
+            subject=settings.subject,
+            schedule_at=schedule,
             validity_minutes=settings.validity_minutes,
         )
     except GatewayError as error:
         if error.code == FILTER_EVERYTHING:
-            return [RowUpdate("sent_unconfirmed", group.row_numbers, error="filtered: same text sent within 24 h")], \
-                None, 1, None
+            return (
+                [
+                    RowUpdate(
+                        "sent_unconfirmed", group.row_numbers, error="filtered: same text sent within 24 h"
+                    )
+                ],
+                None,
+                1,
+                None,
+            )
         return [], None, 1, safe_error(error)
     except Exception as error:  # no answer, unreachable, refused: the original may still have gone
         return [], None, 1, safe_error(error)
@@ -115,8 +130,15 @@ def _resend_group(client: Every8dClient, group: _Group, settings: SendSettings, 
         updates.append(RowUpdate("sent_unconfirmed", confirmed, error="filtered: same text sent within 24 h"))
     if fresh:
         updates.append(RowUpdate("sent", fresh, result.batch_id))
-    batch = BatchSent(result.batch_id, "sms", datetime.now(timezone.utc), schedule, len(fresh),
-                      Decimal(result.cost), result.unsent)
+    batch = BatchSent(
+        result.batch_id,
+        "sms",
+        datetime.now(timezone.utc),
+        schedule,
+        len(fresh),
+        Decimal(result.cost),
+        result.unsent,
+    )
     return updates, batch, 1, None
 
 
@@ -170,7 +192,9 @@ def resolve_chunk(
     if outcome.unsent:
         outcome.unsent_resolved = False
         outcome.stop = "no_credit"
-    if outcome.filtered:  # they have the text from a batch whose id was in the lost answer: adopted from pushes
+    if (
+        outcome.filtered
+    ):  # they have the text from a batch whose id was in the lost answer: adopted from pushes
         outcome.state = "awaiting_batch"
     if errors:
         outcome.state = "in_flight"

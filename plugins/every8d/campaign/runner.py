@@ -52,8 +52,16 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 4
 #: Lost answers one run resolves itself before it gives up (the gateway keeps losing them): see docs/exactly-once.md.
 DEFAULT_MAX_LOST_ANSWERS = 5
-STATES_IN_SUMMARY = ("pending", "in_flight", "sent", "sent_unconfirmed", "unsent_no_credit",
-                     "unsent_international", "needs_review", "cancelled")
+STATES_IN_SUMMARY = (
+    "pending",
+    "in_flight",
+    "sent",
+    "sent_unconfirmed",
+    "unsent_no_credit",
+    "unsent_international",
+    "needs_review",
+    "cancelled",
+)
 
 
 def _now() -> datetime:
@@ -89,7 +97,9 @@ class RunOptions:
 def _split_by_chunk(rows: pa.Table) -> dict[int, pa.Table]:
     if rows.num_rows == 0:
         return {}
-    return {c: rows.filter(pc.equal(rows.column("chunk"), c)) for c in pc.unique(rows.column("chunk")).to_pylist()}
+    return {
+        c: rows.filter(pc.equal(rows.column("chunk"), c)) for c in pc.unique(rows.column("chunk")).to_pylist()
+    }
 
 
 class CampaignRun:
@@ -100,8 +110,16 @@ class CampaignRun:
     :param warehouse: from :func:`every8d.warehouse.open_warehouse` (the run serializes its threads on it).
     """
 
-    def __init__(self, spec: CampaignSpec, *, campaign_id: str, client: Every8dClient | None = None,
-                 warehouse: Any, options: RunOptions | None = None, hook: Every8dClient | None = None) -> None:
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        *,
+        campaign_id: str,
+        client: Every8dClient | None = None,
+        warehouse: Any,
+        options: RunOptions | None = None,
+        hook: Every8dClient | None = None,
+    ) -> None:
         spec.validate()
         self.spec = spec
         self.campaign_id = campaign_id
@@ -120,8 +138,10 @@ class CampaignRun:
         self.lock = threading.RLock()  # the warehouse object is not thread-safe
         lease = self.lease_seconds()
         if lease <= self.request_deadline():
-            raise ValueError(f"lease_seconds ({lease}) must be longer than a request's deadline "
-                             f"({self.request_deadline()} s: connect plus read timeout)")
+            raise ValueError(
+                f"lease_seconds ({lease}) must be longer than a request's deadline "
+                f"({self.request_deadline()} s: connect plus read timeout)"
+            )
         self.lease = Lease(warehouse, campaign_id, self.token, lease, self.lock)
         self.lost_answers = 0
 
@@ -134,14 +154,27 @@ class CampaignRun:
     def dry_run(self, audience: Any) -> dict[str, Any]:
         """Plan in scratch space and report; writes nothing to the ledger and sends nothing."""
         now = _now()
-        planner, stats = plan_audience(self.spec, audience, campaign_id=self.campaign_id, now=now,
-                                       suppressed=self._suppressed(), options=self.options)
+        planner, stats = plan_audience(
+            self.spec,
+            audience,
+            campaign_id=self.campaign_id,
+            now=now,
+            suppressed=self._suppressed(),
+            options=self.options,
+        )
         with planner:
             if self.options.rejects_path:
                 write_rejects(self.options.rejects_path, planner.iter_rejects(), self.campaign_id)
-        summary = {"campaign_id": self.campaign_id, "kind": self.spec.kind, "dry_run": True, **stats.as_dict()}
+        summary = {
+            "campaign_id": self.campaign_id,
+            "kind": self.spec.kind,
+            "dry_run": True,
+            **stats.as_dict(),
+        }
         summary["points_estimated"] = summary.pop("points")
-        summary["over_max_points"] = bool(self.options.max_points is not None and stats.points > self.options.max_points)
+        summary["over_max_points"] = bool(
+            self.options.max_points is not None and stats.points > self.options.max_points
+        )
         summary["credit"] = None
         if self.options.check_credit and stats.recipients:
             try:
@@ -234,16 +267,22 @@ class CampaignRun:
     def _send_holding_lease(self, audience: Any) -> dict[str, Any]:
         campaign = self._ensure_plan(audience)
         settings = SendSettings(
-            kind=campaign["kind"], subject=campaign["subject"] or "", validity_minutes=campaign["validity_minutes"],
-            image=campaign["image"], image_type=campaign["image_type"],
+            kind=campaign["kind"],
+            subject=campaign["subject"] or "",
+            validity_minutes=campaign["validity_minutes"],
+            image=campaign["image"],
+            image_type=campaign["image_type"],
         )
         with self._fenced():
             released = self.ledger.take_over(self.token, _now())
             chunks = self.ledger.chunks()
             open_points = self.ledger.open_points()
         if released:
-            log.warning("campaign %s: %d chunk(s) an earlier runner claimed but never sent are pending again",
-                        self.campaign_id, released)
+            log.warning(
+                "campaign %s: %d chunk(s) an earlier runner claimed but never sent are pending again",
+                self.campaign_id,
+                released,
+            )
         self._check_budget(Decimal(campaign["points"] or 0), open_points)
         pending = [c for c in chunks if c.state == "pending"]
         doubtful = [c for c in chunks if c.state == "in_flight"]
@@ -252,9 +291,16 @@ class CampaignRun:
         with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="every8d-send") as pool:
             self._resolve_unsent(short)
             if doubtful:
-                log.warning("campaign %s: %d chunk(s) left in flight by an earlier run; resolving them first "
-                            "(policy %s)", self.campaign_id, len(doubtful), self.options.in_doubt)
-                self._raise_for_stops(self._resolve_in_doubt([c.chunk for c in doubtful], settings, defer_to, pool))
+                log.warning(
+                    "campaign %s: %d chunk(s) left in flight by an earlier run; resolving them first "
+                    "(policy %s)",
+                    self.campaign_id,
+                    len(doubtful),
+                    self.options.in_doubt,
+                )
+                self._raise_for_stops(
+                    self._resolve_in_doubt([c.chunk for c in doubtful], settings, defer_to, pool)
+                )
             self._send_pending(pending, settings, defer_to, pool)
         self._adopt(settings)
         return self._finish()
@@ -278,15 +324,22 @@ class CampaignRun:
             if campaign["fingerprint"] != self.spec.fingerprint():
                 log.warning(
                     "campaign %s was planned with other settings; continuing with the recorded plan "
-                    "(use a new campaign_id to send a different campaign)", self.campaign_id,
+                    "(use a new campaign_id to send a different campaign)",
+                    self.campaign_id,
                 )
-            log.info("campaign %s: plan found in the ledger (%s recipients); resuming", self.campaign_id,
-                     campaign["recipients"])
+            log.info(
+                "campaign %s: plan found in the ledger (%s recipients); resuming",
+                self.campaign_id,
+                campaign["recipients"],
+            )
             return campaign
         now = _now()
         meta = {
-            "kind": self.spec.kind, "fingerprint": self.spec.fingerprint(), "subject": self.spec.subject,
-            "validity_minutes": self.spec.validity_minutes, "image": self.spec.image,
+            "kind": self.spec.kind,
+            "fingerprint": self.spec.fingerprint(),
+            "subject": self.spec.subject,
+            "validity_minutes": self.spec.validity_minutes,
+            "image": self.spec.image,
             "image_type": self.spec.image_type,
             **{k: self.options.meta.get(k) for k in ("dag_id", "task_id", "run_id")},
         }
@@ -294,12 +347,23 @@ class CampaignRun:
             self.ledger.start_plan(meta, now)
         with self._read():  # the suppression list is read from the warehouse
             suppressed = self._suppressed()
-        planner, stats = plan_audience(self.spec, audience, campaign_id=self.campaign_id, now=now,
-                                       suppressed=suppressed, options=self.options)
+        planner, stats = plan_audience(
+            self.spec,
+            audience,
+            campaign_id=self.campaign_id,
+            now=now,
+            suppressed=suppressed,
+            options=self.options,
+        )
         with planner:
             with self._fenced():  # the whole plan, or nothing
-                self.ledger.write_plan(planner.iter_plan(), planner.chunks(), planner.iter_rejects(),
-                                       kind=self.spec.kind, now=now)
+                self.ledger.write_plan(
+                    planner.iter_plan(),
+                    planner.chunks(),
+                    planner.iter_rejects(),
+                    kind=self.spec.kind,
+                    now=now,
+                )
                 self.ledger.finish_plan(stats, now)
             if self.options.rejects_path:
                 write_rejects(self.options.rejects_path, planner.iter_rejects(), self.campaign_id)
@@ -316,8 +380,11 @@ class CampaignRun:
             except (ReadFailedError, WireFormatError) as error:
                 if attempt == tries:
                     raise
-                log.warning("campaign %s: credit read failed (%s); reading again", self.campaign_id,
-                            type(error).__name__)
+                log.warning(
+                    "campaign %s: credit read failed (%s); reading again",
+                    self.campaign_id,
+                    type(error).__name__,
+                )
         raise AssertionError("unreachable")
 
     def _check_budget(self, planned_points: Decimal, open_points: Decimal) -> None:
@@ -330,7 +397,8 @@ class CampaignRun:
         if cap is not None and planned_points > cap:
             raise errors.BudgetExceededError(
                 f"campaign {self.campaign_id} would cost {planned_points} points, above max_points={cap}: "
-                "nothing was sent", self.summary(),
+                "nothing was sent",
+                self.summary(),
             )
         if not self.options.check_credit or open_points <= 0:
             return
@@ -341,17 +409,23 @@ class CampaignRun:
         if open_points > confirmed:
             raise errors.InsufficientCreditError(
                 f"campaign {self.campaign_id} needs {open_points} more points but the account has {confirmed} "
-                "(read twice): nothing more was sent; top up and retry", self.summary(),
+                "(read twice): nothing more was sent; top up and retry",
+                self.summary(),
             )
-        log.warning("campaign %s: a credit read said %s, the second %s; going on with the second",
-                    self.campaign_id, credit, confirmed)
+        log.warning(
+            "campaign %s: a credit read said %s, the second %s; going on with the second",
+            self.campaign_id,
+            credit,
+            confirmed,
+        )
 
     def _quiet_hours_defer(self) -> datetime | None:
         """At send time, quiet hours defer sends meant for "now" (or stop the run under ``reject``)."""
         if self._quiet_now():
             raise errors.QuietHoursError(
                 f"campaign {self.campaign_id}: it is quiet hours ({self.spec.quiet_hours}) and the policy is "
-                "'reject'; nothing more was sent, run the task again after they end", self.summary(),
+                "'reject'; nothing more was sent, run the task again after they end",
+                self.summary(),
             )
         quiet = self.spec.quiet()
         return quiet.next_allowed(_now()) if quiet is not None else None
@@ -366,24 +440,38 @@ class CampaignRun:
         from every8d.campaign.adoption import adopt_for_campaign
 
         try:
-            result = adopt_for_campaign(self.ledger, fenced=self._fenced, owner=self.token,
-                                        register=lambda outcomes: self._register(outcomes, settings))
+            result = adopt_for_campaign(
+                self.ledger,
+                fenced=self._fenced,
+                owner=self.token,
+                register=lambda outcomes: self._register(outcomes, settings),
+            )
         except errors.LeaseLostError:
             raise
         except Exception as error:  # pushes unreadable now: the status DAG's push step adopts later
-            log.warning("campaign %s: could not adopt batches from status pushes (%s); the delivery-status "
-                        "DAG tries again", self.campaign_id, type(error).__name__)
+            log.warning(
+                "campaign %s: could not adopt batches from status pushes (%s); the delivery-status "
+                "DAG tries again",
+                self.campaign_id,
+                type(error).__name__,
+            )
             return
         with self._read():
             _, awaiting = self.ledger.adopted_totals()
         if awaiting:
-            log.warning("campaign %s: %d chunk(s) awaiting_batch: the gateway has their recipients "
-                        "(sent_unconfirmed) but the batch id is not known yet; it is adopted from the batch's "
-                        "status pushes (every8d_delivery_status), which needs the account's push URL",
-                        self.campaign_id, awaiting)
+            log.warning(
+                "campaign %s: %d chunk(s) awaiting_batch: the gateway has their recipients "
+                "(sent_unconfirmed) but the batch id is not known yet; it is adopted from the batch's "
+                "status pushes (every8d_delivery_status), which needs the account's push URL",
+                self.campaign_id,
+                awaiting,
+            )
         if result.ambiguous:
-            log.warning("campaign %s: %d pushed batch(es) match more than one awaiting chunk; not adopted",
-                        self.campaign_id, len(result.ambiguous))
+            log.warning(
+                "campaign %s: %d pushed batch(es) match more than one awaiting chunk; not adopted",
+                self.campaign_id,
+                len(result.ambiguous),
+            )
 
     def _register(self, outcomes: Iterable[ChunkOutcome], settings: SendSettings) -> int:
         batches: list[BatchSent] = [b for o in outcomes for b in o.batches]
@@ -391,15 +479,25 @@ class CampaignRun:
             return 0
         from every8d.tracking.batches import register_batches
 
-        validity = settings.validity_minutes or getattr(getattr(self.client, "settings", None), "validity_minutes", None)
-        register_batches(self.wh, [
-            {
-                "batch_id": b.batch_id, "campaign_id": self.campaign_id, "kind": b.kind, "sent_at": b.sent_at,
-                "scheduled_at": b.scheduled_at, "recipients": b.recipients, "points": b.points,
-                "validity_minutes": validity,
-            }
-            for b in batches
-        ])
+        validity = settings.validity_minutes or getattr(
+            getattr(self.client, "settings", None), "validity_minutes", None
+        )
+        register_batches(
+            self.wh,
+            [
+                {
+                    "batch_id": b.batch_id,
+                    "campaign_id": self.campaign_id,
+                    "kind": b.kind,
+                    "sent_at": b.sent_at,
+                    "scheduled_at": b.scheduled_at,
+                    "recipients": b.recipients,
+                    "points": b.points,
+                    "validity_minutes": validity,
+                }
+                for b in batches
+            ],
+        )
         return len(batches)
 
     def _record(self, outcomes: list[ChunkOutcome], settings: SendSettings) -> None:
@@ -419,12 +517,18 @@ class CampaignRun:
             with self._read():
                 duplicates = self.ledger.record_stale(outcomes, self.token, _now())
                 self._register(outcomes, settings)
-            log.error("campaign %s: this runner lost its lease while %d request(s) were out; their %d batch(es) "
-                      "are recorded in every8d_send_stale_batches; %d recipient(s) were texted twice",
-                      self.campaign_id, len(outcomes), batches, duplicates)
+            log.error(
+                "campaign %s: this runner lost its lease while %d request(s) were out; their %d batch(es) "
+                "are recorded in every8d_send_stale_batches; %d recipient(s) were texted twice",
+                self.campaign_id,
+                len(outcomes),
+                batches,
+                duplicates,
+            )
         raise errors.LeaseLostError(
             f"campaign {self.campaign_id}: another runner took the lease over; this runner stopped "
-            f"({batches} late batch(es) recorded as stale, {duplicates} duplicate(s))", self.summary(),
+            f"({batches} late batch(es) recorded as stale, {duplicates} duplicate(s))",
+            self.summary(),
         )
 
     # -- one request ------------------------------------------------------------------------------------------
@@ -440,20 +544,29 @@ class CampaignRun:
         """
         with self._fenced():
             if not self.ledger.stamp(chunk, self.token, schedule):
-                raise errors.LeaseLostError(f"campaign {self.campaign_id}: chunk {chunk} is no longer this "
-                                            "runner's; it stops without sending")
+                raise errors.LeaseLostError(
+                    f"campaign {self.campaign_id}: chunk {chunk} is no longer this "
+                    "runner's; it stops without sending"
+                )
         return time.monotonic()
 
-    def _send_one(self, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
-                  defer_to: datetime | None) -> ChunkOutcome | None:
+    def _send_one(
+        self, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings, defer_to: datetime | None
+    ) -> ChunkOutcome | None:
         """Stamp, then send one chunk (a worker thread); None when the chunk or the lease was lost first."""
         try:
             stamped = self._stamp(chunk.chunk, request_schedule(chunk, rows, defer_to))
         except errors.LeaseLostError:
             return None
-        if time.monotonic() - stamped > self._max_write_delay():  # frozen after the stamp: the lease may be gone
-            return ChunkOutcome(chunk.chunk, "in_flight", error="stalled between stamp and request; not sent",
-                                stop="outcome_unknown")
+        if (
+            time.monotonic() - stamped > self._max_write_delay()
+        ):  # frozen after the stamp: the lease may be gone
+            return ChunkOutcome(
+                chunk.chunk,
+                "in_flight",
+                error="stalled between stamp and request; not sent",
+                stop="outcome_unknown",
+            )
         return send_chunk(self.client, chunk, rows, settings, defer_to)
 
     # -- in doubt -------------------------------------------------------------------------------------------
@@ -469,13 +582,24 @@ class CampaignRun:
             if wait <= 0:
                 return
             if self.lease.lost.is_set():
-                raise errors.LeaseLostError(f"campaign {self.campaign_id}: lease lost while waiting", self.summary())
-            log.info("campaign %s: waiting %.1fs for chunk %d's request, which may still run at the gateway",
-                     self.campaign_id, wait, chunk.chunk)
+                raise errors.LeaseLostError(
+                    f"campaign {self.campaign_id}: lease lost while waiting", self.summary()
+                )
+            log.info(
+                "campaign %s: waiting %.1fs for chunk %d's request, which may still run at the gateway",
+                self.campaign_id,
+                wait,
+                chunk.chunk,
+            )
             time.sleep(min(wait, max(0.05, self.lease.seconds / 3)))
 
-    def _resolve_in_doubt(self, chunk_ids: list[int], settings: SendSettings, defer_to: datetime | None,
-                          pool: ThreadPoolExecutor) -> list[ChunkOutcome]:
+    def _resolve_in_doubt(
+        self,
+        chunk_ids: list[int],
+        settings: SendSettings,
+        defer_to: datetime | None,
+        pool: ThreadPoolExecutor,
+    ) -> list[ChunkOutcome]:
         """Resolve in-doubt chunks one by one once settled; the outcomes that must stop the run."""
         stops = []
         marks = ", ".join("?" for _ in chunk_ids)
@@ -488,14 +612,28 @@ class CampaignRun:
                 rows = self.ledger.rows([chunk.chunk], ("in_flight",))
                 now = db_now(self.wh)
             outcome = resolve_chunk(
-                self.client, chunk, rows, settings, policy=self.options.in_doubt, now=now, defer_to=defer_to,
-                executor=pool, settle=timedelta(seconds=self.settle_seconds()),
+                self.client,
+                chunk,
+                rows,
+                settings,
+                policy=self.options.in_doubt,
+                now=now,
+                defer_to=defer_to,
+                executor=pool,
+                settle=timedelta(seconds=self.settle_seconds()),
                 before_resend=lambda schedule, c=chunk.chunk: self._stamp(c, schedule),
             )
             self.calls += outcome.calls
             self._record([outcome], settings)
-            log.info("campaign %s: chunk %d resolved as %s (%d filtered as already sent, %d sent now, %d call(s))",
-                     self.campaign_id, chunk.chunk, outcome.state, outcome.filtered, outcome.sent, outcome.calls)
+            log.info(
+                "campaign %s: chunk %d resolved as %s (%d filtered as already sent, %d sent now, %d call(s))",
+                self.campaign_id,
+                chunk.chunk,
+                outcome.state,
+                outcome.filtered,
+                outcome.sent,
+                outcome.calls,
+            )
             if not outcome.unsent_resolved:
                 with self._read():
                     short = self.ledger.chunks("chunk = ?", [chunk.chunk])
@@ -514,15 +652,24 @@ class CampaignRun:
             try:
                 updates = find_unsent(self.client, chunk, rows)
             except Exception as error:
-                log.warning("campaign %s: could not list chunk %d's batch to find unsent messages (%s); "
-                            "the next run retries", self.campaign_id, chunk.chunk, type(error).__name__)
+                log.warning(
+                    "campaign %s: could not list chunk %d's batch to find unsent messages (%s); "
+                    "the next run retries",
+                    self.campaign_id,
+                    chunk.chunk,
+                    type(error).__name__,
+                )
                 continue
             finally:
                 self.calls += 1
             with self._fenced():
                 self.ledger.mark_unsent(chunk.chunk, updates, _now())
-            log.warning("campaign %s: chunk %d: %s", self.campaign_id, chunk.chunk,
-                        ", ".join(f"{len(r)} {state}" for state, r in updates) or "no unsent message listed")
+            log.warning(
+                "campaign %s: chunk %d: %s",
+                self.campaign_id,
+                chunk.chunk,
+                ", ".join(f"{len(r)} {state}" for state, r in updates) or "no unsent message listed",
+            )
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -531,8 +678,13 @@ class CampaignRun:
         for start in range(0, len(chunks), size):
             yield chunks[start : start + size]
 
-    def _send_pending(self, pending: list[ChunkInfo], settings: SendSettings, defer_to: datetime | None,
-                      pool: ThreadPoolExecutor) -> None:
+    def _send_pending(
+        self,
+        pending: list[ChunkInfo],
+        settings: SendSettings,
+        defer_to: datetime | None,
+        pool: ThreadPoolExecutor,
+    ) -> None:
         """Send the pending chunks in waves; resolve this run's lost answers in the same run.
 
         Each wave is claimed in one fenced transaction; each chunk's request is
@@ -543,10 +695,19 @@ class CampaignRun:
         """
         if not pending:
             return
-        progress = Progress(self.campaign_id, sum(c.recipients for c in pending), log,
-                            every_chunks=self.options.progress_every)
-        log.info("campaign %s: sending %d recipient(s) in %d chunk(s), %d at a time",
-                 self.campaign_id, progress.total, len(pending), self.options.concurrency)
+        progress = Progress(
+            self.campaign_id,
+            sum(c.recipients for c in pending),
+            log,
+            every_chunks=self.options.progress_every,
+        )
+        log.info(
+            "campaign %s: sending %d recipient(s) in %d chunk(s), %d at a time",
+            self.campaign_id,
+            progress.total,
+            len(pending),
+            self.options.concurrency,
+        )
         unknown: list[int] = []
         stops: list[ChunkOutcome] = []
         quiet_stop = False
@@ -571,14 +732,19 @@ class CampaignRun:
                     self.ledger.release([c.chunk for c, _ in work], self.token, _now())
                 raise errors.LeaseLostError(
                     f"campaign {self.campaign_id}: another runner took the lease over; this runner stopped "
-                    "without sending the rest", self.summary())
+                    "without sending the rest",
+                    self.summary(),
+                )
             lost = [o.chunk for o in outcomes if o.stop == "outcome_unknown"]
             unknown += lost
             self.lost_answers += len(lost)
             stops = [o for o in outcomes if o.stop and o.stop != "outcome_unknown"]
             sent = {o.chunk for o in outcomes if o.state == "sent"}
-            progress.add(sum(r.num_rows for c, r in work if c.chunk in sent), len(outcomes),
-                         sum((o.cost for o in outcomes), Decimal(0)))
+            progress.add(
+                sum(r.num_rows for c, r in work if c.chunk in sent),
+                len(outcomes),
+                sum((o.cost for o in outcomes), Decimal(0)),
+            )
             short = [o.chunk for o in outcomes if not o.unsent_resolved]
             if short:
                 with self._read():
@@ -588,13 +754,23 @@ class CampaignRun:
                 break
         progress.report()
         if unknown and not stops and self.lost_answers <= self.options.max_lost_answers:
-            log.warning("campaign %s: %d answer(s) lost; resolving them in this run once they settled",
-                        self.campaign_id, len(unknown))
+            log.warning(
+                "campaign %s: %d answer(s) lost; resolving them in this run once they settled",
+                self.campaign_id,
+                len(unknown),
+            )
             stops = self._resolve_in_doubt(unknown, settings, defer_to, pool)
         elif unknown:
-            stops = stops or [ChunkOutcome(unknown[0], "in_flight", error=(
-                f"{self.lost_answers} lost answers in this run (limit {self.options.max_lost_answers})"),
-                stop="outcome_unknown")]
+            stops = stops or [
+                ChunkOutcome(
+                    unknown[0],
+                    "in_flight",
+                    error=(
+                        f"{self.lost_answers} lost answers in this run (limit {self.options.max_lost_answers})"
+                    ),
+                    stop="outcome_unknown",
+                )
+            ]
         self._raise_for_stops(stops)
         if quiet_stop:
             self._quiet_hours_defer()  # raises QuietHoursError with the summary
@@ -608,7 +784,8 @@ class CampaignRun:
         if "no_credit" in reasons:
             raise errors.InsufficientCreditError(
                 f"campaign {self.campaign_id}: the gateway ran out of credit (UNSEND > 0); unsent recipients are "
-                f"recorded as unsent_no_credit, the rest stay pending ({detail})", self.summary(),
+                f"recorded as unsent_no_credit, the rest stay pending ({detail})",
+                self.summary(),
             )
         if reasons <= {"outcome_unknown", "unreachable"}:
             raise errors.CampaignInterruptedError(
@@ -618,7 +795,8 @@ class CampaignRun:
             )
         raise errors.CampaignRefusedError(
             f"campaign {self.campaign_id} stopped: the gateway refused a request ({detail}); its recipients are "
-            "pending again", self.summary(),
+            "pending again",
+            self.summary(),
         )
 
     def _finish(self) -> dict[str, Any]:
@@ -638,7 +816,8 @@ class CampaignRun:
         if open_recipients:
             raise errors.CampaignInterruptedError(
                 f"campaign {self.campaign_id}: {open_recipients} recipient(s) are still pending or in flight; "
-                "the retry sends or resolves them", summary,
+                "the retry sends or resolves them",
+                summary,
             )
         return summary
 
@@ -672,8 +851,12 @@ class CampaignRun:
         summary["batches"] = totals["batches"]
         summary["stale_batches"] = stale_batches  # answers a runner got after losing its lease
         summary["duplicates"] = duplicates  # recipients those texted a second time (should be 0)
-        summary["adopted_batches"] = adopted_batches  # batches learned from status pushes (their answer was lost)
-        summary["awaiting_batch"] = awaiting_batch  # chunks whose batch id is not known yet (docs/exactly-once.md)
+        summary["adopted_batches"] = (
+            adopted_batches  # batches learned from status pushes (their answer was lost)
+        )
+        summary["awaiting_batch"] = (
+            awaiting_batch  # chunks whose batch id is not known yet (docs/exactly-once.md)
+        )
         summary["lost_answers"] = self.lost_answers
         summary["chunks"] = int(campaign.get("chunks") or 0)
         summary["calls"] = self.calls

@@ -39,7 +39,9 @@ def _parse_one(text: str, zone: ZoneInfo) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
-def parse_send_times(values: pa.Array | pa.ChunkedArray, zone: str = DEFAULT_ZONE) -> tuple[pa.Array, pa.Array]:
+def parse_send_times(
+    values: pa.Array | pa.ChunkedArray, zone: str = DEFAULT_ZONE
+) -> tuple[pa.Array, pa.Array]:
     """``(send_at, error)`` from an audience column of times; null and empty mean "no own time".
 
     Timestamps with a zone are converted; naive ones, and text without an
@@ -74,7 +76,9 @@ def parse_send_times(values: pa.Array | pa.ChunkedArray, zone: str = DEFAULT_ZON
     return pc.take(pa.array(parsed, UTC_TS), index), pc.take(pa.array(errors, pa.string()), index)
 
 
-def effective_send_times(row_at: pa.Array | None, campaign_at: datetime | None, now: datetime, n: int) -> pa.Array:
+def effective_send_times(
+    row_at: pa.Array | None, campaign_at: datetime | None, now: datetime, n: int
+) -> pa.Array:
     """Each row's own time, else the campaign's; times not in the future become null (at once)."""
     result = pa.nulls(n, UTC_TS) if row_at is None else row_at
     if campaign_at is not None:

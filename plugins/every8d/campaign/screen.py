@@ -80,8 +80,10 @@ class Screen:
         cols = self.columns
         raw_mobile = as_text(batch.column(cols.mobile))
         key = as_text(batch.column(cols.record_key)) if cols.record_key else pa.nulls(n, pa.string())
-        name = pc.fill_null(as_text(batch.column(cols.name)), "") if cols.name else pc.fill_null(
-            pa.nulls(n, pa.string()), ""
+        name = (
+            pc.fill_null(as_text(batch.column(cols.name)), "")
+            if cols.name
+            else pc.fill_null(pa.nulls(n, pa.string()), "")
         )
 
         numbers = self.phones.check(raw_mobile)
@@ -119,8 +121,17 @@ class Screen:
 
         ok = pc.is_null(reason)
         kept = pa.RecordBatch.from_arrays(
-            [row_number, key, numbers.mobile, name, template_id, text, send_at, numbers.international,
-             pc.fill_null(points, 0)],
+            [
+                row_number,
+                key,
+                numbers.mobile,
+                name,
+                template_id,
+                text,
+                send_at,
+                numbers.international,
+                pc.fill_null(points, 0),
+            ],
             names=KEPT_SCHEMA.names,
         ).filter(ok)
         rejected = pa.RecordBatch.from_arrays(

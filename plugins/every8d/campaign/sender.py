@@ -19,7 +19,12 @@ import pyarrow as pa
 from every8d.campaign.ledger import ChunkInfo
 from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
 from every8d.client import Every8dClient, ParamRecipient, SendResult
-from every8d.errors import GatewayError, GatewayUnreachableError, SendOutcomeUnknownError, TemporaryGatewayError
+from every8d.errors import (
+    GatewayError,
+    GatewayUnreachableError,
+    SendOutcomeUnknownError,
+    TemporaryGatewayError,
+)
 from every8d.phones import observed_mobile
 
 
@@ -56,8 +61,13 @@ def _single_text(rows: pa.Table, chunk: int) -> str:
     return texts.pop()
 
 
-def call_gateway(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
-                 defer_to: datetime | None = None) -> SendResult:
+def call_gateway(
+    client: Every8dClient,
+    chunk: ChunkInfo,
+    rows: pa.Table,
+    settings: SendSettings,
+    defer_to: datetime | None = None,
+) -> SendResult:
     """Make the chunk's one request; errors propagate for :func:`send_chunk` to classify."""
     schedule = chunk_schedule(chunk, defer_to)
     mobiles = rows.column("mobile").to_pylist()
@@ -68,13 +78,20 @@ def call_gateway(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settin
         if settings.image is None:
             raise ValueError("an MMS campaign needs its image")
         return client.send_mms(
-            _single_text(rows, chunk.chunk), mobiles, image=settings.image, image_type=settings.image_type,
-            schedule_at=schedule, **common,
+            _single_text(rows, chunk.chunk),
+            mobiles,
+            image=settings.image,
+            image_type=settings.image_type,
+            schedule_at=schedule,
+            **common,
         )
     now = _now()
     recipients = [
         ParamRecipient(
-            mobile=mobile, params=(text,), name=name or "", record_id=record_id,
+            mobile=mobile,
+            params=(text,),
+            name=name or "",
+            record_id=record_id,
             send_at=send_at if send_at is not None and send_at > now else defer_to,
         )
         for mobile, text, name, record_id, send_at in zip(
@@ -123,37 +140,58 @@ def safe_error(error: BaseException) -> str:
 def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: str, calls: int) -> ChunkOutcome:
     """Nothing reached the gateway (or it refused everything): the recipients can be sent later."""
     why = safe_error(error)
-    return ChunkOutcome(chunk.chunk, "pending", [RowUpdate("pending", error=why)], error=why,
-                        stop=stop, calls=calls)  # type: ignore[arg-type]
+    return ChunkOutcome(
+        chunk.chunk, "pending", [RowUpdate("pending", error=why)], error=why, stop=stop, calls=calls
+    )  # type: ignore[arg-type]
 
 
-def send_chunk(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table, settings: SendSettings,
-               defer_to: datetime | None = None) -> ChunkOutcome:
+def send_chunk(
+    client: Every8dClient,
+    chunk: ChunkInfo,
+    rows: pa.Table,
+    settings: SendSettings,
+    defer_to: datetime | None = None,
+) -> ChunkOutcome:
     """Send the chunk's ``in_flight`` recipients in one request and classify the result."""
     count = rows.num_rows
     try:
         result = call_gateway(client, chunk, rows, settings, defer_to)
     except SendOutcomeUnknownError as error:
-        return ChunkOutcome(chunk.chunk, "in_flight", error=safe_error(error), stop="outcome_unknown", calls=1)
+        return ChunkOutcome(
+            chunk.chunk, "in_flight", error=safe_error(error), stop="outcome_unknown", calls=1
+        )
     except GatewayUnreachableError as error:
         return _back_to_pending(chunk, error, "unreachable", calls=1)
     except TemporaryGatewayError as error:
         return _back_to_pending(chunk, error, "unreachable", calls=1)
     except GatewayError as error:
         if error.code in AMBIGUOUS_CODES:  # "unknown error on the gateway": it may have sent part
-            return ChunkOutcome(chunk.chunk, "in_flight", error=safe_error(error), stop="outcome_unknown", calls=1)
+            return ChunkOutcome(
+                chunk.chunk, "in_flight", error=safe_error(error), stop="outcome_unknown", calls=1
+            )
         return _back_to_pending(chunk, error, "refused", calls=1)
     except ValueError as error:  # refused before sending (e.g. an MMS subject too long): nothing left
         return _back_to_pending(chunk, error, "refused", calls=0)
     batch = BatchSent(
-        batch_id=result.batch_id, kind=settings.kind, sent_at=_now(),
-        scheduled_at=scheduled_at(chunk, rows, defer_to), recipients=count, points=Decimal(result.cost),
+        batch_id=result.batch_id,
+        kind=settings.kind,
+        sent_at=_now(),
+        scheduled_at=scheduled_at(chunk, rows, defer_to),
+        recipients=count,
+        points=Decimal(result.cost),
         unsent=result.unsent,
     )
     short = result.unsent > 0 or result.sent < count
     return ChunkOutcome(
-        chunk.chunk, "sent", [RowUpdate("sent", None, result.batch_id)], [batch], calls=1,
-        sent=result.sent, unsent=result.unsent, cost=Decimal(result.cost), unsent_resolved=not short,
+        chunk.chunk,
+        "sent",
+        [RowUpdate("sent", None, result.batch_id)],
+        [batch],
+        calls=1,
+        sent=result.sent,
+        unsent=result.unsent,
+        cost=Decimal(result.cost),
+        unsent_resolved=not short,
         stop="no_credit" if result.unsent > 0 else None,
     )
 
@@ -171,10 +209,13 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
     found: dict[str, set[int]] = {}
     batch_ids = sorted({b for b in rows.column("batch_id").to_pylist() if b})
     for batch_id in batch_ids:
-        for page in client.iter_delivery_status_pages(batch_id, mms=chunk.kind == "mms", with_record_ids=True):
+        for page in client.iter_delivery_status_pages(
+            batch_id, mms=chunk.kind == "mms", with_record_ids=True
+        ):
             table = page.table
             for record_id, mobile, status in zip(
-                table.column("record_id").to_pylist(), table.column("mobile").to_pylist(),
+                table.column("record_id").to_pylist(),
+                table.column("mobile").to_pylist(),
                 table.column("status").to_pylist(),
             ):
                 state = states.get(status)

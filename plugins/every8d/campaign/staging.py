@@ -34,7 +34,9 @@ def template_fields(message: str) -> list[str]:
     """The audience columns a ``string.Template`` message refers to, in order."""
     template = string.Template(message)
     if not template.is_valid():
-        raise ValueError("the message template is malformed: a '$' must start $name or ${name} (write $$ for '$')")
+        raise ValueError(
+            "the message template is malformed: a '$' must start $name or ${name} (write $$ for '$')"
+        )
     return list(dict.fromkeys(template.get_identifiers()))
 
 
@@ -53,7 +55,9 @@ def _available_columns(source: Any) -> list[str] | None:
             handle.close()
     import pyarrow.dataset as ds
 
-    return ds.dataset(str(path.path) if path.protocol in ("", "file", "local") else path, format="parquet").schema.names
+    return ds.dataset(
+        str(path.path) if path.protocol in ("", "file", "local") else path, format="parquet"
+    ).schema.names
 
 
 def stage_campaign_audience(

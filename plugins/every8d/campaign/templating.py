@@ -147,12 +147,14 @@ class TemplateSet:
         """Audience columns the templates read."""
         return tuple(dict.fromkeys(self.fields.get(f, f) for f in self.field_names))
 
-    def render(self, batch: pa.RecordBatch, template_ids: pa.Array | None) -> tuple[pa.Array, pa.Array, pa.Array]:
+    def render(
+        self, batch: pa.RecordBatch, template_ids: pa.Array | None
+    ) -> tuple[pa.Array, pa.Array, pa.Array]:
         """``(template_id, text, error)`` per row of ``batch`` (fields read from its columns)."""
         n = batch.num_rows
         columns = {f: batch.column(self.fields.get(f, f)) for f in self.field_names}
         if self.template_column is None or template_ids is None:
-            (tid, template), = self.templates.items()
+            ((tid, template),) = self.templates.items()
             text, error = template.render(columns, n)
             return pc.fill_null(pa.nulls(n, pa.string()), tid), text, error
         ids = _as_text(template_ids)

@@ -27,8 +27,10 @@ def connect(base_url: str, uid: str, pwd: str, **settings: object) -> Every8dHtt
 
     :param settings: any other :class:`ClientSettings` field (``read_timeout``, ``deadline``, ...).
     """
-    return Every8dHttpClient(ClientSettings(base_url=normalize_base_url(base_url), **settings),  # type: ignore[arg-type]
-                             Credentials(uid, pwd))
+    return Every8dHttpClient(
+        ClientSettings(base_url=normalize_base_url(base_url), **settings),  # type: ignore[arg-type]
+        Credentials(uid, pwd),
+    )
 
 
 __all__ = [

@@ -31,7 +31,9 @@ ChunkT = TypeVar("ChunkT", bound=Listed)
 T = TypeVar("T")
 
 
-def listing_problem(total: int, page_rows: Sequence[int], page_size: int, page_totals: Sequence[int] = ()) -> str | None:
+def listing_problem(
+    total: int, page_rows: Sequence[int], page_size: int, page_totals: Sequence[int] = ()
+) -> str | None:
     """Why the pages read so far are not a complete listing of ``total`` rows, or None when they are.
 
     Complete means: the pages needed for ``total`` (at least one) were all read,

@@ -34,23 +34,45 @@ class Every8dClient(Protocol):
     def settings(self) -> ClientSettings: ...
 
     def send_sms(
-        self, message: str, destinations: Iterable[str], *, subject: str = "",
-        schedule_at: datetime | None = None, validity_minutes: int | None = None,
+        self,
+        message: str,
+        destinations: Iterable[str],
+        *,
+        subject: str = "",
+        schedule_at: datetime | None = None,
+        validity_minutes: int | None = None,
     ) -> SendResult: ...
 
     def send_sms_filtered(
-        self, message: str, destinations: Iterable[str], *, subject: str = "",
-        schedule_at: datetime | None = None, validity_minutes: int | None = None,
+        self,
+        message: str,
+        destinations: Iterable[str],
+        *,
+        subject: str = "",
+        schedule_at: datetime | None = None,
+        validity_minutes: int | None = None,
     ) -> SendResult: ...
 
     def send_mms(
-        self, message: str, destinations: Iterable[str], *, image: bytes, image_type: str | None = None,
-        subject: str = "", schedule_at: datetime | None = None, validity_minutes: int | None = None,
+        self,
+        message: str,
+        destinations: Iterable[str],
+        *,
+        image: bytes,
+        image_type: str | None = None,
+        subject: str = "",
+        schedule_at: datetime | None = None,
+        validity_minutes: int | None = None,
     ) -> SendResult: ...
 
     def send_param_sms(
-        self, recipients: Sequence[ParamRecipient], *, template: str = "", subject: str = "",
-        schedule_at: datetime | None = None, validity_minutes: int | None = None,
+        self,
+        recipients: Sequence[ParamRecipient],
+        *,
+        template: str = "",
+        subject: str = "",
+        schedule_at: datetime | None = None,
+        validity_minutes: int | None = None,
     ) -> SendResult: ...
 
     def get_delivery_status_text(

@@ -32,14 +32,18 @@ _STATUSES = [
     StatusInfo(300, "scheduled", "預約簡訊", "scheduled", False),
     StatusInfo(301, "not sent: no credit", "無額度(或額度不足)無法發送", "failed", True),
     StatusInfo(303, "cancelled", "取消簡訊", "cancelled", True),
-    StatusInfo(500, "not sent: international SMS not enabled", "未開通國際簡訊，無法發送國際簡訊", "failed", True),
+    StatusInfo(
+        500, "not sent: international SMS not enabled", "未開通國際簡訊，無法發送國際簡訊", "failed", True
+    ),
     StatusInfo(700, "MMS sent", "MMS 已發送", "delivered", True),
     StatusInfo(888, "test mode, not sent", "測試模式", "test", True),
     StatusInfo(999, "a reply from the recipient", "回覆簡訊", "reply", True),
     StatusInfo(-1, "parameter error", "參數錯誤", "failed", True),
     StatusInfo(-2, "bad credentials", "帳號或密碼錯誤", "failed", True),
     StatusInfo(-3, "invalid or blacklisted number", "無效門號", "failed", True),
-    StatusInfo(-4, "schedule time expired more than 24 hours ago", "預計發送時間已過去 24 小時以上", "expired", True),
+    StatusInfo(
+        -4, "schedule time expired more than 24 hours ago", "預計發送時間已過去 24 小時以上", "expired", True
+    ),
     StatusInfo(-5, "content too long", "內容過長", "failed", True),
     StatusInfo(-6, "bad time format", "時間格式錯誤", "failed", True),
 ]

@@ -256,8 +256,11 @@ class Transport:
 
         try:
             response = session.post(
-                url, timeout=(settings.connect_timeout, min(settings.read_timeout, settings.deadline)),
-                allow_redirects=False, stream=True, **kwargs,
+                url,
+                timeout=(settings.connect_timeout, min(settings.read_timeout, settings.deadline)),
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             )
         except requests.exceptions.RequestException as exc:
             reason = _failure_reason(exc)

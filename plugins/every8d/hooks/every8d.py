@@ -132,7 +132,9 @@ class Every8dHook(BaseHook):
                 "a connection without one is refused rather than sent to the production gateway"
             )
         settings = ClientSettings(
-            base_url=normalize_base_url(host, None if self._overrides["base_url"] else conn.port, conn.schema or None),
+            base_url=normalize_base_url(
+                host, None if self._overrides["base_url"] else conn.port, conn.schema or None
+            ),
             read_timeout=float(pick("timeout", "timeout", DEFAULT_READ_TIMEOUT)),
             connect_timeout=float(pick("connect_timeout", "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
             verify=as_bool_or_path(pick("verify", "verify", True)),
@@ -142,9 +144,7 @@ class Every8dHook(BaseHook):
             pool_size=self.pool_size,
         )
         if not conn.login or not conn.password:
-            raise ValueError(
-                f"connection {self.every8d_conn_id!r} needs a login (UID) and a password (PWD)"
-            )
+            raise ValueError(f"connection {self.every8d_conn_id!r} needs a login (UID) and a password (PWD)")
         return Every8dHttpClient(settings, Credentials(conn.login, conn.password))
 
     def get_client(self) -> Every8dClient:

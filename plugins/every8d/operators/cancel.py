@@ -37,8 +37,13 @@ def cancel_campaign(client: Every8dClient, warehouse: Any, campaign_id: str) -> 
         raise ValueError(f"no campaign {campaign_id!r} in the send ledger")
     batches = ledger.batches_to_cancel()
     summary: dict[str, Any] = {
-        "campaign_id": campaign_id, "batches_checked": len(batches), "batches_cancelled": 0,
-        "messages_cancelled": 0, "recipients_marked": 0, "points_refunded": Decimal(0), "nothing_to_cancel": 0,
+        "campaign_id": campaign_id,
+        "batches_checked": len(batches),
+        "batches_cancelled": 0,
+        "messages_cancelled": 0,
+        "recipients_marked": 0,
+        "points_refunded": Decimal(0),
+        "nothing_to_cancel": 0,
     }
     for batch_id, kind in batches:
         try:
@@ -71,8 +76,14 @@ class Every8dCancelCampaignOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("campaign_id", "warehouse", "every8d_conn_id")
 
-    def __init__(self, *, campaign_id: str, warehouse: str | None = None,
-                 every8d_conn_id: str = DEFAULT_CONN_NAME, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        warehouse: str | None = None,
+        every8d_conn_id: str = DEFAULT_CONN_NAME,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.campaign_id = campaign_id
         self.warehouse = warehouse

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from every8d.campaign.config import CampaignSpec
 
+
 def as_bool(value: Any, name: str) -> bool:
     """Booleans survive Jinja as the strings ``"True"``/``"False"``: read them back."""
     try:
@@ -65,7 +66,9 @@ def as_datetime(value: Any, name: str) -> datetime | None:
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{name} must be ISO 8601 with an offset, e.g. 2026-05-01T09:00:00+08:00") from None
+            raise ValueError(
+                f"{name} must be ISO 8601 with an offset, e.g. 2026-05-01T09:00:00+08:00"
+            ) from None
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime (e.g. 2026-05-01T09:00:00+08:00)")
     return value
@@ -187,11 +190,36 @@ class Every8dSendSmsOperator(BaseOperator):
 
     kind = "sms"
     template_fields: Sequence[str] = (
-        "audience", "sql", "sql_parameters", "sql_conn_id", "audience_format", "message", "subject",
-        "schedule_at", "validity_minutes", "campaign_id", "estimate_only", "max_points", "check_credit",
-        "mobile_column", "name_column", "record_key_column", "send_at_column", "template_column", "fields",
-        "allow_international", "dedupe_on", "quiet_hours", "quiet_hours_policy", "rejects_path", "warehouse",
-        "every8d_conn_id", "in_doubt", "chunk_size", "min_group_size", "concurrency",
+        "audience",
+        "sql",
+        "sql_parameters",
+        "sql_conn_id",
+        "audience_format",
+        "message",
+        "subject",
+        "schedule_at",
+        "validity_minutes",
+        "campaign_id",
+        "estimate_only",
+        "max_points",
+        "check_credit",
+        "mobile_column",
+        "name_column",
+        "record_key_column",
+        "send_at_column",
+        "template_column",
+        "fields",
+        "allow_international",
+        "dedupe_on",
+        "quiet_hours",
+        "quiet_hours_policy",
+        "rejects_path",
+        "warehouse",
+        "every8d_conn_id",
+        "in_doubt",
+        "chunk_size",
+        "min_group_size",
+        "concurrency",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "message": "json", "fields": "json"}
@@ -247,7 +275,9 @@ class Every8dSendSmsOperator(BaseOperator):
         kwargs.setdefault("outlets", [BATCHES_ASSET])
         super().__init__(**kwargs)
         if (audience is None) == (sql is None):
-            raise ValueError(f"{self.task_id}: give exactly one of audience=... or sql=... (with sql_conn_id)")
+            raise ValueError(
+                f"{self.task_id}: give exactly one of audience=... or sql=... (with sql_conn_id)"
+            )
         if sql is not None and not sql_conn_id:
             raise ValueError(f"{self.task_id}: sql=... needs sql_conn_id (any common-sql connection)")
         self.message = message
@@ -269,7 +299,9 @@ class Every8dSendSmsOperator(BaseOperator):
         if dry_run is not None:  # the old name shadowed BaseOperator.dry_run(), which Airflow calls
             warnings.warn(
                 f"{type(self).__name__}(dry_run=...) is deprecated: use estimate_only=... (plan, price and "
-                "report without sending)", DeprecationWarning, stacklevel=2,
+                "report without sending)",
+                DeprecationWarning,
+                stacklevel=2,
             )
             estimate_only = dry_run
         self.estimate_only = estimate_only
@@ -348,8 +380,10 @@ class Every8dSendSmsOperator(BaseOperator):
             kind=self.kind,  # type: ignore[arg-type]
             message=message,
             columns=ColumnMap(
-                mobile=self.mobile_column, name=self.name_column or None,
-                record_key=self.record_key_column or None, send_at=self.send_at_column or None,
+                mobile=self.mobile_column,
+                name=self.name_column or None,
+                record_key=self.record_key_column or None,
+                send_at=self.send_at_column or None,
                 template=self.template_column or None,
             ),
             fields=self.fields or None,
@@ -399,7 +433,9 @@ class Every8dSendSmsOperator(BaseOperator):
             spec = self.build_spec()
             spec.validate()
             if self.in_doubt not in ("resend_filtered", "needs_review"):
-                raise ValueError(f"in_doubt must be 'resend_filtered' or 'needs_review', not {self.in_doubt!r}")
+                raise ValueError(
+                    f"in_doubt must be 'resend_filtered' or 'needs_review', not {self.in_doubt!r}"
+                )
             dry_run = as_bool(self.estimate_only, "estimate_only")
             max_points = as_decimal(self.max_points, "max_points")
             check_credit = as_bool(self.check_credit, "check_credit")
@@ -425,18 +461,23 @@ class Every8dSendSmsOperator(BaseOperator):
         hook = Every8dHook(self.every8d_conn_id)
         warehouse = open_warehouse(self.warehouse)
         try:
-            run = CampaignRun(spec, campaign_id=campaign_id, client=hook.get_client(), warehouse=warehouse,
-                              options=options)
+            run = CampaignRun(
+                spec, campaign_id=campaign_id, client=hook.get_client(), warehouse=warehouse, options=options
+            )
             summary = run.run(self.audience_source(context))
         except CampaignError as error:
-            self.log.error("campaign %s stopped; summary: %s", campaign_id, json.dumps(error.summary, default=str))
+            self.log.error(
+                "campaign %s stopped; summary: %s", campaign_id, json.dumps(error.summary, default=str)
+            )
             if error.retry_safe:
                 raise
             raise AirflowFailException(str(error)) from error
         except Every8dError as error:  # the gateway outside a chunk (credit read, status listing)
             if error.retry_safe:
                 raise
-            raise AirflowFailException(f"{self.task_id}: {error}") from error  # wrong password, ...: no retry helps
+            raise AirflowFailException(
+                f"{self.task_id}: {error}"
+            ) from error  # wrong password, ...: no retry helps
         except ValueError as error:  # the audience or a template is unusable (row-level problems are rejects)
             raise AirflowFailException(f"{self.task_id}: {error}") from error
         finally:
@@ -445,7 +486,8 @@ class Every8dSendSmsOperator(BaseOperator):
         self.log.info("campaign %s summary: %s", campaign_id, json.dumps(summary, default=str))
         if not dry_run:
             context["outlet_events"][BATCHES_ASSET].extra = {
-                "campaign_id": campaign_id, "batches": summary.get("batches", 0),
+                "campaign_id": campaign_id,
+                "batches": summary.get("batches", 0),
             }
         return summary
 

@@ -22,7 +22,6 @@ from every8d.sandbox.faults import FaultInjectingProtocol
 from every8d.sandbox.state import PushConfig
 
 
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m every8d.sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -30,16 +29,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--uid", default=DEFAULT_UID)
     parser.add_argument("--pwd", default=DEFAULT_PWD)
     parser.add_argument("--credit", default=str(DEFAULT_CREDIT))
-    parser.add_argument("--international", action="store_true", help="enable international SMS on the account")
-    parser.add_argument("--frozen-clock", action="store_true", help="freeze the clock (move it with the control API)")
+    parser.add_argument(
+        "--international", action="store_true", help="enable international SMS on the account"
+    )
+    parser.add_argument(
+        "--frozen-clock", action="store_true", help="freeze the clock (move it with the control API)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not keep gateway requests in memory")
     parser.add_argument("--tick", type=float, default=1.0, help="seconds between background push passes")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="answer each gateway request after this delay (a stand-in for a remote gateway)")
-    parser.add_argument("--push-url", default="",
-                        help="push the default account's status changes and replies here from the start "
-                        "(e.g. http://airflow-apiserver:8080/every8d/push?token=...); default: $EVERY8D_SANDBOX_PUSH_URL")
-    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="answer each gateway request after this delay (a stand-in for a remote gateway)",
+    )
+    parser.add_argument(
+        "--push-url",
+        default="",
+        help="push the default account's status changes and replies here from the start "
+        "(e.g. http://airflow-apiserver:8080/every8d/push?token=...); default: $EVERY8D_SANDBOX_PUSH_URL",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
     return parser.parse_args(argv)
 
 
@@ -51,8 +63,14 @@ def main(argv: list[str] | None = None) -> None:
         print(READY_PREFIX + url, flush=True)
 
     app = SandboxApp(
-        uid=args.uid, pwd=args.pwd, credit=args.credit, international=args.international,
-        frozen_clock=args.frozen_clock, record=not args.no_record, tick=args.tick, on_ready=ready,
+        uid=args.uid,
+        pwd=args.pwd,
+        credit=args.credit,
+        international=args.international,
+        frozen_clock=args.frozen_clock,
+        record=not args.no_record,
+        tick=args.tick,
+        on_ready=ready,
         latency=args.latency_ms / 1000,
     )
     push_url = args.push_url or os.environ.get("EVERY8D_SANDBOX_PUSH_URL", "")

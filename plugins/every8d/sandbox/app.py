@@ -49,7 +49,8 @@ class SandboxApp:
     ) -> None:
         self.default_uid = uid
         self.state = SandboxState(
-            {"uid": uid, "pwd": pwd, "credit": credit, "international": international}, frozen_clock=frozen_clock
+            {"uid": uid, "pwd": pwd, "credit": credit, "international": international},
+            frozen_clock=frozen_clock,
         )
         self.faults = faults.FaultRegistry()
         self.pushes = PushDispatcher()
@@ -180,24 +181,30 @@ async def _read_body(receive) -> bytes:
 
 
 async def _respond(send, answer: gateway.Answer) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": answer.status,
-        "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _trickle(send, answer: gateway.Answer, delay: float) -> None:
     """The answer with its full Content-Length, one byte every ``delay`` seconds (until the client leaves)."""
-    await send({
-        "type": "http.response.start",
-        "status": answer.status,
-        "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
+        }
+    )
     try:
         for index in range(len(answer.body)):
-            await send({"type": "http.response.body", "body": answer.body[index:index + 1], "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": answer.body[index : index + 1], "more_body": True}
+            )
             await asyncio.sleep(delay)
         await send({"type": "http.response.body", "body": b""})
     except (OSError, RuntimeError):  # the client gave up: that is the point of the fault

@@ -23,7 +23,9 @@ class SandboxClient:
     :param pwd: its PWD.
     """
 
-    def __init__(self, base_url: str, *, uid: str = "demo", pwd: str = "secret", timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, uid: str = "demo", pwd: str = "secret", timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.uid = uid
         self.pwd = pwd
@@ -33,10 +35,21 @@ class SandboxClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _call(self, method: str, path: str, *, json_body: Any = None, params: Mapping | None = None,
-              timeout: float | None = None, ok: tuple[int, ...] = (200,)) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping | None = None,
+        timeout: float | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> Any:
         response = self.session.request(
-            method, f"{self.base_url}/_sandbox/{path}", json=json_body, params=params,
+            method,
+            f"{self.base_url}/_sandbox/{path}",
+            json=json_body,
+            params=params,
             timeout=timeout or self.timeout,
         )
         if response.status_code not in ok:
@@ -49,7 +62,9 @@ class SandboxClient:
 
     def connection_json(self) -> str:
         """``AIRFLOW_CONN_EVERY8D_DEFAULT`` value pointing Airflow at this sandbox."""
-        return json.dumps({"conn_type": "every8d", "host": self.base_url, "login": self.uid, "password": self.pwd})
+        return json.dumps(
+            {"conn_type": "every8d", "host": self.base_url, "login": self.uid, "password": self.pwd}
+        )
 
     def close(self) -> None:
         self.session.close()
@@ -63,12 +78,28 @@ class SandboxClient:
         """Forget accounts, batches, faults, pushes and recorded requests."""
         self._call("POST", "reset")
 
-    def create_account(self, uid: str, pwd: str, credit: float | str = 0, *, international: bool = False,
-                       status_columns: int = 6, empty_status_newline: bool = True) -> dict:
-        return self._call("POST", "accounts", json_body={
-            "uid": uid, "pwd": pwd, "credit": str(credit), "international": international,
-            "status_columns": status_columns, "empty_status_newline": empty_status_newline,
-        })
+    def create_account(
+        self,
+        uid: str,
+        pwd: str,
+        credit: float | str = 0,
+        *,
+        international: bool = False,
+        status_columns: int = 6,
+        empty_status_newline: bool = True,
+    ) -> dict:
+        return self._call(
+            "POST",
+            "accounts",
+            json_body={
+                "uid": uid,
+                "pwd": pwd,
+                "credit": str(credit),
+                "international": international,
+                "status_columns": status_columns,
+                "empty_status_newline": empty_status_newline,
+            },
+        )
 
     def account(self, uid: str | None = None) -> dict:
         """An account as JSON; ``credit`` is a string with two decimals."""
@@ -137,8 +168,9 @@ class SandboxClient:
     def iter_messages(self, batch_id: str | None = None, uid: str | None = None) -> Iterator[dict]:
         """Stream messages (one dict each, status as of the sandbox's now)."""
         params = {k: v for k, v in (("batch_id", batch_id), ("uid", uid)) if v}
-        with self.session.get(f"{self.base_url}/_sandbox/messages", params=params, stream=True,
-                              timeout=self.timeout) as response:
+        with self.session.get(
+            f"{self.base_url}/_sandbox/messages", params=params, stream=True, timeout=self.timeout
+        ) as response:
             response.raise_for_status()
             for line in response.iter_lines():
                 if line:
@@ -159,13 +191,33 @@ class SandboxClient:
 
     # ------------------------------------------------------------ pushes
 
-    def set_push(self, url: str | None, *, uid: str | None = None, duplicates: int = 0, reorder: bool = False,
-                 retry_delay: float = 0.05, concurrency: int = 8, attempts: int = 10, timeout: float = 5.0) -> dict:
+    def set_push(
+        self,
+        url: str | None,
+        *,
+        uid: str | None = None,
+        duplicates: int = 0,
+        reorder: bool = False,
+        retry_delay: float = 0.05,
+        concurrency: int = 8,
+        attempts: int = 10,
+        timeout: float = 5.0,
+    ) -> dict:
         """Send status and reply pushes of ``uid`` (default account) to ``url``; None turns them off."""
-        return self._call("POST", "push", json_body={
-            "uid": uid or self.uid, "url": url, "duplicates": duplicates, "reorder": reorder,
-            "retry_delay": retry_delay, "concurrency": concurrency, "attempts": attempts, "timeout": timeout,
-        })
+        return self._call(
+            "POST",
+            "push",
+            json_body={
+                "uid": uid or self.uid,
+                "url": url,
+                "duplicates": duplicates,
+                "reorder": reorder,
+                "retry_delay": retry_delay,
+                "concurrency": concurrency,
+                "attempts": attempts,
+                "timeout": timeout,
+            },
+        )
 
     def pushes(self) -> list[dict]:
         """Every push attempt: push_id, attempt, url, params, status (or None), error."""
@@ -173,7 +225,9 @@ class SandboxClient:
 
     def drain_pushes(self, timeout: float = 10.0) -> bool:
         """Push what is due and wait until every delivery finished (or gave up)."""
-        result = self._call("POST", "pushes/drain", params={"timeout": timeout}, timeout=timeout + 10, ok=(200, 408))
+        result = self._call(
+            "POST", "pushes/drain", params={"timeout": timeout}, timeout=timeout + 10, ok=(200, 408)
+        )
         return bool(result["drained"])
 
     def __enter__(self) -> SandboxClient:

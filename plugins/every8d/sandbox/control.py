@@ -67,7 +67,9 @@ def build_control(sandbox: SandboxApp) -> Router:
         data = await _json(request)
         try:
             account = state.put_account(
-                uid=str(data["uid"]), pwd=str(data["pwd"]), credit=data.get("credit", 0),
+                uid=str(data["uid"]),
+                pwd=str(data["pwd"]),
+                credit=data.get("credit", 0),
                 international=data.get("international", False),
                 status_columns=int(data.get("status_columns", 6)),
                 empty_status_newline=data.get("empty_status_newline", True),
@@ -157,8 +159,15 @@ def build_control(sandbox: SandboxApp) -> Router:
         at = parse_iso(str(data["at"])) if data.get("at") else None
         reply = state.add_reply(batch_id, mobile, str(data.get("text", "")), at)
         sandbox.flush_pushes()
-        return _ok({"batch_id": batch_id, "mobile": reply.mobile, "name": reply.name,
-                    "text": reply.text, "at": iso_utc(reply.at)})
+        return _ok(
+            {
+                "batch_id": batch_id,
+                "mobile": reply.mobile,
+                "name": reply.name,
+                "text": reply.text,
+                "at": iso_utc(reply.at),
+            }
+        )
 
     async def push(request: Request) -> Response:
         data = await _json(request)
@@ -169,8 +178,11 @@ def build_control(sandbox: SandboxApp) -> Router:
         url = data.get("url")
         if url:
             account.push = PushConfig(
-                url=str(url), duplicates=int(data.get("duplicates", 0)), reorder=bool(data.get("reorder", False)),
-                retry_delay=float(data.get("retry_delay", 0.05)), attempts=int(data.get("attempts", 10)),
+                url=str(url),
+                duplicates=int(data.get("duplicates", 0)),
+                reorder=bool(data.get("reorder", False)),
+                retry_delay=float(data.get("retry_delay", 0.05)),
+                attempts=int(data.get("attempts", 10)),
                 timeout=float(data.get("timeout", 5.0)),
             )
         else:
@@ -205,7 +217,9 @@ def build_control(sandbox: SandboxApp) -> Router:
         ("/_sandbox/pushes", pushes, ["GET"]),
         ("/_sandbox/pushes/drain", drain, ["POST"]),
     ]
-    return Router([Route(path, _bad_input_is_400(endpoint), methods=methods) for path, endpoint, methods in routes])
+    return Router(
+        [Route(path, _bad_input_is_400(endpoint), methods=methods) for path, endpoint, methods in routes]
+    )
 
 
 def _bad_input_is_400(endpoint):

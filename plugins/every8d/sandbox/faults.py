@@ -237,10 +237,10 @@ def echo_answer(fault: Fault, method: str, path: str, query: bytes, body: bytes)
     raw = body.decode("utf-8", "replace")
     decoded = " ".join(f"{k}={v}" for k, v in parse_qsl(raw)) if "=" in raw else ""
     prefix = fault.message if fault.message is not None else "<html><body><p>"
-    page = (
-        f"{prefix}{raw} | {decoded} | {method} {path}?{query.decode('latin-1')}"
-        + ("" if fault.message is not None else "</p><h1>Server Error in '/' Application.</h1>"
-           f"<pre>{html.escape(raw)}</pre></body></html>")
+    page = f"{prefix}{raw} | {decoded} | {method} {path}?{query.decode('latin-1')}" + (
+        ""
+        if fault.message is not None
+        else f"</p><h1>Server Error in '/' Application.</h1><pre>{html.escape(raw)}</pre></body></html>"
     )
     content_type = b"text/plain; charset=utf-8" if fault.message is not None else b"text/html; charset=utf-8"
     return Answer(fault.status, page.encode("utf-8"), [(b"content-type", content_type)])

@@ -53,7 +53,9 @@ def text(body: str, status: int = 200) -> Answer:
 
 
 def json_answer(payload: object, status: int = 200) -> Answer:
-    return Answer(status, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), JSON)
+    return Answer(
+        status, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), JSON
+    )
 
 
 NOT_FOUND = text("404 Not Found", 404)
@@ -62,8 +64,16 @@ NOT_FOUND = text("404 Not Found", 404)
 ENDPOINTS = {
     name.lower(): name
     for name in (
-        "sendSMS", "sendSMS4FilterMessage", "SendParamSMS", "getDeliveryStatus", "getReplyMessage",
-        "getCredit", "eraseBooking", "mms/sendMMS", "mms/getDeliveryStatus", "mms/eraseBooking",
+        "sendSMS",
+        "sendSMS4FilterMessage",
+        "SendParamSMS",
+        "getDeliveryStatus",
+        "getReplyMessage",
+        "getCredit",
+        "eraseBooking",
+        "mms/sendMMS",
+        "mms/getDeliveryStatus",
+        "mms/eraseBooking",
     )
 }
 
@@ -161,8 +171,14 @@ def _send_sms(state: SandboxState, params: dict[str, str], *, endpoint: str, fil
         if not recipients:
             raise error(-98, "/".join(filtered))
     result = state.send(
-        account, kind="sms", endpoint=endpoint, subject=params.get("SB", ""), recipients=recipients,
-        send_at=send_at, retry_minutes=_retry_minutes(params.get("RETRYTIME")), points=_sms_pricer(),
+        account,
+        kind="sms",
+        endpoint=endpoint,
+        subject=params.get("SB", ""),
+        recipients=recipients,
+        send_at=send_at,
+        retry_minutes=_retry_minutes(params.get("RETRYTIME")),
+        points=_sms_pricer(),
         filtered=filtered,
     )
     body = _send_body(result)
@@ -203,8 +219,13 @@ def send_mms(state: SandboxState, params: dict[str, str]) -> Answer:
         raise error(-314)  # image plus text (圖加文)
     points = mms_points(len(image), params.get("MSG", ""))
     result = state.send(
-        account, kind="mms", endpoint="mms/sendMMS", subject=subject, recipients=recipients,
-        send_at=send_at, retry_minutes=_retry_minutes(params.get("RETRYTIME")),
+        account,
+        kind="mms",
+        endpoint="mms/sendMMS",
+        subject=subject,
+        recipients=recipients,
+        send_at=send_at,
+        retry_minutes=_retry_minutes(params.get("RETRYTIME")),
         points=lambda _text, _international: points,
     )
     return text(_send_body(result))
@@ -253,13 +274,26 @@ def send_param_sms(state: SandboxState, body: bytes) -> Answer:
             message = _render(template, param) if template else param
             if not message.strip():
                 raise error(-24)
-            recipients.append(Recipient(
-                raw=raw, mobile=mobile, text=message, name=_str(row.get("NAME")), mr=_str(row.get("MR")),
-                email=_str(row.get("EMAIL")), send_at=_send_time(row.get("SENDTIME")),
-            ))
+            recipients.append(
+                Recipient(
+                    raw=raw,
+                    mobile=mobile,
+                    text=message,
+                    name=_str(row.get("NAME")),
+                    mr=_str(row.get("MR")),
+                    email=_str(row.get("EMAIL")),
+                    send_at=_send_time(row.get("SENDTIME")),
+                )
+            )
         result = state.send(
-            account, kind="sms", endpoint="SendParamSMS", subject=_str(data.get("SB")), recipients=recipients,
-            send_at=send_at, retry_minutes=_retry_minutes(data.get("RETRYTIME")), points=_sms_pricer(),
+            account,
+            kind="sms",
+            endpoint="SendParamSMS",
+            subject=_str(data.get("SB")),
+            recipients=recipients,
+            send_at=send_at,
+            retry_minutes=_retry_minutes(data.get("RETRYTIME")),
+            points=_sms_pricer(),
         )
     except GatewayError as exc:
         return json_answer({"Result": False, "Status": str(exc.code), "Msg": exc.message})
@@ -286,17 +320,23 @@ def _delivery_status(state: SandboxState, params: dict[str, str], kind: str) -> 
     batch: Batch | None = state.batch_of(account, params.get("BID", "").strip(), kind)
     messages = batch.messages if batch is not None else []
     page = _page(params)
-    rows = messages[(page - 1) * STATUS_PAGE: page * STATUS_PAGE]
+    rows = messages[(page - 1) * STATUS_PAGE : page * STATUS_PAGE]
     now = state.clock.now()
     if params.get("RESPFORMAT", "").strip() == "1":
         records = []
         for m in rows:
             received = state.received_at(m, now)
-            records.append({
-                "Name": m.name, "Mobile": m.mobile, "SendTime": taipei_slash(m.send_at),
-                "Cost": points_text(m.points), "Status": state.status(m, now),
-                "ReceivedTime": taipei_slash(received) if received is not None else "", "MR": m.mr,
-            })
+            records.append(
+                {
+                    "Name": m.name,
+                    "Mobile": m.mobile,
+                    "SendTime": taipei_slash(m.send_at),
+                    "Cost": points_text(m.points),
+                    "Status": state.status(m, now),
+                    "ReceivedTime": taipei_slash(received) if received is not None else "",
+                    "MR": m.mr,
+                }
+            )
         return json_answer({"Count": len(messages), "Records": records})
     if not rows:
         return text(str(len(messages)) + ("\r\n" if account.empty_status_newline else ""))
@@ -316,8 +356,10 @@ def _delivery_status(state: SandboxState, params: dict[str, str], kind: str) -> 
 
 def status_line(state: SandboxState, m, now: float, six: bool) -> str:
     """One message's getDeliveryStatus row, byte for byte as the gateway writes it."""
-    line = (f"{_clean(m.name)}\t{m.mobile}\t{taipei_slash(m.send_at)}\t{points_text(m.points)}"
-            f"\t{state.status(m, now)}")
+    line = (
+        f"{_clean(m.name)}\t{m.mobile}\t{taipei_slash(m.send_at)}\t{points_text(m.points)}"
+        f"\t{state.status(m, now)}"
+    )
     if six:
         received = state.received_at(m, now)
         line += "\t" + (taipei_slash(received) if received is not None else "")
@@ -338,7 +380,7 @@ def get_reply_message(state: SandboxState, params: dict[str, str]) -> Answer:
     replies = batch.replies if batch is not None and batch.uid == account.uid else []
     page = _page(params)
     lines = [str(len(replies))]
-    for r in replies[(page - 1) * REPLY_PAGE: page * REPLY_PAGE]:
+    for r in replies[(page - 1) * REPLY_PAGE : page * REPLY_PAGE]:
         lines.append(f"{_clean(r.name)}\t{r.mobile}\t{_clean(r.text)}\t{taipei_slash(r.at)}")
     return text("\r\n".join(lines))
 

@@ -127,10 +127,17 @@ class PushDispatcher:
                     status = response.status_code
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}"
-                self.log.append({
-                    "push_id": push_id, "attempt": attempt, "url": config.url, "params": params,
-                    "status": status, "error": error, "at": iso_utc(time.time()),
-                })
+                self.log.append(
+                    {
+                        "push_id": push_id,
+                        "attempt": attempt,
+                        "url": config.url,
+                        "params": params,
+                        "status": status,
+                        "error": error,
+                        "at": iso_utc(time.time()),
+                    }
+                )
                 if status == 200:
                     return
                 if attempt < config.attempts:

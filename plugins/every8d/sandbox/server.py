@@ -64,9 +64,21 @@ class SandboxServer(ChildServer):
 
     def command(self) -> list[str]:
         cmd = python_module_command(
-            "every8d.sandbox", "--host", self.host, "--port", str(self.port),
-            "--uid", self.uid, "--pwd", self.pwd, "--credit", str(self.credit),
-            "--tick", str(self.tick), "--log-level", self.log_level,
+            "every8d.sandbox",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--uid",
+            self.uid,
+            "--pwd",
+            self.pwd,
+            "--credit",
+            str(self.credit),
+            "--tick",
+            str(self.tick),
+            "--log-level",
+            self.log_level,
         )
         if self.latency_ms:
             cmd += ["--latency-ms", str(self.latency_ms)]

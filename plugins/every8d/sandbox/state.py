@@ -275,9 +275,22 @@ class Message:
     """
 
     __slots__ = (
-        "id", "batch", "mobile", "name", "text", "mr", "email", "points",
-        "send_at", "final_at", "expires_at", "fixed_status", "cancelled_at", "last_pushed",
-        "row", "row_key",
+        "id",
+        "batch",
+        "mobile",
+        "name",
+        "text",
+        "mr",
+        "email",
+        "points",
+        "send_at",
+        "final_at",
+        "expires_at",
+        "fixed_status",
+        "cancelled_at",
+        "last_pushed",
+        "row",
+        "row_key",
     )
 
     def __init__(self, id, batch, mobile, name, text, mr, email, points, send_at, final_at, expires_at):
@@ -367,14 +380,27 @@ class SandboxState:
 
     # -- accounts
 
-    def put_account(self, uid: str, pwd: str, credit=0, international: bool = False,
-                    status_columns: int = 6, empty_status_newline: bool = True) -> Account:
+    def put_account(
+        self,
+        uid: str,
+        pwd: str,
+        credit=0,
+        international: bool = False,
+        status_columns: int = 6,
+        empty_status_newline: bool = True,
+    ) -> Account:
         if status_columns not in (5, 6):
             raise ValueError("status_columns must be 5 or 6")
         old = self.accounts.get(uid)
-        account = Account(uid=uid, pwd=pwd, credit=Decimal(str(credit)), international=bool(international),
-                          status_columns=int(status_columns), empty_status_newline=bool(empty_status_newline),
-                          push=old.push if old else None)
+        account = Account(
+            uid=uid,
+            pwd=pwd,
+            credit=Decimal(str(credit)),
+            international=bool(international),
+            status_columns=int(status_columns),
+            empty_status_newline=bool(empty_status_newline),
+            push=old.push if old else None,
+        )
         self.accounts[uid] = account
         return account
 
@@ -431,7 +457,9 @@ class SandboxState:
 
     # -- sending
 
-    def filter_recent(self, account: Account, recipients: list[Recipient]) -> tuple[list[Recipient], list[str]]:
+    def filter_recent(
+        self, account: Account, recipients: list[Recipient]
+    ) -> tuple[list[Recipient], list[str]]:
         """Split recipients into (to send, raw numbers filtered as recent duplicates).
 
         A number is filtered when it got the same text, by any SMS endpoint of
@@ -455,9 +483,19 @@ class SandboxState:
             seen.add(key)
         return kept, filtered
 
-    def send(self, account: Account, *, kind: str, endpoint: str, subject: str,
-             recipients: list[Recipient], send_at: float | None, retry_minutes: int,
-             points: Callable[[str, bool], Decimal], filtered: Iterable[str] = ()) -> SendResult:
+    def send(
+        self,
+        account: Account,
+        *,
+        kind: str,
+        endpoint: str,
+        subject: str,
+        recipients: list[Recipient],
+        send_at: float | None,
+        retry_minutes: int,
+        points: Callable[[str, bool], Decimal],
+        filtered: Iterable[str] = (),
+    ) -> SendResult:
         """Create a batch and charge it at once, also when it is scheduled.
 
         ``points(text, international)`` prices one message.  Messages that do
@@ -466,8 +504,15 @@ class SandboxState:
         international MMS) get 500 and no charge.
         """
         now = self.clock.now()
-        batch = Batch(id=str(uuid.uuid4()), kind=kind, uid=account.uid, endpoint=endpoint,
-                      subject=subject, created_at=now, filtered=list(filtered))
+        batch = Batch(
+            id=str(uuid.uuid4()),
+            kind=kind,
+            uid=account.uid,
+            endpoint=endpoint,
+            subject=subject,
+            created_at=now,
+            filtered=list(filtered),
+        )
         self.batches[batch.id] = batch
         validity = retry_minutes * 60
         zero = Decimal(0)
@@ -477,10 +522,12 @@ class SandboxState:
             at = r.send_at if r.send_at is not None else send_at
             at = now if at is None or at < now else at
             delay = MIN_DELAY_SECONDS + zlib.crc32(f"{batch.id}:{index}".encode()) % (
-                MAX_DELAY_SECONDS - MIN_DELAY_SECONDS + 1)
+                MAX_DELAY_SECONDS - MIN_DELAY_SECONDS + 1
+            )
             self._seq += 1
-            m = Message(self._seq, batch, r.mobile, r.name, r.text, r.mr, r.email, zero,
-                        at, at + delay, at + validity)
+            m = Message(
+                self._seq, batch, r.mobile, r.name, r.text, r.mr, r.email, zero, at, at + delay, at + validity
+            )
             international = not r.mobile.startswith("+886")
             if international and (kind == "mms" or not account.international):
                 m.fixed_status = NO_INTERNATIONAL

@@ -96,7 +96,8 @@ class Every8dBatchSensor(BaseSensorOperator):
         hook = Every8dHook(self.every8d_conn_id)
         try:
             return all(
-                batch_progress(hook.get_client(), b["batch_id"], mms=b["mms"]).final for b in (batches or self.batches())
+                batch_progress(hook.get_client(), b["batch_id"], mms=b["mms"]).final
+                for b in (batches or self.batches())
             )
         finally:
             hook.close()

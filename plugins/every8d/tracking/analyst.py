@@ -34,8 +34,16 @@ DISABLED = ("none", "off", "false", "0")
 #: Tables partitioned in the Parquet output: views over the files instead of copies.
 PARQUET_TABLES = ("every8d_messages", "every8d_status_history", "every8d_batches")
 #: Copied whole at each refresh (small, or not in the Parquet output); missing ones are skipped.
-COPIED_TABLES = ("every8d_status_codes", "every8d_replies", "every8d_suppressions", "every8d_campaigns",
-                 "every8d_send_chunks", "every8d_send_rejects", "every8d_send_ledger", "every8d_push_events")
+COPIED_TABLES = (
+    "every8d_status_codes",
+    "every8d_replies",
+    "every8d_suppressions",
+    "every8d_campaigns",
+    "every8d_send_chunks",
+    "every8d_send_rejects",
+    "every8d_send_ledger",
+    "every8d_push_events",
+)
 #: Columns analysts never need in their copy (the MMS image bytes).
 LEFT_OUT = {"every8d_campaigns": ("image",)}
 
@@ -60,7 +68,7 @@ def analyst_db_path(warehouse_target: str | None) -> Path | None:
     target = (warehouse_target or default_warehouse_target()).strip()
     if not target.startswith(DUCKDB_SCHEME) or ":memory:" in target:
         return None  # a server warehouse (Postgres, ...) serves analysts itself
-    warehouse_file = Path("/" + target[len(DUCKDB_SCHEME):].lstrip("/"))
+    warehouse_file = Path("/" + target[len(DUCKDB_SCHEME) :].lstrip("/"))
     return warehouse_file.with_name(f"{warehouse_file.stem}.analyst.duckdb")
 
 
@@ -116,8 +124,13 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
                     connection.execute(sql_file.read_text(encoding="utf-8"))
                     views.append(sql_file.stem)
             connection.execute("CHECKPOINT")
-    log.info("analysts' DuckDB file %s: %d Parquet views, %d tables copied, %d analytics views",
-             path, len(parquet_views), len(copied), len(views))
+    log.info(
+        "analysts' DuckDB file %s: %d Parquet views, %d tables copied, %d analytics views",
+        path,
+        len(parquet_views),
+        len(copied),
+        len(views),
+    )
     return AnalystDb(path, tuple(parquet_views), tuple(copied), tuple(views))
 
 
@@ -130,5 +143,9 @@ def refresh_for(params: Any, warehouse: Warehouse) -> dict[str, Any]:
         return {"analyst_db": None}
     root = parquet_root_from(params)
     result = refresh_analyst_db(warehouse, path, root if isinstance(root, (str, os.PathLike)) else None)
-    return {"analyst_db": str(result.path), "parquet_views": list(result.parquet_views),
-            "copied": list(result.copied), "views": list(result.views)}
+    return {
+        "analyst_db": str(result.path),
+        "parquet_views": list(result.parquet_views),
+        "copied": list(result.copied),
+        "views": list(result.views),
+    }

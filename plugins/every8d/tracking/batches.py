@@ -19,7 +19,15 @@ from every8d.warehouse.tables import BATCHES
 
 KINDS = ("sms", "mms")
 #: Columns a re-registration may update; polling state is the sync's alone.
-SENDER_COLUMNS = ("campaign_id", "kind", "sent_at", "scheduled_at", "recipients", "points", "validity_minutes")
+SENDER_COLUMNS = (
+    "campaign_id",
+    "kind",
+    "sent_at",
+    "scheduled_at",
+    "recipients",
+    "points",
+    "validity_minutes",
+)
 DEFAULT_VALIDITY_MINUTES = 1440
 
 

@@ -151,9 +151,19 @@ LEFT JOIN every8d_status_codes c ON c.status = s.status
 
     upsert_sets, upsert_where = _message_update(d, "excluded")
     update_sets, update_where = _message_update(d, "x")
-    messages_from_staging = d.conflict_update_sql(
-        MESSAGES.name, "t", _MESSAGE_COLUMNS, messages_select, MESSAGES.primary_key, upsert_sets, upsert_where
-    ) if by_key else ""
+    messages_from_staging = (
+        d.conflict_update_sql(
+            MESSAGES.name,
+            "t",
+            _MESSAGE_COLUMNS,
+            messages_select,
+            MESSAGES.primary_key,
+            upsert_sets,
+            upsert_where,
+        )
+        if by_key
+        else ""
+    )
     return MergeSql(
         by_key=by_key,
         history_from_staging=new_history(_HISTORY_SELECT),
@@ -189,7 +199,9 @@ WHERE batch_id = ?
 SELECT DISTINCT {SEND_DATE}, b.kind, CAST(? AS {ts})
 FROM {BATCHES.name} b
 WHERE b.batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}) OR b.batch_id = ?""",
-            PARQUET_DIRTY.name, PARQUET_DIRTY.primary_key, ["marked_at"],
+            PARQUET_DIRTY.name,
+            PARQUET_DIRTY.primary_key,
+            ["marked_at"],
         ),
     )
 
@@ -231,7 +243,9 @@ def expire_pending(warehouse: Warehouse, batch_id: str, *, now: datetime) -> int
     """Close every non-final message of a batch as ``expired``; returns how many."""
     sql = merge_sql(warehouse.dialect)
     warehouse.execute(sql.expire_history, [now, batch_id])
-    count = warehouse.execute(sql.expire_messages, [EXPIRED_MEANING_EN, EXPIRED_MEANING_ZH, now, now, batch_id])
+    count = warehouse.execute(
+        sql.expire_messages, [EXPIRED_MEANING_EN, EXPIRED_MEANING_ZH, now, now, batch_id]
+    )
     return max(count, 0)
 
 
@@ -255,11 +269,20 @@ def record_poll(
     state = "closed" if closed_reason else "open"
     warehouse.execute(
         merge_sql(warehouse.dialect).update_batch,
-        [now, now, next_poll_at, listed, final, state, closed_reason, now if closed_reason else None, batch_id],
+        [
+            now,
+            now,
+            next_poll_at,
+            listed,
+            final,
+            state,
+            closed_reason,
+            now if closed_reason else None,
+            batch_id,
+        ],
     )
 
 
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
     """Flag the Parquet partitions of staged batches (and of ``batch_id``) for the next export."""
     warehouse.execute(merge_sql(warehouse.dialect).mark_dirty, [datetime.now(timezone.utc), batch_id or ""])
-

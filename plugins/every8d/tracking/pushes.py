@@ -33,6 +33,7 @@ from every8d.warehouse.tables import (
 
 REPLY_STATUS = 999
 
+
 def claim_sql(warehouse: Warehouse) -> str:
     """Claim every unmerged event of a registered batch for one merge (parameters: now, merge id)."""
     return warehouse.sql.insert_new(f"""
@@ -144,10 +145,18 @@ def merge_push_events(
             merge.mark_dirty(warehouse)
         merge.clear_staging(warehouse)
         pushed = warehouse.query_arrow(CLAIMED_REPLIES, [merge_id])
-        replies = record_replies(warehouse, replies_from_columns(
-            pushed.column("batch_id").to_pylist(), pushed.column("mobile").to_pylist(),
-            pushed.column("replied_at").to_pylist(), pushed.column("reply_text").to_pylist(), source="push",
-        ), now=now, matcher=matcher)
+        replies = record_replies(
+            warehouse,
+            replies_from_columns(
+                pushed.column("batch_id").to_pylist(),
+                pushed.column("mobile").to_pylist(),
+                pushed.column("replied_at").to_pylist(),
+                pushed.column("reply_text").to_pylist(),
+                source="push",
+            ),
+            now=now,
+            matcher=matcher,
+        )
     return PushMergeResult(max(claimed, 0), counts.history, counts.messages, replies)
 
 

@@ -47,7 +47,11 @@ def replies_table(batch_id: str, replies: Iterable[Reply], source: str = "poll")
     rows = list(replies)
     mobiles = normalize_observed(pa.array([r.mobile for r in rows], pa.string())).to_pylist()
     return replies_from_columns(
-        [batch_id] * len(rows), mobiles, [r.replied_at for r in rows], [r.content for r in rows], source=source
+        [batch_id] * len(rows),
+        mobiles,
+        [r.replied_at for r in rows],
+        [r.content for r in rows],
+        source=source,
     )
 
 
@@ -94,7 +98,9 @@ def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMat
         f"WHERE mobile NOT IN (SELECT mobile FROM {SUPPRESSIONS.name})"
     )
     texts = candidates.column("reply_text").to_pylist()
-    opted_out = [mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)]
+    opted_out = [
+        mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)
+    ]
     e164 = re.compile(E164_PATTERN)
     good = [mobile for mobile in opted_out if e164.match(mobile)]
     if len(good) < len(opted_out):

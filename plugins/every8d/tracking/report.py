@@ -60,8 +60,9 @@ def _figure(width: float, height: float):
     try:
         import matplotlib
     except ImportError as error:
-        raise ImportError("the report's charts need matplotlib: pip install 'airflow-provider-every8d[report]'") \
-            from error
+        raise ImportError(
+            "the report's charts need matplotlib: pip install 'airflow-provider-every8d[report]'"
+        ) from error
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
@@ -122,14 +123,20 @@ def _over_time(rows: list[dict], title: str) -> str:
     rate_axes = figure.add_subplot()
     positions = list(range(len(rows)))
     labels = [f"{r['first_send_date']}\n{_short(r['campaign_id'])}" for r in rows]
-    rate_axes.plot(positions, [(r["delivery_rate"] or 0) * 100 for r in rows], "o-", color=GREEN,
-                   label="delivery rate %")
+    rate_axes.plot(
+        positions, [(r["delivery_rate"] or 0) * 100 for r in rows], "o-", color=GREEN, label="delivery rate %"
+    )
     rate_axes.set_ylabel("delivery rate %", fontsize=9, color=GREEN)
     rate_axes.set_ylim(0, 105)
     rate_axes.set_xlim(-0.5, len(rows) - 0.5)
     cost_axes = rate_axes.twinx()
-    cost_axes.plot(positions, [float(r["points_per_delivered"] or 0) for r in rows], "s--", color=RED,
-                   label="points per delivered")
+    cost_axes.plot(
+        positions,
+        [float(r["points_per_delivered"] or 0) for r in rows],
+        "s--",
+        color=RED,
+        label="points per delivered",
+    )
     cost_axes.set_ylabel("points per delivered", fontsize=9, color=RED)
     cost_axes.set_ylim(0, max([float(r["points_per_delivered"] or 0) for r in rows] + [1]) * 1.3)
     step = max(1, len(rows) // 12)  # at most about twelve readable labels
@@ -178,17 +185,25 @@ def _when(value: datetime | date | None) -> str:
 
 def _page(title: str, body: str, zone: str) -> bytes:
     chosen = "taipei" if zone == "Asia/Taipei" else "utc"
-    switch = ("<label class='switch'>times in <select onchange=\"document.body.dataset.tz=this.value\">"
-              + "".join(f"<option value='{v}'{' selected' if v == chosen else ''}>{label}</option>"
-                        for v, label in (("utc", "UTC"), ("taipei", "Asia/Taipei")))
-              + "</select></label>")
-    style = ("body{font-family:system-ui,'Noto Sans TC',sans-serif;margin:24px;max-width:1000px;color:#1a202c}"
-             "table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border-bottom:1px solid #e2e8f0;"
-             "padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}"
-             "img{max-width:100%;display:block;margin:8px 0}.switch{float:right;font-size:13px}"
-             "body[data-tz=utc] .tz-taipei,body[data-tz=taipei] .tz-utc{display:none}.muted{color:#718096}")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body data-tz='{chosen}'>{switch}{body}</body></html>").encode()
+    switch = (
+        "<label class='switch'>times in <select onchange=\"document.body.dataset.tz=this.value\">"
+        + "".join(
+            f"<option value='{v}'{' selected' if v == chosen else ''}>{label}</option>"
+            for v, label in (("utc", "UTC"), ("taipei", "Asia/Taipei"))
+        )
+        + "</select></label>"
+    )
+    style = (
+        "body{font-family:system-ui,'Noto Sans TC',sans-serif;margin:24px;max-width:1000px;color:#1a202c}"
+        "table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border-bottom:1px solid #e2e8f0;"
+        "padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%;display:block;margin:8px 0}.switch{float:right;font-size:13px}"
+        "body[data-tz=utc] .tz-taipei,body[data-tz=taipei] .tz-utc{display:none}.muted{color:#718096}"
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body data-tz='{chosen}'>{switch}{body}</body></html>"
+    ).encode()
 
 
 def _image(data: str, alt: str) -> str:
@@ -196,10 +211,18 @@ def _image(data: str, alt: str) -> str:
 
 
 FIGURES = (
-    ("sent", "sent"), ("delivered", "delivered"), ("failed", "failed"), ("expired", "expired"),
-    ("pending", "pending"), ("delivery_rate", "delivery rate"), ("points_spent", "points spent"),
-    ("points_per_delivered", "points per delivered"), ("p50_seconds_to_deliver", "median time to deliver"),
-    ("p95_seconds_to_deliver", "95th percentile"), ("replies", "replies"), ("opt_outs", "opt-outs"),
+    ("sent", "sent"),
+    ("delivered", "delivered"),
+    ("failed", "failed"),
+    ("expired", "expired"),
+    ("pending", "pending"),
+    ("delivery_rate", "delivery rate"),
+    ("points_spent", "points spent"),
+    ("points_per_delivered", "points per delivered"),
+    ("p50_seconds_to_deliver", "median time to deliver"),
+    ("p95_seconds_to_deliver", "95th percentile"),
+    ("replies", "replies"),
+    ("opt_outs", "opt-outs"),
 )
 
 
@@ -216,36 +239,61 @@ def _cell(key: str, value: Any) -> str:
     return _fmt(value, 2 if key == "points_per_delivered" else 1)
 
 
-def _campaign_page(campaign: dict, plan: dict, failures: list[dict], seconds: list[float], zone: str,
-                   rejects: list[dict]) -> tuple[bytes, int]:
+def _campaign_page(
+    campaign: dict, plan: dict, failures: list[dict], seconds: list[float], zone: str, rejects: list[dict]
+) -> tuple[bytes, int]:
     cid = campaign["campaign_id"] if campaign["campaign_id"] is not None else "(no campaign)"
-    rows = "".join(f"<tr><td>{label}</td><td>{_cell(key, campaign.get(key))}</td></tr>" for key, label in FIGURES)
+    rows = "".join(
+        f"<tr><td>{label}</td><td>{_cell(key, campaign.get(key))}</td></tr>" for key, label in FIGURES
+    )
     estimated = plan.get("points")
-    before = (f"<tr><td>audience rows</td><td>{_fmt(plan.get('audience_rows'))}</td></tr>"
-              f"<tr><td>recipients</td><td>{_fmt(plan.get('recipients'))}</td></tr>"
-              + "".join(f"<tr><td>rejected: {html.escape(r['reason'])}</td><td>{int(r['rows']):,}</td></tr>"
-                        for r in rejects))
-    cost = (f"<tr><td>points estimated before sending</td><td>{_fmt(estimated)}</td></tr>"
-            f"<tr><td>points spent (gateway)</td><td>{_fmt(campaign.get('points_spent'))}</td></tr>")
-    charts = [_image(_delivery_curve(seconds, int(campaign["sent"] or 0), "Share of sent messages delivered over time"),
-                     "time to deliver")]
+    before = (
+        f"<tr><td>audience rows</td><td>{_fmt(plan.get('audience_rows'))}</td></tr>"
+        f"<tr><td>recipients</td><td>{_fmt(plan.get('recipients'))}</td></tr>"
+        + "".join(
+            f"<tr><td>rejected: {html.escape(r['reason'])}</td><td>{int(r['rows']):,}</td></tr>"
+            for r in rejects
+        )
+    )
+    cost = (
+        f"<tr><td>points estimated before sending</td><td>{_fmt(estimated)}</td></tr>"
+        f"<tr><td>points spent (gateway)</td><td>{_fmt(campaign.get('points_spent'))}</td></tr>"
+    )
+    charts = [
+        _image(
+            _delivery_curve(
+                seconds, int(campaign["sent"] or 0), "Share of sent messages delivered over time"
+            ),
+            "time to deliver",
+        )
+    ]
     if failures:
         labels = [f"{f['status']} {f['meaning_en'] or ''}".strip() for f in failures]
-        charts.append(_image(_bars_chart(labels, [f["messages"] for f in failures], "Why messages did not arrive",
-                                         "messages", RED), "failure reasons"))
-    body = (f"<h1>Campaign {html.escape(cid)}</h1><p class='muted'>sent {_when(campaign.get('first_send_date'))}"
-            f" · planned {_when(plan.get('planned_at'))} · finished {_when(plan.get('finished_at'))}</p>"
-            f"<h2>Before sending</h2><table>{before}</table><h2>Delivery</h2>"
-            f"<table>{rows}</table><h2>Cost</h2><table>{cost}</table>{''.join(charts)}"
-            "<p class='muted'><a href='index.html'>all campaigns</a></p>")
+        charts.append(
+            _image(
+                _bars_chart(
+                    labels, [f["messages"] for f in failures], "Why messages did not arrive", "messages", RED
+                ),
+                "failure reasons",
+            )
+        )
+    body = (
+        f"<h1>Campaign {html.escape(cid)}</h1><p class='muted'>sent {_when(campaign.get('first_send_date'))}"
+        f" · planned {_when(plan.get('planned_at'))} · finished {_when(plan.get('finished_at'))}</p>"
+        f"<h2>Before sending</h2><table>{before}</table><h2>Delivery</h2>"
+        f"<table>{rows}</table><h2>Cost</h2><table>{cost}</table>{''.join(charts)}"
+        "<p class='muted'><a href='index.html'>all campaigns</a></p>"
+    )
     return _page(f"EVERY8D campaign {cid}", body, zone), len(charts)
 
 
 def _plans(warehouse: Warehouse) -> dict[str, dict]:
     if not warehouse.table_columns("every8d_campaigns"):
         return {}
-    rows = warehouse.query_arrow("SELECT campaign_id, audience_rows, recipients, points, planned_at, finished_at "
-                                 "FROM every8d_campaigns")
+    rows = warehouse.query_arrow(
+        "SELECT campaign_id, audience_rows, recipients, points, planned_at, finished_at "
+        "FROM every8d_campaigns"
+    )
     return {r["campaign_id"]: r for r in rows.to_pylist()}
 
 
@@ -253,8 +301,10 @@ def _rejects(warehouse: Warehouse) -> dict[str, list[dict]]:
     if not warehouse.table_columns("every8d_send_rejects"):
         return {}
     found: dict[str, list[dict]] = {}
-    for r in warehouse.query_arrow("SELECT campaign_id, reason, count(*) AS rows FROM every8d_send_rejects "
-                                   "GROUP BY campaign_id, reason ORDER BY campaign_id, rows DESC").to_pylist():
+    for r in warehouse.query_arrow(
+        "SELECT campaign_id, reason, count(*) AS rows FROM every8d_send_rejects "
+        "GROUP BY campaign_id, reason ORDER BY campaign_id, rows DESC"
+    ).to_pylist():
         found.setdefault(r["campaign_id"], []).append(r)
     return found
 
@@ -266,47 +316,77 @@ def build_report(warehouse: Warehouse, out_dir: Path | None = None, *, timezone:
     out = Path(out_dir or default_report_dir())
     out.mkdir(parents=True, exist_ok=True)
     summary = warehouse.query_arrow(
-        "SELECT * FROM every8d_campaign_summary ORDER BY first_send_date, campaign_id").to_pylist()
+        "SELECT * FROM every8d_campaign_summary ORDER BY first_send_date, campaign_id"
+    ).to_pylist()
     reasons = warehouse.query_arrow(
         "SELECT campaign_id, status, meaning_en, sum(messages) AS messages FROM every8d_failure_reasons "
-        "GROUP BY campaign_id, status, meaning_en ORDER BY campaign_id, messages DESC, status").to_pylist()
+        "GROUP BY campaign_id, status, meaning_en ORDER BY campaign_id, messages DESC, status"
+    ).to_pylist()
     times: dict[Any, list[float]] = {}
-    for batch in warehouse.query_batches("SELECT campaign_id, seconds_to_deliver FROM every8d_delivery_times"):
+    for batch in warehouse.query_batches(
+        "SELECT campaign_id, seconds_to_deliver FROM every8d_delivery_times"
+    ):
         for cid, seconds in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             times.setdefault(cid, []).append(seconds)
     plans, rejects = _plans(warehouse), _rejects(warehouse)
     charts, pages, lines = 0, [], []
     for campaign in summary:
         cid = campaign["campaign_id"]
-        page, count = _campaign_page(campaign, plans.get(cid, {}), [r for r in reasons if r["campaign_id"] == cid],
-                                     times.get(cid, []), timezone, rejects.get(cid, []))
+        page, count = _campaign_page(
+            campaign,
+            plans.get(cid, {}),
+            [r for r in reasons if r["campaign_id"] == cid],
+            times.get(cid, []),
+            timezone,
+            rejects.get(cid, []),
+        )
         path = out / f"{_slug(cid)}.html"
         atomic.write_bytes(path, page)
         pages.append(path)
         charts += count
-        lines.append(f"<tr><td><a href='{path.name}'>{html.escape(cid or '(no campaign)')}</a></td>"
-                     f"<td>{_when(campaign['first_send_date'])}</td>"
-                     + "".join(f"<td>{_cell(k, campaign.get(k))}</td>" for k in
-                               ("sent", "delivered", "delivery_rate", "points_spent", "points_per_delivered"))
-                     + "</tr>")
+        lines.append(
+            f"<tr><td><a href='{path.name}'>{html.escape(cid or '(no campaign)')}</a></td>"
+            f"<td>{_when(campaign['first_send_date'])}</td>"
+            + "".join(
+                f"<td>{_cell(k, campaign.get(k))}</td>"
+                for k in ("sent", "delivered", "delivery_rate", "points_spent", "points_per_delivered")
+            )
+            + "</tr>"
+        )
     worst: dict[str, int] = {}
     for r in reasons:
         label = f"{r['status']} {r['meaning_en'] or ''}".strip()
         worst[label] = worst.get(label, 0) + int(r["messages"])
     overview = []
     if summary:
-        overview.append(_image(_over_time(summary, "Delivery rate and points per delivered, by campaign send date"),
-                               "delivery rate and cost over time"))
+        overview.append(
+            _image(
+                _over_time(summary, "Delivery rate and points per delivered, by campaign send date"),
+                "delivery rate and cost over time",
+            )
+        )
         charts += 1
     if worst:
         top = sorted(worst.items(), key=lambda item: -item[1])[:8]
-        overview.append(_image(_bars_chart([k for k, _ in top], [v for _, v in top],
-                                           "Worst failure reasons, all campaigns", "messages", RED), "worst failures"))
+        overview.append(
+            _image(
+                _bars_chart(
+                    [k for k, _ in top],
+                    [v for _, v in top],
+                    "Worst failure reasons, all campaigns",
+                    "messages",
+                    RED,
+                ),
+                "worst failures",
+            )
+        )
         charts += 1
-    body = ("<h1>EVERY8D delivery report</h1>"
-            f"<p class='muted'>{len(summary)} campaign(s); rates over all messages sent.</p>"
-            "<table><tr><th>campaign</th><th>sent on</th><th>sent</th><th>delivered</th><th>delivery rate</th>"
-            f"<th>points</th><th>points per delivered</th></tr>{''.join(lines)}</table>{''.join(overview)}")
+    body = (
+        "<h1>EVERY8D delivery report</h1>"
+        f"<p class='muted'>{len(summary)} campaign(s); rates over all messages sent.</p>"
+        "<table><tr><th>campaign</th><th>sent on</th><th>sent</th><th>delivered</th><th>delivery rate</th>"
+        f"<th>points</th><th>points per delivered</th></tr>{''.join(lines)}</table>{''.join(overview)}"
+    )
     index = out / "index.html"
     atomic.write_bytes(index, _page("EVERY8D delivery report", body, timezone))
     return Report(index=index, campaigns=len(summary), charts=charts, pages=tuple(pages))

@@ -61,7 +61,13 @@ class BatchClock:
 
 
 def close_reason(
-    *, gateway_total: int, messages: int, final: int, now: datetime, deadline: datetime, listed: int | None = None
+    *,
+    gateway_total: int,
+    messages: int,
+    final: int,
+    now: datetime,
+    deadline: datetime,
+    listed: int | None = None,
 ) -> CloseReason | None:
     """Why the batch can stop being polled, or None to keep polling.
 

@@ -173,8 +173,11 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
     for fetched in group:
         if fetched.spool.rows > GROUP_STAGE_ROWS:
             with fetched.spool.reader() as rows:
-                warehouse.execute_over(rows, lambda source: insert + fetched.spool.staging_select(source),
-                                       [fetched.batch.batch_id, now, "poll"])
+                warehouse.execute_over(
+                    rows,
+                    lambda source: insert + fetched.spool.staging_select(source),
+                    [fetched.batch.batch_id, now, "poll"],
+                )
     if not small:
         return
     # One Arrow table for the group (small spools: a few MB), one statement, no per-batch scans.
@@ -182,12 +185,16 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
     for fetched in small:
         with fetched.spool.reader() as rows:
             table = rows.read_all()
-        tables.append(table.append_column("every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows)
-                                          .cast(pa.string())))
+        tables.append(
+            table.append_column(
+                "every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows).cast(pa.string())
+            )
+        )
     incoming = pa.concat_tables(tables)
     warehouse.execute_over(
         incoming.to_reader(),
-        lambda source: insert + PageSpool.staging_select(source, batch_column="every8d_batch_id"), [now, "poll"],
+        lambda source: insert + PageSpool.staging_select(source, batch_column="every8d_batch_id"),
+        [now, "poll"],
     )
 
 
@@ -198,7 +205,12 @@ FROM {MESSAGES.name} WHERE batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_ST
 
 
 def merge_fetched(
-    warehouse: Warehouse, group: Sequence[Fetched], *, now: datetime, options: SyncOptions, result: ShardResult
+    warehouse: Warehouse,
+    group: Sequence[Fetched],
+    *,
+    now: datetime,
+    options: SyncOptions,
+    result: ShardResult,
 ) -> None:
     """One transaction for ``group``: stage every spool, merge once, then per batch the close
     rules and the poll's bookkeeping, and the replies (the same rules as ``sync.merge_spool``)."""
@@ -206,19 +218,32 @@ def merge_fetched(
         merge.clear_staging(warehouse)
         _stage(warehouse, group, now)
         counts = merge.merge_staged(warehouse, now=now)
-        held = {r["batch_id"]: (int(r["messages"]), int(r["final"]))
-                for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()}
+        held = {
+            r["batch_id"]: (int(r["messages"]), int(r["final"]))
+            for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()
+        }
         changed = counts.changed
         for fetched in group:
             batch, spool = fetched.batch, fetched.spool
             messages, final = held.get(batch.batch_id, (0, 0))
             clock = batch.clock(options.expiry_grace)
-            reason = close_reason(gateway_total=spool.total, listed=spool.rows, messages=messages, final=final, now=now,
-                                  deadline=clock.deadline)
+            reason = close_reason(
+                gateway_total=spool.total,
+                listed=spool.rows,
+                messages=messages,
+                final=final,
+                now=now,
+                deadline=clock.deadline,
+            )
             expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
             merge.record_poll(
-                warehouse, batch.batch_id, now=now, next_poll_at=None if reason else clock.next_poll_at(now),
-                listed=spool.total, final=final + expired, closed_reason=reason,
+                warehouse,
+                batch.batch_id,
+                now=now,
+                next_poll_at=None if reason else clock.next_poll_at(now),
+                listed=spool.total,
+                final=final + expired,
+                closed_reason=reason,
             )
             changed = changed or expired > 0
             result.listed += spool.total
@@ -239,8 +264,9 @@ def merge_fetched(
 def _fetch(client: Every8dClient, batch: DueBatch, options: SyncOptions, folder: Path) -> Fetched:
     started = time.perf_counter()
     spool = PageSpool(folder / f"{batch.batch_id}.arrows").write(
-        fetch_status_pages(client, batch, with_record_ids=options.with_record_ids,
-                           concurrency=options.page_concurrency)
+        fetch_status_pages(
+            client, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
+        )
     )
     replies = fetch_replies(client, batch.batch_id) if options.poll_replies else None
     return Fetched(batch, spool, replies, time.perf_counter() - started)
@@ -295,7 +321,9 @@ def sync_shard(
                     running[pool.submit(fetch, batch)] = batch
                 if running:
                     # Wait for a fetch only when there is nothing to merge yet.
-                    done, _ = wait(list(running), timeout=None if not ready else 0, return_when=FIRST_COMPLETED)
+                    done, _ = wait(
+                        list(running), timeout=None if not ready else 0, return_when=FIRST_COMPLETED
+                    )
                     for future in done:
                         batch = running.pop(future)
                         error = future.exception()
@@ -315,10 +343,18 @@ def sync_shard(
     log.info(
         "shard %d/%d: %d batch(es) polled in %d merge(s), %d failed, %d listed, %d change(s), %d closed; "
         "%.1fs (fetching %.1fs summed over threads, merging %.1fs)",
-        shard, shards, result.polled, result.merges, result.failed, result.listed, result.history_rows,
-        result.closed, result.seconds, result.fetch_seconds, result.merge_seconds,
+        shard,
+        shards,
+        result.polled,
+        result.merges,
+        result.failed,
+        result.listed,
+        result.history_rows,
+        result.closed,
+        result.seconds,
+        result.fetch_seconds,
+        result.merge_seconds,
     )
     if result.failed:
         raise ShardIncomplete(result)
     return result
-

@@ -128,7 +128,9 @@ class PageSpool:
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
     mobiles = normalize_observed(table.column("mobile"))
-    table = table.set_column(table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles)
+    table = table.set_column(
+        table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles
+    )
     ordinals = pa.array(np.arange(first_ordinal, first_ordinal + table.num_rows, dtype=np.int64))
     return pa.Table.from_arrays([ordinals, *table.columns], schema=SPOOL_SCHEMA)
 

@@ -54,13 +54,17 @@ def add_suppressions(
             "mobile": array,
             "reason": pa.repeat(pa.scalar(reason, pa.string()), count),
             "source": pa.repeat(pa.scalar(source, pa.string()), count),
-            "created_at": pa.repeat(pa.scalar(created_at, SUPPRESSIONS.schema.field("created_at").type), count),
+            "created_at": pa.repeat(
+                pa.scalar(created_at, SUPPRESSIONS.schema.field("created_at").type), count
+            ),
         },
         schema=SUPPRESSIONS.schema,
     )
     with warehouse.transaction():
         SUPPRESSIONS.ensure(warehouse)
-        before = warehouse.query_arrow(f"SELECT count(*) AS n FROM {SUPPRESSIONS.name}").column("n")[0].as_py()
+        before = (
+            warehouse.query_arrow(f"SELECT count(*) AS n FROM {SUPPRESSIONS.name}").column("n")[0].as_py()
+        )
         warehouse.upsert(SUPPRESSIONS.name, table, SUPPRESSIONS.primary_key, update_columns=[])
         after = warehouse.query_arrow(f"SELECT count(*) AS n FROM {SUPPRESSIONS.name}").column("n")[0].as_py()
     return int(after - before)

@@ -127,7 +127,9 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
         [now, int(limit)],
     ).to_pylist()
     return [
-        DueBatch(r["batch_id"], r["kind"], r["sent_at"], r["scheduled_at"], int(r["validity_minutes"] or 1440))
+        DueBatch(
+            r["batch_id"], r["kind"], r["sent_at"], r["scheduled_at"], int(r["validity_minutes"] or 1440)
+        )
         for r in rows
     ]
 
@@ -157,18 +159,28 @@ def fetch_status_pages(
     endpoint = status.endpoint(batch.mms)
 
     def text(number: int) -> str:
-        return client.get_delivery_status_text(batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids)
+        return client.get_delivery_status_text(
+            batch.batch_id, number, mms=batch.mms, with_record_ids=with_record_ids
+        )
 
     def parse(texts: list[str]) -> StatusPage:
         try:
             if not with_record_ids:
                 return status.parse_status_pages(texts, endpoint)
-            return status.concat_status_pages([status.parse_status_page_json(page, endpoint) for page in texts])
+            return status.concat_status_pages(
+                [status.parse_status_page_json(page, endpoint) for page in texts]
+            )
         except WireFormatError as error:  # a page cut inside a row, most likely: read again later
             raise IncompleteListingError(endpoint, f"a page could not be read: {error.problem}") from error
 
-    for chunk in paginate(text, parse, endpoint=endpoint, page_size=status.STATUS_PAGE_SIZE,
-                          concurrency=concurrency, pages_per_parse=pages_per_parse):
+    for chunk in paginate(
+        text,
+        parse,
+        endpoint=endpoint,
+        page_size=status.STATUS_PAGE_SIZE,
+        concurrency=concurrency,
+        pages_per_parse=pages_per_parse,
+    ):
         yield len(chunk.page_rows), chunk
 
 
@@ -198,21 +210,37 @@ def merge_spool(
         messages, final = merge.batch_counts(warehouse, batch.batch_id)
         clock = batch.clock(grace)
         reason = close_reason(
-            gateway_total=spool.total, listed=spool.rows, messages=messages, final=final, now=now,
+            gateway_total=spool.total,
+            listed=spool.rows,
+            messages=messages,
+            final=final,
+            now=now,
             deadline=clock.deadline,
         )
         expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
         next_poll = None if reason else clock.next_poll_at(now)
         merge.record_poll(
-            warehouse, batch.batch_id, now=now, next_poll_at=next_poll, listed=spool.total,
-            final=final + expired, closed_reason=reason,
+            warehouse,
+            batch.batch_id,
+            now=now,
+            next_poll_at=next_poll,
+            listed=spool.total,
+            final=final + expired,
+            closed_reason=reason,
         )
         if counts.changed or expired:
             merge.mark_dirty(warehouse, batch_id=batch.batch_id)
         merge.clear_staging(warehouse)
     return BatchSyncResult(
-        batch_id=batch.batch_id, listed=spool.total, pages=spool.pages, history_rows=counts.history,
-        message_rows=counts.messages, expired=expired, replies=0, closed_reason=reason, next_poll_at=next_poll,
+        batch_id=batch.batch_id,
+        listed=spool.total,
+        pages=spool.pages,
+        history_rows=counts.history,
+        message_rows=counts.messages,
+        expired=expired,
+        replies=0,
+        closed_reason=reason,
+        next_poll_at=next_poll,
     )
 
 
@@ -243,11 +271,21 @@ def sync_batch(
     log.info(
         "batch %s: %d listed in %d page(s), %d change(s), %d expired, %d new repl(ies)%s; "
         "read in %.1fs, merged in %.1fs",
-        batch.batch_id, result.listed, result.pages, result.history_rows, result.expired, added,
+        batch.batch_id,
+        result.listed,
+        result.pages,
+        result.history_rows,
+        result.expired,
+        added,
         f", closed ({result.closed_reason})" if result.closed_reason else "",
-        fetched - started, merged - fetched,
+        fetched - started,
+        merged - fetched,
     )
-    return BatchSyncResult(**{
-        **asdict(result), "replies": added, "fetch_seconds": round(fetched - started, 3),
-        "merge_seconds": round(merged - fetched, 3),
-    })
+    return BatchSyncResult(
+        **{
+            **asdict(result),
+            "replies": added,
+            "fetch_seconds": round(fetched - started, 3),
+            "merge_seconds": round(merged - fetched, 3),
+        }
+    )

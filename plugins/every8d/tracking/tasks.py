@@ -31,7 +31,9 @@ DEFAULT_SHARD_LIMIT_FALLBACK = 10_000
 PARQUET_OFF = ("none", "off", "false", "0")
 
 
-def _param(params: Mapping[str, Any] | None, name: str, option: str | None = None, default: Any = None) -> Any:
+def _param(
+    params: Mapping[str, Any] | None, name: str, option: str | None = None, default: Any = None
+) -> Any:
     """The DAG param ``name``, else the ``[every8d]`` option, else ``default``."""
     value = (params or {}).get(name)
     if value is None or value == "":
@@ -88,7 +90,9 @@ def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict
 
     with warehouse_from(params) as warehouse:
         flushed = flush_journal(warehouse)
-        adopted = adopt_pushed_batches(warehouse)  # batches whose send answer was lost: registered from here on
+        adopted = adopt_pushed_batches(
+            warehouse
+        )  # batches whose send answer was lost: registered from here on
         merged = asdict(merge_push_events(warehouse, now=utc(now)))
     return {**merged, "journal_pushes_flushed": flushed.read, "batches_adopted": adopted["adopted"]}
 
@@ -103,13 +107,13 @@ def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -
 
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
     with warehouse_from(params) as warehouse:
-        max_shards = max(1, int(_param(params, "shards", OPTION_SHARDS, default_max_shards(warehouse.dialect))))
+        max_shards = max(
+            1, int(_param(params, "shards", OPTION_SHARDS, default_max_shards(warehouse.dialect)))
+        )
         closed = close_settled_batches(warehouse, now=utc(now))
         due = len(due_batches(warehouse, utc(now), limit))
     shards = shard_count(due, max_shards)
-    log.info(
-        "%d batch(es) closed by pushes without a poll; %d due, in %d shard(s)", closed, due, shards
-    )
+    log.info("%d batch(es) closed by pushes without a poll; %d due, in %d shard(s)", closed, due, shards)
     return [{"shard": k, "shards": shards} for k in range(shards)]
 
 
@@ -119,15 +123,27 @@ def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]
     from every8d.tracking.shards import DEFAULT_CONCURRENCY, DEFAULT_MERGE_GROUP, sync_shard
 
     options = sync_options_from(params)
-    concurrency = max(1, int(_param(params, "batch_concurrency", OPTION_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
+    concurrency = max(
+        1, int(_param(params, "batch_concurrency", OPTION_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY))
+    )
     group = max(1, int(_param(params, "merge_group", OPTION_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
-                       pool_size=max(concurrency * options.page_concurrency, 1))
+    hook = Every8dHook(
+        str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
+        pool_size=max(concurrency * options.page_concurrency, 1),
+    )
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_shard(warehouse, hook.get_client(), shard=int(shard["shard"]), shards=int(shard["shards"]),
-                                options=options, concurrency=concurrency, merge_group=group, limit=limit)
+            result = sync_shard(
+                warehouse,
+                hook.get_client(),
+                shard=int(shard["shard"]),
+                shards=int(shard["shards"]),
+                options=options,
+                concurrency=concurrency,
+                merge_group=group,
+                limit=limit,
+            )
     finally:
         hook.close()
     return result.to_json()
@@ -142,17 +158,23 @@ def find_due_batches(params: Mapping[str, Any] | None, now: datetime | None) -> 
         return [batch.to_json() for batch in due_batches(warehouse, utc(now), limit)]
 
 
-def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], now: datetime | None) -> dict[str, Any]:
+def sync_one_batch(
+    params: Mapping[str, Any] | None, batch: Mapping[str, Any], now: datetime | None
+) -> dict[str, Any]:
     """Poll one batch into the tables."""
     from every8d.hooks.every8d import Every8dHook
     from every8d.tracking.sync import DueBatch, sync_batch
 
     options = sync_options_from(params)
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
-                       pool_size=max(options.page_concurrency, 1))
+    hook = Every8dHook(
+        str(_param(params, "every8d_conn_id", default=Every8dHook.default_conn_name)),
+        pool_size=max(options.page_concurrency, 1),
+    )
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_batch(warehouse, hook.get_client(), DueBatch.from_json(dict(batch)), now=utc(now), options=options)
+            result = sync_batch(
+                warehouse, hook.get_client(), DueBatch.from_json(dict(batch)), now=utc(now), options=options
+            )
     finally:
         hook.close()
     return result.to_json()
@@ -167,7 +189,10 @@ def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
     root = parquet_root_from(params)
     with warehouse_from(params) as warehouse:
-        result: dict[str, Any] = (asdict(ParquetExporter(root).export(warehouse)) if root is not None
-                                  else {"partitions": 0, "rows": 0})
+        result: dict[str, Any] = (
+            asdict(ParquetExporter(root).export(warehouse))
+            if root is not None
+            else {"partitions": 0, "rows": 0}
+        )
         result.update(refresh_for(params, warehouse))  # the analysts' own file (every8d.tracking.analyst)
         return result

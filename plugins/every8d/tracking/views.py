@@ -20,7 +20,10 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
 VIEWS = (
-    "every8d_campaign_daily", "every8d_campaign_summary", "every8d_failure_reasons", "every8d_delivery_times",
+    "every8d_campaign_daily",
+    "every8d_campaign_summary",
+    "every8d_failure_reasons",
+    "every8d_delivery_times",
 )
 _VIEW_NAME = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 

@@ -45,7 +45,11 @@ class Every8dBatchTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"batches": self.batches, "every8d_conn_id": self.every8d_conn_id, "poll_interval": self.poll_interval},
+            {
+                "batches": self.batches,
+                "every8d_conn_id": self.every8d_conn_id,
+                "poll_interval": self.poll_interval,
+            },
         )
 
     def _progress(self, hook: Any, batch: dict[str, Any]) -> BatchProgress:
@@ -69,7 +73,9 @@ class Every8dBatchTrigger(BaseTrigger):
                             log.warning("batch %s: %s; will poll again", batch["batch_id"], error)
                             still.append(batch)
                             continue
-                        yield TriggerEvent({"status": "error", "batch_id": batch["batch_id"], "message": str(error)})
+                        yield TriggerEvent(
+                            {"status": "error", "batch_id": batch["batch_id"], "message": str(error)}
+                        )
                         return
                     if progress.final:
                         done[batch["batch_id"]] = progress.as_dict()
@@ -79,7 +85,9 @@ class Every8dBatchTrigger(BaseTrigger):
                 if not waiting:
                     yield TriggerEvent({"status": "success", "batches": done})
                     return
-                log.info("%d batch(es) not final yet; polling again in %.0fs", len(waiting), self.poll_interval)
+                log.info(
+                    "%d batch(es) not final yet; polling again in %.0fs", len(waiting), self.poll_interval
+                )
                 await asyncio.sleep(self.poll_interval)
         finally:
             await asyncio.to_thread(hook.close)

@@ -46,21 +46,30 @@ def _fmt(value: Any, digits: int = 1, percent: bool = False) -> str:
 def _time(value: Any, zone: str) -> str:
     if not isinstance(value, datetime):
         return "–"
-    return value.astimezone(ZONES[zone]).strftime("%Y-%m-%d %H:%M:%S ") + ("UTC" if zone == "UTC" else "Taipei")
+    return value.astimezone(ZONES[zone]).strftime("%Y-%m-%d %H:%M:%S ") + (
+        "UTC" if zone == "UTC" else "Taipei"
+    )
 
 
 def _page(title: str, body: str, refresh: bool) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{meta}<title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{meta}<title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def _bars(rows: list[tuple[str, int]], css: str = "") -> str:
     top = max([n for _, n in rows] + [1])
-    return "<table>" + "".join(
-        f"<tr><td>{html.escape(label)}</td><td class='n'>{n:,}</td>"
-        f"<td><span class='bar {css}' style='width:{max(1, round(240 * n / top)) if n else 0}px'></span></td></tr>"
-        for label, n in rows) + "</table>"
+    return (
+        "<table>"
+        + "".join(
+            f"<tr><td>{html.escape(label)}</td><td class='n'>{n:,}</td>"
+            f"<td><span class='bar {css}' style='width:{max(1, round(240 * n / top)) if n else 0}px'></span></td></tr>"
+            for label, n in rows
+        )
+        + "</table>"
+    )
 
 
 def _card(key: str, label: str, value: str) -> str:
@@ -86,10 +95,16 @@ def render_campaign(figures: dict[str, Any], rejects_href: str, zone: str) -> st
         ("opt_outs", "opt-outs", _fmt(f["opt_outs"])),
     ]
     state = "<span class='live'>live – refreshes every 15 s</span>" if f["live"] else "final"
-    rejected = _bars([(r["reason"], r["rows"]) for r in f["rejected_by_reason"]], "bad") \
-        if f["rejected_by_reason"] else "<p class='muted'>none</p>"
-    failed = _bars([(f"{r['status']} {r['meaning'] or ''}", r["messages"]) for r in f["failed_by_reason"]], "bad") \
-        if f["failed_by_reason"] else "<p class='muted'>none</p>"
+    rejected = (
+        _bars([(r["reason"], r["rows"]) for r in f["rejected_by_reason"]], "bad")
+        if f["rejected_by_reason"]
+        else "<p class='muted'>none</p>"
+    )
+    failed = (
+        _bars([(f"{r['status']} {r['meaning'] or ''}", r["messages"]) for r in f["failed_by_reason"]], "bad")
+        if f["failed_by_reason"]
+        else "<p class='muted'>none</p>"
+    )
     other_zone = "Asia/Taipei" if zone == "UTC" else "UTC"
     body = (
         f"<h1>Campaign {html.escape(f['campaign_id'])}</h1>"
@@ -107,12 +122,21 @@ def render_campaign(figures: dict[str, Any], rejects_href: str, zone: str) -> st
 
 
 def render_rejects(campaign_id: str, rows: list[dict[str, Any]]) -> str:
-    table = "<table><tr><th>row</th><th>reason</th><th>number</th><th>detail</th></tr>" + "".join(
-        f"<tr><td class='n'>{r['row_number']}</td><td>{html.escape(r['reason'])}</td>"
-        f"<td>{html.escape(r['mobile'] or '')}</td><td>{html.escape(r['detail'] or '')}</td></tr>" for r in rows
-    ) + "</table>"
-    return _page(f"Rejects of {campaign_id}", f"<h1>Rejected rows of {html.escape(campaign_id)}</h1>"
-                 f"<p class='muted'>{len(rows)} row(s); numbers masked.</p>{table}", False)
+    table = (
+        "<table><tr><th>row</th><th>reason</th><th>number</th><th>detail</th></tr>"
+        + "".join(
+            f"<tr><td class='n'>{r['row_number']}</td><td>{html.escape(r['reason'])}</td>"
+            f"<td>{html.escape(r['mobile'] or '')}</td><td>{html.escape(r['detail'] or '')}</td></tr>"
+            for r in rows
+        )
+        + "</table>"
+    )
+    return _page(
+        f"Rejects of {campaign_id}",
+        f"<h1>Rejected rows of {html.escape(campaign_id)}</h1>"
+        f"<p class='muted'>{len(rows)} row(s); numbers masked.</p>{table}",
+        False,
+    )
 
 
 def render_overview(rows: list[dict[str, Any]]) -> str:
@@ -121,10 +145,18 @@ def render_overview(rows: list[dict[str, Any]]) -> str:
         f"<td class='n'>{_fmt(r['delivered'])}</td><td class='n'>{_fmt(r['failed'])}</td>"
         f"<td class='n'>{_fmt(r['pending'])}</td><td class='n'>{_fmt(r['delivery_rate'], percent=True)}</td>"
         f"<td class='n'>{_fmt(r['points_spent'])}</td><td>"
-        + (f"<a target='_top' href='/dags/{html.escape(r['dag_id'])}/runs/{html.escape(r['run_id'])}'>run</a>"
-           if r.get("dag_id") and r.get("run_id") else "") + "</td></tr>" for r in rows)
-    body = ("<h1>EVERY8D campaigns</h1><table><tr><th>campaign</th><th>sent</th><th>delivered</th><th>failed</th>"
-            f"<th>pending</th><th>delivery rate</th><th>points</th><th></th></tr>{lines}</table>")
+        + (
+            f"<a target='_top' href='/dags/{html.escape(r['dag_id'])}/runs/{html.escape(r['run_id'])}'>run</a>"
+            if r.get("dag_id") and r.get("run_id")
+            else ""
+        )
+        + "</td></tr>"
+        for r in rows
+    )
+    body = (
+        "<h1>EVERY8D campaigns</h1><table><tr><th>campaign</th><th>sent</th><th>delivered</th><th>failed</th>"
+        f"<th>pending</th><th>delivery rate</th><th>points</th><th></th></tr>{lines}</table>"
+    )
     return _page("EVERY8D campaigns", body, False)
 
 
@@ -145,8 +177,11 @@ def create_ui_app():
             with fig.open_reader(fig.warehouse_target()) as reader:
                 ids = fig.campaigns_of_run(reader, dag_id, run_id)
                 if not ids:
-                    raise HTTPException(404, f"DAG run {run_id} of {dag_id} sent no EVERY8D campaign "
-                                             "(or the status DAG has not run since)")
+                    raise HTTPException(
+                        404,
+                        f"DAG run {run_id} of {dag_id} sent no EVERY8D campaign "
+                        "(or the status DAG has not run since)",
+                    )
                 return fig.campaign_figures(reader, ids[-1]), ids[-1]
         except LookupError as missing:
             raise HTTPException(404, str(missing)) from None
@@ -157,12 +192,15 @@ def create_ui_app():
         try:
             figures, _ = _campaign(dag_id, run_id)
         except HTTPException as error:
-            return HTMLResponse(_page("No campaign", f"<h1>No campaign</h1><p>{html.escape(error.detail)}</p>",
-                                      False), status_code=error.status_code)
+            return HTMLResponse(
+                _page("No campaign", f"<h1>No campaign</h1><p>{html.escape(error.detail)}</p>", False),
+                status_code=error.status_code,
+            )
         from urllib.parse import quote
 
-        return HTMLResponse(render_campaign(figures, f"../../rejects/{quote(dag_id, safe='')}/{quote(run_id, safe='')}",
-                                            zone))
+        return HTMLResponse(
+            render_campaign(figures, f"../../rejects/{quote(dag_id, safe='')}/{quote(run_id, safe='')}", zone)
+        )
 
     @app.get("/rejects/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=run_access)
     def rejects_page(dag_id: str, run_id: str) -> HTMLResponse:
@@ -183,9 +221,8 @@ def create_ui_app():
             with fig.open_reader(fig.warehouse_target()) as reader:
                 return HTMLResponse(render_overview(fig.all_campaigns(reader)))
         except LookupError as missing:
-            return HTMLResponse(_page("EVERY8D", f"<h1>EVERY8D campaigns</h1><p>{html.escape(str(missing))}</p>",
-                                      False))
+            return HTMLResponse(
+                _page("EVERY8D", f"<h1>EVERY8D campaigns</h1><p>{html.escape(str(missing))}</p>", False)
+            )
 
     return app
-
-

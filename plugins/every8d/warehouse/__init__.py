@@ -46,7 +46,7 @@ def open_warehouse(target: str | None = None) -> Warehouse:
     if target.startswith(DUCKDB_SCHEME):
         from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
-        path = target[len(DUCKDB_SCHEME):]
+        path = target[len(DUCKDB_SCHEME) :]
         memory_limit = settings.get("duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT
         if path.startswith("/:memory:") or path == ":memory:":
             return DuckDbWarehouse(":memory:", memory_limit=memory_limit)
@@ -56,7 +56,7 @@ def open_warehouse(target: str | None = None) -> Warehouse:
     if target.startswith(AIRFLOW_SCHEME):
         from every8d.warehouse.dbapi import DbApiWarehouse
 
-        conn_id = target[len(AIRFLOW_SCHEME):].strip("/")
+        conn_id = target[len(AIRFLOW_SCHEME) :].strip("/")
         if not conn_id:
             raise ValueError("an Airflow target names a connection: airflow://<conn_id>")
         return DbApiWarehouse(conn_id)

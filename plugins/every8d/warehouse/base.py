@@ -260,7 +260,9 @@ class Warehouse(ABC):
         with self.transaction():
             return self._upsert_from(name, reader, statement)
 
-    def write(self, name: str, data: ArrowData, disposition: WriteDisposition, key: Sequence[str] = ()) -> int:
+    def write(
+        self, name: str, data: ArrowData, disposition: WriteDisposition, key: Sequence[str] = ()
+    ) -> int:
         """Write with a named disposition: ``append`` or ``merge`` (upsert on ``key``)."""
         if disposition == "append":
             return self.append(name, data)

@@ -108,7 +108,11 @@ def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType 
     for values, arrow_type in zip(columns, types):
         if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
             values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
-        array = pa.array(values, type=arrow_type) if arrow_type is not None or values else pa.array(values, pa.null())
+        array = (
+            pa.array(values, type=arrow_type)
+            if arrow_type is not None or values
+            else pa.array(values, pa.null())
+        )
         if pa.types.is_timestamp(array.type) and array.type.tz and array.type.tz != "UTC":
             array = array.cast(pa.timestamp(array.type.unit, tz="UTC"))
         arrays.append(array)
@@ -127,7 +131,9 @@ class DbApiWarehouse(Warehouse):
 
         hook = BaseHook.get_connection(conn_id).get_hook()
         if not isinstance(hook, DbApiHook):
-            raise ValueError(f"connection {conn_id!r} is not a SQL connection (its hook is {type(hook).__name__})")
+            raise ValueError(
+                f"connection {conn_id!r} is not a SQL connection (its hook is {type(hook).__name__})"
+            )
         self.conn_id = conn_id
         self.hook = hook
         self.dialect = _dialect_of(hook)
@@ -170,7 +176,8 @@ class DbApiWarehouse(Warehouse):
             return tuple(parameters)
         return tuple(
             value.astimezone(timezone.utc).replace(tzinfo=None)
-            if isinstance(value, datetime) and value.tzinfo is not None else value
+            if isinstance(value, datetime) and value.tzinfo is not None
+            else value
             for value in parameters
         )
 
@@ -200,7 +207,9 @@ class DbApiWarehouse(Warehouse):
         with self.transaction():
             server_side = self.dialect == "postgres"
             cursor = (
-                self._active.cursor(name=f"every8d_{uuid.uuid4().hex[:12]}") if server_side else self._active.cursor()
+                self._active.cursor(name=f"every8d_{uuid.uuid4().hex[:12]}")
+                if server_side
+                else self._active.cursor()
             )
             try:
                 if parameters is None:
@@ -269,11 +278,15 @@ class DbApiWarehouse(Warehouse):
                     return written
             return self._executemany(name, reader)
 
-    def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]) -> int:
+    def _upsert_from(
+        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]
+    ) -> int:
         return self.execute_over(reader, sql_for_source)
 
     def execute_over(
-        self, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str],
+        self,
+        reader: pa.RecordBatchReader,
+        sql_for_source: Callable[[str], str],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Copy ``reader`` into a temporary table, run the statement over it, drop the table."""

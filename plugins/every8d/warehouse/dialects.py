@@ -171,8 +171,14 @@ class Dialect:
         return f"{insert}\nON CONFLICT ({', '.join(quote(k) for k in key)}) DO UPDATE SET {sets}"
 
     def conflict_update_sql(
-        self, table: str, alias: str, columns: str, select: str, key: tuple[str, ...],
-        sets: list[tuple[str, str]], where: str,
+        self,
+        table: str,
+        alias: str,
+        columns: str,
+        select: str,
+        key: tuple[str, ...],
+        sets: list[tuple[str, str]],
+        where: str,
     ) -> str:
         """``INSERT INTO table AS alias (columns) select ON CONFLICT (key) DO UPDATE SET ... WHERE where``.
 
@@ -294,7 +300,9 @@ class MySqlDialect(Dialect):
     def insert_new(self, insert: str) -> str:
         """A no-op update of the first column, not ``INSERT IGNORE`` (which would hide other errors too)."""
         first = re.search(
-            r"INSERT\s+INTO\s+\"?([A-Za-z_][A-Za-z0-9_.]*)\"?\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)", insert, re.IGNORECASE
+            r"INSERT\s+INTO\s+\"?([A-Za-z_][A-Za-z0-9_.]*)\"?\s*\(\s*\"?([A-Za-z_][A-Za-z0-9_]*)",
+            insert,
+            re.IGNORECASE,
         )
         if first is None:
             raise ValueError("insert_new needs INSERT INTO table (columns ...) SELECT ...")

@@ -42,8 +42,9 @@ class DuckDbWarehouse(Warehouse):
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                 memory_limit: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, memory_limit: str | None = None
+    ) -> None:
         self.path = str(path)
         self.lock_timeout = lock_timeout
         self.memory_limit = memory_limit
@@ -113,8 +114,10 @@ class DuckDbWarehouse(Warehouse):
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
         with self.transaction():
-            result = self.connection.execute(sql, parameters) if parameters is not None else (
-                self.connection.execute(sql)
+            result = (
+                self.connection.execute(sql, parameters)
+                if parameters is not None
+                else (self.connection.execute(sql))
             )
             description = result.description or []
             rows = result.fetchall()
@@ -126,8 +129,10 @@ class DuckDbWarehouse(Warehouse):
         self, sql: str, parameters: Sequence[Any] | None = None, *, batch_size: int = 65_536
     ) -> Iterator[pa.RecordBatch]:
         with self.transaction():
-            relation = self.connection.sql(sql, params=parameters) if parameters is not None else (
-                self.connection.sql(sql)
+            relation = (
+                self.connection.sql(sql, params=parameters)
+                if parameters is not None
+                else (self.connection.sql(sql))
             )
             reader = relation.to_arrow_reader(batch_size)
             yielded = False
@@ -138,7 +143,9 @@ class DuckDbWarehouse(Warehouse):
                 yield pa.RecordBatch.from_pylist([], schema=reader.schema)
 
     def execute_over(
-        self, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str],
+        self,
+        reader: pa.RecordBatchReader,
+        sql_for_source: Callable[[str], str],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name."""
@@ -152,7 +159,9 @@ class DuckDbWarehouse(Warehouse):
             lambda view: self.execute(f"INSERT INTO {quote(name)} ({names}) SELECT {names} FROM {view}"),
         )
 
-    def _upsert_from(self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]) -> int:
+    def _upsert_from(
+        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]
+    ) -> int:
         return self._with_view(reader, lambda view: self.execute(sql_for_source(view)))
 
     def close(self) -> None:

@@ -122,8 +122,11 @@ class ParquetExporter:
                 [mark["send_date"], mark["kind"], mark["marked_at"]],
             )
         self._write_file(
-            warehouse, f"SELECT {', '.join(BATCHES.schema.names)} FROM {BATCHES.name} ORDER BY batch_id",
-            [], self.path(BATCHES.name), file_schema(BATCHES),
+            warehouse,
+            f"SELECT {', '.join(BATCHES.schema.names)} FROM {BATCHES.name} ORDER BY batch_id",
+            [],
+            self.path(BATCHES.name),
+            file_schema(BATCHES),
         )
         if marks:
             log.info("rewrote %d Parquet partition(s) (%d row(s)) under %s", len(marks), rows, self.base)
@@ -145,14 +148,19 @@ class ParquetExporter:
         folder = self.path(spec.name, f"send_date={send_date.isoformat()}", f"kind={kind}")
         return self._write_file(warehouse, sql, [send_date, kind], folder, schema)
 
-    def _write_file(self, warehouse: Warehouse, sql: str, parameters: list, folder: str, schema: pa.Schema) -> int:
+    def _write_file(
+        self, warehouse: Warehouse, sql: str, parameters: list, folder: str, schema: pa.Schema
+    ) -> int:
         """Stream a query into ``folder/data.parquet`` atomically; remove every other file there."""
         self.fs.makedirs(folder, exist_ok=True)
         final = f"{folder}/{DATA_FILE}"
         temporary = f"{folder}/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         rows = 0
         try:
-            with self.fs.open(temporary, "wb") as handle, pq.ParquetWriter(handle, schema, compression="snappy") as writer:
+            with (
+                self.fs.open(temporary, "wb") as handle,
+                pq.ParquetWriter(handle, schema, compression="snappy") as writer,
+            ):
                 for batch in warehouse.query_batches(sql, parameters):
                     if batch.num_rows:
                         writer.write_table(_conform(batch, schema))

@@ -68,7 +68,9 @@ class Every8dHttpClient:
     def _validity(self, validity_minutes: int | None) -> int | None:
         return validity_minutes if validity_minutes is not None else self.settings.validity_minutes
 
-    def _send(self, endpoint: str, recipients: int, parser: Any = sms.parse_send_response, **post: Any) -> SendResult:
+    def _send(
+        self, endpoint: str, recipients: int, parser: Any = sms.parse_send_response, **post: Any
+    ) -> SendResult:
         """Post a send; an unparseable answer leaves the outcome unknown."""
         text = self.transport.post(endpoint, kind="send", recipients=recipients, **post)
         try:
@@ -94,8 +96,13 @@ class Every8dHttpClient:
         :param validity_minutes: how long the gateway keeps trying (``RETRYTIME``).
         :raises SendOutcomeUnknownError: the request left but no usable answer came back.
         """
-        form, count = sms.send_form(message, destinations, subject=subject, schedule_at=schedule_at,
-                                    validity_minutes=self._validity(validity_minutes))
+        form, count = sms.send_form(
+            message,
+            destinations,
+            subject=subject,
+            schedule_at=schedule_at,
+            validity_minutes=self._validity(validity_minutes),
+        )
         return self._send(sms.SEND_SMS, count, form=form)
 
     def send_sms_filtered(
@@ -112,8 +119,13 @@ class Every8dHttpClient:
         The skipped numbers come back in ``SendResult.filtered``.  When every number
         is skipped the gateway answers -98, raised as a :class:`GatewayError`.
         """
-        form, count = sms.send_form(message, destinations, subject=subject, schedule_at=schedule_at,
-                                    validity_minutes=self._validity(validity_minutes))
+        form, count = sms.send_form(
+            message,
+            destinations,
+            subject=subject,
+            schedule_at=schedule_at,
+            validity_minutes=self._validity(validity_minutes),
+        )
         result = self._send(sms.SEND_SMS_FILTERED, count, form=form)
         problem = sms.filtered_problem(result, form["DEST"].split(","))
         if problem:
@@ -139,8 +151,13 @@ class Every8dHttpClient:
         :param image_type: optional declared type, checked against the bytes.
         """
         kind = mms.check_mms(image, image_type, subject, message)
-        form, count = sms.send_form(message, destinations, subject=subject, schedule_at=schedule_at,
-                                    validity_minutes=self._validity(validity_minutes))
+        form, count = sms.send_form(
+            message,
+            destinations,
+            subject=subject,
+            schedule_at=schedule_at,
+            validity_minutes=self._validity(validity_minutes),
+        )
         return self._send(mms.SEND_MMS, count, form=mms.mms_form(form, image, kind))
 
     def send_param_sms(
@@ -159,7 +176,10 @@ class Every8dHttpClient:
         recipient's ``record_id`` (``Mr``) comes back in pushes and JSON status.
         """
         body = sms.build_param_sms_body(
-            recipients, template=template, subject=subject, schedule_at=schedule_at,
+            recipients,
+            template=template,
+            subject=subject,
+            schedule_at=schedule_at,
             validity_minutes=self._validity(validity_minutes),
         )
         return self._send(sms.SEND_PARAM_SMS, len(recipients), sms.parse_param_send_response, json_body=body)
@@ -201,9 +221,12 @@ class Every8dHttpClient:
         endpoint = status.endpoint(mms)
         parse = status.parse_status_page_json if with_record_ids else status.parse_status_page
         return paginate(
-            lambda number: self.get_delivery_status_text(batch_id, number, mms=mms, with_record_ids=with_record_ids),
+            lambda number: self.get_delivery_status_text(
+                batch_id, number, mms=mms, with_record_ids=with_record_ids
+            ),
             lambda texts: parse(texts[0], endpoint),
-            endpoint=endpoint, page_size=status.STATUS_PAGE_SIZE,
+            endpoint=endpoint,
+            page_size=status.STATUS_PAGE_SIZE,
         )
 
     def iter_delivery_status(
@@ -218,11 +241,16 @@ class Every8dHttpClient:
 
         :raises IncompleteListingError: a short page before the last, or rows that do not add up.
         """
-        return list(paginate(
-            lambda number: self.transport.post(replies.REPLY_MESSAGES, {"BID": batch_id, "PNO": str(number)}),
-            lambda texts: replies.parse_reply_page(texts[0], replies.REPLY_MESSAGES),
-            endpoint=replies.REPLY_MESSAGES, page_size=replies.REPLY_PAGE_SIZE,
-        ))
+        return list(
+            paginate(
+                lambda number: self.transport.post(
+                    replies.REPLY_MESSAGES, {"BID": batch_id, "PNO": str(number)}
+                ),
+                lambda texts: replies.parse_reply_page(texts[0], replies.REPLY_MESSAGES),
+                endpoint=replies.REPLY_MESSAGES,
+                page_size=replies.REPLY_PAGE_SIZE,
+            )
+        )
 
     def iter_replies(self, batch_id: str) -> Iterator[Reply]:
         """Every reply to a batch (``replied_at`` in UTC); nothing is yielded unless the listing is complete."""

@@ -73,6 +73,7 @@ def raise_for_error_body(text: str, endpoint: str) -> None:
 
 # -- times ----------------------------------------------------------------------
 
+
 def format_schedule_time(when: datetime) -> str:
     """``when`` as the gateway's ``ST`` value: ``yyyyMMddHHmmss`` in Asia/Taipei.
 
@@ -89,6 +90,7 @@ def parse_taipei_time(text: str, fmt: str = LISTING_TIME_FORMAT) -> datetime:
 
 
 # -- fields ---------------------------------------------------------------------
+
 
 def decimal_field(value: str, endpoint: str, what: str, body: str) -> Decimal:
     try:

@@ -33,7 +33,9 @@ def check_mms_image(image: bytes, declared_type: str | None = None) -> str:
     if not image:
         raise ValueError("the MMS image is empty")
     if len(image) > MMS_MAX_IMAGE_BYTES:
-        raise ValueError(f"the MMS image has {len(image)} bytes; the gateway takes at most {MMS_MAX_IMAGE_BYTES}")
+        raise ValueError(
+            f"the MMS image has {len(image)} bytes; the gateway takes at most {MMS_MAX_IMAGE_BYTES}"
+        )
     detected = detect_image_type(image)
     if detected is None:
         raise ValueError("the MMS image is not a JPEG, PNG or GIF file")
@@ -56,7 +58,9 @@ def check_mms_size(image: bytes, text: str) -> None:
 
     size = mms_size(len(image), text)
     if size > MMS_MAX_IMAGE_BYTES:
-        raise ValueError(f"the MMS has {size} bytes of image plus text; the gateway takes at most {MMS_MAX_IMAGE_BYTES}")
+        raise ValueError(
+            f"the MMS has {size} bytes of image plus text; the gateway takes at most {MMS_MAX_IMAGE_BYTES}"
+        )
 
 
 _TAIWAN_MOBILE = re.compile(r"^(?:\+886|886|0)9\d{8}$")
@@ -90,7 +94,9 @@ def mms_form(form: dict[str, str], image: bytes, kind: str) -> dict[str, str]:
 
     :raises ValueError: a destination is not a Taiwan mobile (the gateway sends MMS in Taiwan only).
     """
-    abroad = [index for index, number in enumerate(form["DEST"].split(","), start=1) if not is_taiwan_mobile(number)]
+    abroad = [
+        index for index, number in enumerate(form["DEST"].split(","), start=1) if not is_taiwan_mobile(number)
+    ]
     if abroad:
         raise ValueError(
             f"MMS goes to Taiwan mobiles only; {len(abroad)} destination(s) are not "

@@ -36,6 +36,12 @@ def parse_reply_page(text: str, endpoint: str = REPLY_MESSAGES) -> ReplyPage:
         except ValueError:
             raise WireFormatError(endpoint, f"reply row {number} has a bad time") from None
         mobile_at = next((i for i in range(1, len(cells) - 2) if _MOBILE_CELL.match(cells[i])), 1)
-        replies.append(Reply("\t".join(cells[:mobile_at]), cells[mobile_at].strip(),
-                             "\t".join(cells[mobile_at + 1:-1]), replied_at))
+        replies.append(
+            Reply(
+                "\t".join(cells[:mobile_at]),
+                cells[mobile_at].strip(),
+                "\t".join(cells[mobile_at + 1 : -1]),
+                replied_at,
+            )
+        )
     return ReplyPage(total, tuple(replies))

@@ -97,6 +97,7 @@ def parse_param_send_response(text: str, endpoint: str = SEND_PARAM_SMS) -> Send
 
 # -- personalized sends ---------------------------------------------------------------------
 
+
 def build_param_sms_body(
     recipients: Sequence[ParamRecipient],
     *,
@@ -113,9 +114,13 @@ def build_param_sms_body(
         params = list(recipient.params)
         if template:
             if len(params) > MAX_PARAM_FIELDS:
-                raise ValueError(f"recipient {index} has {len(params)} values; at most {MAX_PARAM_FIELDS} fit")
+                raise ValueError(
+                    f"recipient {index} has {len(params)} values; at most {MAX_PARAM_FIELDS} fit"
+                )
             if any("|" in value for value in params):
-                raise ValueError(f"recipient {index} has a '|' in a value, which the gateway uses as separator")
+                raise ValueError(
+                    f"recipient {index} has a '|' in a value, which the gateway uses as separator"
+                )
         elif len(params) != 1 or not params[0]:
             raise ValueError(f"recipient {index} needs exactly one non-empty text when there is no template")
         rows.append(

@@ -23,6 +23,7 @@ STATUS_PAGE_SIZE = 1000
 
 # -- pages ----------------------------------------------------------------------
 
+
 def _taipei_to_utc(strings: pa.Array, endpoint: str) -> pa.Array:
     """``yyyy/MM/dd HH:mm:ss`` Taipei text → UTC timestamps; empty text → null."""
     blank = pc.equal(pc.utf8_trim_whitespace(strings), "")
@@ -86,8 +87,11 @@ def parse_status_pages(texts: Sequence[str], endpoint: str = DELIVERY_STATUS) ->
     page_totals = tuple(count for count, _ in totals_and_rows)
     page_rows = tuple(len(_CONTENT_LINE.findall(rest)) for _, rest in totals_and_rows)
     total = page_totals[0] if page_totals else 0
-    rests = [rest if rest.endswith("\n") else rest + "\n"
-             for _, rest in totals_and_rows if rest and not rest.isspace()]
+    rests = [
+        rest if rest.endswith("\n") else rest + "\n"
+        for _, rest in totals_and_rows
+        if rest and not rest.isspace()
+    ]
     if not rests:
         return StatusPage(total, _empty_status_table(), page_rows, page_totals)
     table = _status_rows_csv("".join(rests), endpoint)
@@ -115,7 +119,11 @@ def _csv_parse_options() -> Any:
     import pyarrow.csv as pacsv
 
     return pacsv.ParseOptions(
-        delimiter="\t", quote_char=False, double_quote=False, escape_char=False, newlines_in_values=False,
+        delimiter="\t",
+        quote_char=False,
+        double_quote=False,
+        escape_char=False,
+        newlines_in_values=False,
         ignore_empty_lines=True,
     )
 
@@ -128,7 +136,10 @@ def _csv_convert_options(columns: int) -> Any:
     # Text from a Python str is valid UTF-8 already.
     return pacsv.ConvertOptions(
         column_types={f"f{index}": kind for index, kind in enumerate(_CSV_COLUMN_TYPES[:columns])},
-        null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=False,
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        check_utf8=False,
     )
 
 
@@ -157,8 +168,12 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
         autogenerate_column_names=True, use_threads=len(data) > _CSV_BLOCK_SIZE, block_size=_CSV_BLOCK_SIZE
     )
     try:
-        table = pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=_csv_parse_options(),
-                               convert_options=_csv_convert_options(width))
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=read,
+            parse_options=_csv_parse_options(),
+            convert_options=_csv_convert_options(width),
+        )
         rows = table.num_rows
         sent_at = _times(table.column(2), endpoint)
         received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, _UTC)
@@ -167,8 +182,15 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
     if width == 6 and _delivered_without_receipt(table.column(4), received_at) is not None:
         return None
     return pa.Table.from_arrays(
-        [table.column(0), table.column(1), sent_at, table.column(3), table.column(4), received_at,
-         pa.nulls(rows, pa.string())],
+        [
+            table.column(0),
+            table.column(1),
+            sent_at,
+            table.column(3),
+            table.column(4),
+            received_at,
+            pa.nulls(rows, pa.string()),
+        ],
         schema=STATUS_PAGE_SCHEMA,
     )
 
@@ -223,7 +245,9 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
     columns = 5 if shapes[0] else 6
     short = pc.less(widths, columns)
     if pc.any(short).as_py():
-        raise WireFormatError(endpoint, f"row {pc.index(short, True).as_py() + 1} of the page has too few columns")
+        raise WireFormatError(
+            endpoint, f"row {pc.index(short, True).as_py() + 1} of the page has too few columns"
+        )
 
     def from_right(position: int) -> pa.Array:  # 1 = MOBILE ... columns - 1 = the last column
         return flat.take(pc.subtract(ends, columns - position))
@@ -244,7 +268,9 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
     if columns == 6:
         odd = _delivered_without_receipt(status, received)
         if odd is not None:
-            raise WireFormatError(endpoint, f"row {odd + 1} is delivered (100) without its RECEIVED_TIME (a cut answer)")
+            raise WireFormatError(
+                endpoint, f"row {odd + 1} is delivered (100) without its RECEIVED_TIME (a cut answer)"
+            )
     return pa.Table.from_arrays(
         [
             names,
@@ -295,7 +321,9 @@ def _json_times(strings: pa.Array, endpoint: str) -> pa.Array:
     """Times as JSON implementations write them (``2026/05/01 12:00:00``, ``2026-05-01T12:00:00``,
     ``20260501120000``, with or without fractions) → UTC, read as Taipei time."""
     text = pc.utf8_trim_whitespace(strings)
-    text = pc.replace_substring_regex(text, r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$", r"\1/\2/\3 \4:\5:\6")
+    text = pc.replace_substring_regex(
+        text, r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$", r"\1/\2/\3 \4:\5:\6"
+    )
     text = pc.replace_substring_regex(text, r"^(\d{4})-(\d{1,2})-(\d{1,2})[T ]", r"\1/\2/\3 ")
     text = pc.replace_substring_regex(text, r"\.\d+$", "")
     return _taipei_to_utc(text, endpoint)
@@ -322,11 +350,15 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
     try:
         total = int(str(count).strip())
     except ValueError:
-        raise WireFormatError(endpoint, f"no message count in the JSON status page (keys received: {keys})") from None
+        raise WireFormatError(
+            endpoint, f"no message count in the JSON status page (keys received: {keys})"
+        ) from None
     if records is None:
         records = []
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
-        raise WireFormatError(endpoint, f"the JSON status records are not a list of objects (keys received: {keys})")
+        raise WireFormatError(
+            endpoint, f"the JSON status records are not a list of objects (keys received: {keys})"
+        )
     if not records:
         return StatusPage(total, _empty_status_table(), (0,), (total,))
     first = {_key(name) for name in records[0]}
@@ -336,7 +368,10 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
         raise WireFormatError(
             endpoint, f"JSON status records have no {' or '.join(missing)} (record keys received: {received})"
         )
-    columns = {key: [_json_cell(_pick(r, spellings)) for r in records] for key, spellings in _JSON_STATUS_KEYS.items()}
+    columns = {
+        key: [_json_cell(_pick(r, spellings)) for r in records]
+        for key, spellings in _JSON_STATUS_KEYS.items()
+    }
     try:
         points = pc.cast(pa.array(columns["points"]), pa.decimal128(12, 2))
         status = pc.cast(pa.array(columns["status"]), pa.int32())
