@@ -175,6 +175,26 @@ SET polls = COALESCE(polls, 0) + CASE WHEN last_poll_at IS NOT DISTINCT FROM CAS
 WHERE batch_id = ?
 """
 
+# Many batches' polls in one statement: one VALUES row per batch (batch_id, next_poll_at, listed,
+# final_count, state, closed_reason, closed_at); parameters: now, now, then the rows' values.
+_POLL_ROW = ("(CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE), CAST(? AS BIGINT), CAST(? AS BIGINT), "
+             "CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE))")
+
+
+def _update_batches(rows: int) -> str:
+    return f"""
+UPDATE {BATCHES.name}
+SET polls = COALESCE(polls, 0) + CASE WHEN last_poll_at IS NOT DISTINCT FROM CAST(? AS TIMESTAMP WITH TIME ZONE)
+                                      THEN 0 ELSE 1 END,
+    last_poll_at = CAST(? AS TIMESTAMP WITH TIME ZONE),
+    next_poll_at = v.next_poll_at, listed = v.listed, final_count = v.final_count, state = v.state,
+    closed_reason = v.closed_reason, closed_at = v.closed_at
+FROM (VALUES {", ".join([_POLL_ROW] * rows)})
+     AS v (batch_id, next_poll_at, listed, final_count, state, closed_reason, closed_at)
+WHERE {BATCHES.name}.batch_id = v.batch_id
+"""
+
+
 SEND_DATE = "CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE)"
 
 MARK_DIRTY = f"""
@@ -249,6 +269,34 @@ def record_poll(
         UPDATE_BATCH,
         [now, now, next_poll_at, listed, final, state, closed_reason, now if closed_reason else None, batch_id],
     )
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One batch's poll bookkeeping, as :func:`record_poll` takes it."""
+
+    batch_id: str
+    next_poll_at: datetime | None
+    listed: int
+    final: int
+    closed_reason: str | None
+
+
+#: Batches booked per UPDATE statement at most (7 parameters each).
+POLLS_PER_STATEMENT = 500
+
+
+def record_polls(warehouse: Warehouse, polls: list[Poll], *, now: datetime) -> None:
+    """:func:`record_poll` for many batches, in one statement per ``POLLS_PER_STATEMENT`` (one
+    statement per batch cost a quarter of a group merge)."""
+    for first in range(0, len(polls), POLLS_PER_STATEMENT):
+        chunk = polls[first:first + POLLS_PER_STATEMENT]
+        values: list[object] = [now, now]
+        for poll in chunk:
+            closed = bool(poll.closed_reason)
+            values += [poll.batch_id, poll.next_poll_at, int(poll.listed), int(poll.final),
+                       "closed" if closed else "open", poll.closed_reason, now if closed else None]
+        warehouse.execute(_update_batches(len(chunk)), values)
 
 
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
