@@ -74,7 +74,7 @@ DEFAULT_MERGE_GROUP = 256
 #: Status rows merged in one transaction at most.  Each DuckDB commit checkpoints (rewriting the
 #: tables' last row groups) and each merge scans the tables once, so few big merges beat many small
 #: ones (1,000 x 1,000 rows: 44 merges took 19 s); the staged rows of one merge are in memory.
-DEFAULT_MERGE_ROWS = 200_000
+DEFAULT_MERGE_ROWS = 100_000
 #: Seconds a fetched batch waits at most for its merge group to fill (a slow gateway still commits).
 DEFAULT_MERGE_EVERY = 10.0
 #: Batches a shard takes per run at most.
