@@ -234,11 +234,20 @@ def main() -> None:
         started = time.perf_counter()
         tasks.merge_pushes({}, None)
         plan = tasks.plan_shards({})
+        spawned = time.perf_counter()
         children = [child(["--phase", "shard", "--shard", str(p["shard"]), "--of", str(p["shards"])], env)
                     for p in plan]
         shards = [result_of(process, f"shard {n}") for n, process in enumerate(children)]
+        shards_done = time.perf_counter()
         exported = tasks.export_parquet({})
         seconds = time.perf_counter() - started
+        phases = {  # where the seconds go
+            "plan_seconds": round(spawned - started, 2),
+            "shard_process_seconds": round(shards_done - spawned, 2),
+            "shard_sync_seconds": round(max(s["seconds"] for s in shards), 2),
+            "fetch_seconds_summed": round(sum(s["fetch_seconds"] for s in shards), 2),
+            "export_seconds": round(time.perf_counter() - shards_done, 2),
+        }
         with open_warehouse(target) as warehouse:
             rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()
             still_open = warehouse.query_arrow(
@@ -284,6 +293,7 @@ def main() -> None:
         "merge_seconds": round(sum(s["merge_seconds"] for s in shards), 2),
         "naive_peak_rss_mb": round(naive["peak_rss_mb"], 1),
         "arrow_peak_mb": round(max(s["arrow_peak_mb"] for s in shards), 1),
+        **phases,
         "duckdb_memory_limit": memory_limit,
         "load_average": round(load, 2),
     }))
