@@ -20,7 +20,7 @@ The commit unit is the group: a batch counts as polled only when its group's
 transaction commits (its rows, its history, its poll booked, all at once).  A
 crash (SIGKILL included) loses the batches in progress: those being fetched,
 those fetched and waiting for their group, and the group being merged, at most
-``concurrency + merge_group`` batches; the retry finds exactly those still due
+``concurrency + 2 * merge_group`` batches; the retry finds exactly those still due
 and polls them again.  ``merge_group=1`` commits batch by batch.
 
 A batch whose messages pushes already made all final closes without a poll
