@@ -61,8 +61,9 @@ def free_port() -> int:
 def pg_admin(sql: str) -> None:
     import psycopg2
 
-    connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
-                                  options="-c statement_timeout=60000")
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", options="-c statement_timeout=60000"
+    )
     connection.autocommit = True
     try:
         connection.cursor().execute(sql)
@@ -82,8 +83,13 @@ class Components:
 
     def start(self, name: str, *args: str) -> None:
         log = open(self.logs / f"{name}.log", "wb")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env,
-                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -133,11 +139,20 @@ def main() -> None:
     (folder / "logs").mkdir()
     api_port = free_port()
     api = f"http://127.0.0.1:{api_port}"
-    warehouse_conn = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                                 "schema": warehouse_db})
+    warehouse_conn = json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "postgres",
+            "schema": warehouse_db,
+        }
+    )
     components = None
     try:
-        with SandboxServer(frozen_clock=True, record=False, credit=args.batches * args.messages * 4) as server:
+        with SandboxServer(
+            frozen_clock=True, record=False, credit=args.batches * args.messages * 4
+        ) as server:
             sandbox = server.client(timeout=600)
             started = time.perf_counter()
             ids = make_batches(sandbox, args.batches, args.messages)
@@ -145,12 +160,24 @@ def main() -> None:
             os.environ["AIRFLOW_CONN_EVERY8D_WAREHOUSE"] = warehouse_conn
             sent_at = datetime.now(timezone.utc) - timedelta(hours=1)
             with open_warehouse("airflow://every8d_warehouse") as warehouse:
-                register_batches(warehouse, [
-                    {"batch_id": b, "campaign_id": "bench", "kind": "sms", "sent_at": sent_at,
-                     "recipients": args.messages} for b in ids])
+                register_batches(
+                    warehouse,
+                    [
+                        {
+                            "batch_id": b,
+                            "campaign_id": "bench",
+                            "kind": "sms",
+                            "sent_at": sent_at,
+                            "recipients": args.messages,
+                        }
+                        for b in ids
+                    ],
+                )
             sandbox.inject_fault("getDeliveryStatus", "slow", count=-1, delay=args.status_delay)
-            print(f"sandbox: {args.batches} batches registered in {time.perf_counter() - started:.0f}s",
-                  file=sys.stderr)
+            print(
+                f"sandbox: {args.batches} batches registered in {time.perf_counter() - started:.0f}s",
+                file=sys.stderr,
+            )
             audience = folder / "audience.csv"
             with open(audience, "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -169,8 +196,7 @@ def main() -> None:
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
                 "AIRFLOW__API__BASE_URL": api,
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-                "AIRFLOW__CORE__AUTH_MANAGER":
-                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -183,10 +209,20 @@ def main() -> None:
                 "EVERY8D_STATUS_POOL": "every8d_status",
             }
             (folder / "airflow").mkdir()
-            subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
-                           capture_output=True, timeout=600)
-            subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "every8d_status", "2", "status sync"],
-                           env=env, check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            subprocess.run(
+                [sys.executable, "-m", "airflow", "pools", "set", "every8d_status", "2", "status sync"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             components = Components(env, folder / "logs")
             components.start("api-server", "api-server", "--port", str(api_port), "--workers", "1")
             components.start("scheduler", "scheduler")
@@ -202,32 +238,49 @@ def main() -> None:
             wait_for("the api-server", api_up, 300)
             client = requests.Session()
             client.trust_env = False
-            client.headers["Authorization"] = "Bearer " + client.get(f"{api}/auth/token", timeout=30).json()[
-                "access_token"]
+            client.headers["Authorization"] = (
+                "Bearer " + client.get(f"{api}/auth/token", timeout=30).json()["access_token"]
+            )
             for dag_id in ("every8d_delivery_status", "every8d_send_campaign"):
-                wait_for(f"{dag_id} parsed", lambda d=dag_id: client.get(f"{api}/api/v2/dags/{d}", timeout=30).ok, 300)
+                wait_for(
+                    f"{dag_id} parsed",
+                    lambda d=dag_id: client.get(f"{api}/api/v2/dags/{d}", timeout=30).ok,
+                    300,
+                )
 
             # 1. The status pass (unpausing starts the scheduled one; a manual run would wait behind it,
             #    max_active_runs=1), and its shards running.
-            assert client.patch(f"{api}/api/v2/dags/every8d_delivery_status", json={"is_paused": False},
-                                timeout=30).ok
+            assert client.patch(
+                f"{api}/api/v2/dags/every8d_delivery_status", json={"is_paused": False}, timeout=30
+            ).ok
 
             def shard_instances() -> list[dict]:
-                return [ti for ti in instances(client, api, "every8d_delivery_status", "~")
-                        if ti["task_id"] == "sync_shard"]
+                return [
+                    ti
+                    for ti in instances(client, api, "every8d_delivery_status", "~")
+                    if ti["task_id"] == "sync_shard"
+                ]
 
-            running = wait_for("the status shards to run",
-                               lambda: [ti for ti in shard_instances() if ti["state"] == "running"], 300, every=0.5)
+            running = wait_for(
+                "the status shards to run",
+                lambda: [ti for ti in shard_instances() if ti["state"] == "running"],
+                300,
+                every=0.5,
+            )
             pass_started = min(parse_time(ti["start_date"]) for ti in running)
             status_run = running[0]["dag_run_id"]
 
             # 2. The campaign, as the UI triggers it.
-            assert client.patch(f"{api}/api/v2/dags/every8d_send_campaign", json={"is_paused": False},
-                                timeout=30).ok
+            assert client.patch(
+                f"{api}/api/v2/dags/every8d_send_campaign", json={"is_paused": False}, timeout=30
+            ).ok
             conf = {"audience": str(audience), "message": "$name 您好", "dry_run": False, "max_points": None}
             triggered = datetime.now(timezone.utc)
-            answer = client.post(f"{api}/api/v2/dags/every8d_send_campaign/dagRuns",
-                                 json={"logical_date": None, "conf": conf}, timeout=30)
+            answer = client.post(
+                f"{api}/api/v2/dags/every8d_send_campaign/dagRuns",
+                json={"logical_date": None, "conf": conf},
+                timeout=30,
+            )
             answer.raise_for_status()
             campaign_run = answer.json()["dag_run_id"]
 
@@ -236,20 +289,36 @@ def main() -> None:
                     for ti in instances(client, api, "every8d_send_campaign", campaign_run):
                         if ti["task_id"] == task_id and ti["start_date"]:
                             return parse_time(ti["start_date"])
-                        if ti["task_id"] == task_id and ti["state"] in ("upstream_failed", "failed", "skipped"):
+                        if ti["task_id"] == task_id and ti["state"] in (
+                            "upstream_failed",
+                            "failed",
+                            "skipped",
+                        ):
                             raise SystemExit(f"{task_id} ended {ti['state']}; see {folder / 'logs'}")
                     return None
+
                 return check
 
             first = wait_for("the campaign's first task", started_at("stage_audience"), 600, every=0.5)
             send = wait_for("the campaign's send task", started_at("send_sms"), 600, every=0.5)
             shards = [ti for ti in shard_instances() if ti["dag_run_id"] == status_run]
-            overlap = any(ti["state"] == "running" or (parse_time(ti["end_date"]) or send) > send for ti in shards)
-            wait_for("the campaign run", lambda: client.get(
-                f"{api}/api/v2/dags/every8d_send_campaign/dagRuns/{campaign_run}", timeout=30).json()["state"]
-                in ("success", "failed"), 600, every=2)
-            campaign_state = client.get(f"{api}/api/v2/dags/every8d_send_campaign/dagRuns/{campaign_run}",
-                                        timeout=30).json()["state"]
+            overlap = any(
+                ti["state"] == "running" or (parse_time(ti["end_date"]) or send) > send for ti in shards
+            )
+            wait_for(
+                "the campaign run",
+                lambda: (
+                    client.get(
+                        f"{api}/api/v2/dags/every8d_send_campaign/dagRuns/{campaign_run}", timeout=30
+                    ).json()["state"]
+                    in ("success", "failed")
+                ),
+                600,
+                every=2,
+            )
+            campaign_state = client.get(
+                f"{api}/api/v2/dags/every8d_send_campaign/dagRuns/{campaign_run}", timeout=30
+            ).json()["state"]
     finally:
         if components is not None:
             components.stop()
@@ -259,27 +328,34 @@ def main() -> None:
     first_s = (first - triggered).total_seconds()
     send_s = (send - triggered).total_seconds()
     load = os.getloadavg()[0]
-    print(f"campaign triggered {(triggered - pass_started).total_seconds():.1f}s into a status pass of "
-          f"{len(shards)} shard(s) over {args.batches} batches; first task started after {first_s:.1f}s, "
-          f"send_sms after {send_s:.1f}s (goal <= {GOAL_SECONDS:.0f}s); status pass still running at the send: "
-          f"{overlap}; campaign {campaign_state}; load average {load:.2f}", file=sys.stderr)
+    print(
+        f"campaign triggered {(triggered - pass_started).total_seconds():.1f}s into a status pass of "
+        f"{len(shards)} shard(s) over {args.batches} batches; first task started after {first_s:.1f}s, "
+        f"send_sms after {send_s:.1f}s (goal <= {GOAL_SECONDS:.0f}s); status pass still running at the send: "
+        f"{overlap}; campaign {campaign_state}; load average {load:.2f}",
+        file=sys.stderr,
+    )
     if not overlap:
         raise SystemExit("the status pass ended before the send started: raise --batches or --status-delay")
-    print(json.dumps({
-        "bench": "campaign_start",
-        "executor": "LocalExecutor",
-        "parallelism": 6,
-        "status_pool_slots": 2,
-        "batches": args.batches,
-        "status_delay_s": args.status_delay,
-        "status_shards": len(shards),
-        "first_task_start_s": round(first_s, 1),
-        "send_task_start_s": round(send_s, 1),
-        "goal_s": GOAL_SECONDS,
-        "status_pass_running_at_send": overlap,
-        "campaign_state": campaign_state,
-        "load_average": round(load, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "campaign_start",
+                "executor": "LocalExecutor",
+                "parallelism": 6,
+                "status_pool_slots": 2,
+                "batches": args.batches,
+                "status_delay_s": args.status_delay,
+                "status_shards": len(shards),
+                "first_task_start_s": round(first_s, 1),
+                "send_task_start_s": round(send_s, 1),
+                "goal_s": GOAL_SECONDS,
+                "status_pass_running_at_send": overlap,
+                "campaign_state": campaign_state,
+                "load_average": round(load, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

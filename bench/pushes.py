@@ -178,8 +178,10 @@ def run(count: int, naive_count: int, api_count: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="every8d-bench-pushes-") as folder:
         result = _run(Path(folder), count, naive_count)
         if api_count:
-            for name, extra in (("api_server_default", {}),
-                                ("api_server", {"AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING"})):
+            for name, extra in (
+                ("api_server_default", {}),
+                ("api_server", {"AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING"}),
+            ):
                 figures = run_api_server(Path(folder) / name, api_count, extra)
                 result.update({f"{name}_{key}": value for key, value in figures.items()})
         return result
@@ -203,14 +205,26 @@ def run_api_server(work: Path, count: int, extra_env: dict[str, str]) -> dict:
         port = sock.getsockname()[1]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-        "PYTHONPATH": str(ROOT / "plugins"), "AIRFLOW_HOME": str(work), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"), "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-        "EVERY8D_PUSH_TOKEN": token, "EVERY8D_PUSH_JOURNAL": str(journal), **extra_env,
+        "PYTHONPATH": str(ROOT / "plugins"),
+        "AIRFLOW_HOME": str(work),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+        "EVERY8D_PUSH_TOKEN": token,
+        "EVERY8D_PUSH_JOURNAL": str(journal),
+        **extra_env,
     }
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+    )
     log = open(work / "api-server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--workers", "1"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -236,9 +250,16 @@ def run_api_server(work: Path, count: int, extra_env: dict[str, str]) -> dict:
     warehouse = work / "warehouse.duckdb"
     flush_journal(f"duckdb://{warehouse}", journal_path=journal)
     lost, double = lost_and_double(str(warehouse), keys)
-    return {"pushes": figures["pushes"], "pushes_per_s": figures["pushes_per_s"], "p50_ms": figures["p50_ms"],
-            "p99_ms": figures["p99_ms"], "non_200": figures["non_200"], "lost": lost, "double_counted": double,
-            "peak_rss_mb": rss}
+    return {
+        "pushes": figures["pushes"],
+        "pushes_per_s": figures["pushes_per_s"],
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
+        "non_200": figures["non_200"],
+        "lost": lost,
+        "double_counted": double,
+        "peak_rss_mb": rss,
+    }
 
 
 def _run(work: Path, count: int, naive_count: int) -> dict:

@@ -52,7 +52,6 @@ ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 DUCKDB_MEMORY_LIMIT = "96MB"
 
 
-
 # -- children ---------------------------------------------------------------------------------------
 
 
@@ -92,18 +91,24 @@ def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_ids: list[str
     frames = []
     for batch_id in batch_ids:
         for number in range(1, pages + 1):
-            answer = session.post(url, data={"UID": uid, "PWD": pwd, "BID": batch_id, "PNO": str(number)},
-                                  timeout=60)
+            answer = session.post(
+                url, data={"UID": uid, "PWD": pwd, "BID": batch_id, "PNO": str(number)}, timeout=60
+            )
             answer.raise_for_status()
             frame = pd.read_csv(
-                io.StringIO(answer.text), sep="\t", skiprows=1, header=None,
+                io.StringIO(answer.text),
+                sep="\t",
+                skiprows=1,
+                header=None,
                 names=["name", "mobile", "sent_at", "points", "status", "received_at"],
-                dtype={"name": str, "mobile": str, "sent_at": str, "received_at": str}, keep_default_na=False,
+                dtype={"name": str, "mobile": str, "sent_at": str, "received_at": str},
+                keep_default_na=False,
             )
             for column in ("sent_at", "received_at"):
                 frame[column] = (
                     pd.to_datetime(frame[column], format="%Y/%m/%d %H:%M:%S", errors="coerce")
-                    .dt.tz_localize("Asia/Taipei").dt.tz_convert("UTC")
+                    .dt.tz_localize("Asia/Taipei")
+                    .dt.tz_convert("UTC")
                 )
             frame["batch_id"] = batch_id
             frame["seq"] = range(len(frame))
@@ -139,8 +144,11 @@ def make_batches(sandbox, batches: int, per_batch: int) -> list[str]:
     def send(index: int) -> str:
         first = index * per_batch
         destinations = ",".join(f"09{first + k:08d}" for k in range(per_batch))
-        answer = session.post(sandbox.url("sendSMS"), data={"UID": sandbox.uid, "PWD": sandbox.pwd,
-                                                            "MSG": "bench", "DEST": destinations}, timeout=600)
+        answer = session.post(
+            sandbox.url("sendSMS"),
+            data={"UID": sandbox.uid, "PWD": sandbox.pwd, "MSG": "bench", "DEST": destinations},
+            timeout=600,
+        )
         answer.raise_for_status()
         return answer.text.strip().split(",")[4]
 
@@ -155,17 +163,24 @@ def warm_up(sandbox, batch_ids: list[str], per_batch: int) -> None:
 
     def read(batch_id: str) -> None:
         for number in range(1, pages + 1):
-            session.post(sandbox.url("getDeliveryStatus"), data={"UID": sandbox.uid, "PWD": sandbox.pwd,
-                                                                  "BID": batch_id, "PNO": str(number)},
-                         timeout=60).raise_for_status()
+            session.post(
+                sandbox.url("getDeliveryStatus"),
+                data={"UID": sandbox.uid, "PWD": sandbox.pwd, "BID": batch_id, "PNO": str(number)},
+                timeout=60,
+            ).raise_for_status()
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(read, batch_ids))
 
 
 def child(arguments: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **env})
+    return subprocess.Popen(
+        [sys.executable, __file__, *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins"), **env},
+    )
 
 
 def result_of(process: subprocess.Popen, what: str) -> dict:
@@ -194,8 +209,18 @@ def main() -> None:
         return
     if args.phase == "naive":
         ids = json.loads((args.work / "batches.json").read_text())
-        print(json.dumps(run_naive(args.work, args.base_url, os.environ["EVERY8D_BENCH_UID"],
-                                   os.environ["EVERY8D_BENCH_PWD"], ids, args.messages)))
+        print(
+            json.dumps(
+                run_naive(
+                    args.work,
+                    args.base_url,
+                    os.environ["EVERY8D_BENCH_UID"],
+                    os.environ["EVERY8D_BENCH_PWD"],
+                    ids,
+                    args.messages,
+                )
+            )
+        )
         return
 
     from every8d.sandbox import SandboxServer
@@ -206,37 +231,56 @@ def main() -> None:
     batches = args.batches or (100 if args.quick else 1000)
     messages = batches * args.messages
     memory_limit = os.environ.get(ENV_MEMORY_LIMIT) or DUCKDB_MEMORY_LIMIT
-    with tempfile.TemporaryDirectory(prefix="every8d-bench-cycle-") as folder, SandboxServer(
-        frozen_clock=True, record=False, credit=messages * 2, latency_ms=args.latency_ms
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="every8d-bench-cycle-") as folder,
+        SandboxServer(
+            frozen_clock=True, record=False, credit=messages * 2, latency_ms=args.latency_ms
+        ) as server,
+    ):
         work = Path(folder)
         sandbox = server.client(timeout=600)
         started = time.perf_counter()
         ids = make_batches(sandbox, batches, args.messages)
         sandbox.advance(3600)
         warm_up(sandbox, ids, args.messages)
-        print(f"sandbox: {batches} batches x {args.messages} messages made and read once in "
-              f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+        print(
+            f"sandbox: {batches} batches x {args.messages} messages made and read once in "
+            f"{time.perf_counter() - started:.1f}s",
+            file=sys.stderr,
+        )
         target = f"duckdb://{work / 'every8d.duckdb'}"
         env = {
-            "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(), "EVERY8D_WAREHOUSE": target,
-            "EVERY8D_PARQUET_ROOT": str(work / "parquet"), ENV_MEMORY_LIMIT: memory_limit,
+            "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
+            "EVERY8D_WAREHOUSE": target,
+            "EVERY8D_PARQUET_ROOT": str(work / "parquet"),
+            ENV_MEMORY_LIMIT: memory_limit,
         }
         if args.shards:
             env["EVERY8D_STATUS_SHARDS"] = str(args.shards)
         os.environ.update(env)
         sent_at = datetime.now(timezone.utc) - timedelta(hours=1)
-        register_batches(open_warehouse(target), [
-            {"batch_id": b, "campaign_id": "bench", "kind": "sms", "sent_at": sent_at, "recipients": args.messages}
-            for b in ids
-        ])
+        register_batches(
+            open_warehouse(target),
+            [
+                {
+                    "batch_id": b,
+                    "campaign_id": "bench",
+                    "kind": "sms",
+                    "sent_at": sent_at,
+                    "recipients": args.messages,
+                }
+                for b in ids
+            ],
+        )
 
         started = time.perf_counter()
         tasks.merge_pushes({}, None)
         plan = tasks.plan_shards({})
         spawned = time.perf_counter()
-        children = [child(["--phase", "shard", "--shard", str(p["shard"]), "--of", str(p["shards"])], env)
-                    for p in plan]
+        children = [
+            child(["--phase", "shard", "--shard", str(p["shard"]), "--of", str(p["shards"])], env)
+            for p in plan
+        ]
         shards = [result_of(process, f"shard {n}") for n, process in enumerate(children)]
         shards_done = time.perf_counter()
         exported = tasks.export_parquet({})
@@ -250,53 +294,83 @@ def main() -> None:
         }
         with open_warehouse(target) as warehouse:
             rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()
-            still_open = warehouse.query_arrow(
-                "SELECT count(*) AS n FROM every8d_batches WHERE state = 'open'").column("n")[0].as_py()
+            still_open = (
+                warehouse.query_arrow("SELECT count(*) AS n FROM every8d_batches WHERE state = 'open'")
+                .column("n")[0]
+                .as_py()
+            )
         if rows != messages or still_open:
-            raise SystemExit(f"project: {rows} message rows (want {messages}), {still_open} batches still open")
-        print(f"project: {seconds:.1f}s for {batches} batches in {len(plan)} shard(s) "
-              f"({sum(s['merges'] for s in shards)} merges, {sum(s['merge_seconds'] for s in shards):.1f}s merging), "
-              f"Parquet {exported['rows']} rows; shard peak RSS {max(s['peak_rss_mb'] for s in shards):.0f} MB "
-              f"(after imports {max(s['baseline_rss_mb'] for s in shards):.0f} MB)", file=sys.stderr)
+            raise SystemExit(
+                f"project: {rows} message rows (want {messages}), {still_open} batches still open"
+            )
+        print(
+            f"project: {seconds:.1f}s for {batches} batches in {len(plan)} shard(s) "
+            f"({sum(s['merges'] for s in shards)} merges, {sum(s['merge_seconds'] for s in shards):.1f}s merging), "
+            f"Parquet {exported['rows']} rows; shard peak RSS {max(s['peak_rss_mb'] for s in shards):.0f} MB "
+            f"(after imports {max(s['baseline_rss_mb'] for s in shards):.0f} MB)",
+            file=sys.stderr,
+        )
 
         naive = {"seconds": float("nan"), "peak_rss_mb": float("nan"), "rows": messages}
         if not args.skip_naive:
             (work / "naive").mkdir()
             (work / "naive" / "batches.json").write_text(json.dumps(ids))
-            naive = result_of(child(["--phase", "naive", "--work", str(work / "naive"), "--messages",
-                                     str(args.messages), "--base-url", server.base_url],
-                                    {"EVERY8D_BENCH_UID": sandbox.uid, "EVERY8D_BENCH_PWD": sandbox.pwd}), "naive")
+            naive = result_of(
+                child(
+                    [
+                        "--phase",
+                        "naive",
+                        "--work",
+                        str(work / "naive"),
+                        "--messages",
+                        str(args.messages),
+                        "--base-url",
+                        server.base_url,
+                    ],
+                    {"EVERY8D_BENCH_UID": sandbox.uid, "EVERY8D_BENCH_PWD": sandbox.pwd},
+                ),
+                "naive",
+            )
             if naive["rows"] != messages:
                 raise SystemExit(f"naive: {naive['rows']} rows, want {messages}")
-            print(f"naive:   {naive['seconds']:.1f}s, peak RSS {naive['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            print(
+                f"naive:   {naive['seconds']:.1f}s, peak RSS {naive['peak_rss_mb']:.0f} MB", file=sys.stderr
+            )
 
     peak = max(s["peak_rss_mb"] for s in shards)
     baseline = max(s["baseline_rss_mb"] for s in shards)
     speedup = naive["seconds"] / seconds
     load = os.getloadavg()[0]
-    print(f"goal (<= 300 s, <= 10 task instances, speedup >= 5, peak RSS <= baseline + 150 MB): {seconds:.1f}s, "
-          f"{FIXED_TASKS + len(plan)} task instances, speedup {speedup:.2f}, {peak:.0f} MB peak over "
-          f"{baseline:.0f} MB baseline; load average {load:.2f}", file=sys.stderr)
-    print(json.dumps({
-        "bench": "status_cycle",
-        "batches": batches,
-        "messages": messages,
-        "latency_ms": args.latency_ms,
-        "seconds": round(seconds, 2),
-        "naive_seconds": round(naive["seconds"], 2),
-        "speedup": round(speedup, 2),
-        "peak_rss_mb": round(peak, 1),
-        "baseline_rss_mb": round(baseline, 1),
-        "task_instances": FIXED_TASKS + len(plan),
-        "shards": len(plan),
-        "merges": sum(s["merges"] for s in shards),
-        "merge_seconds": round(sum(s["merge_seconds"] for s in shards), 2),
-        "naive_peak_rss_mb": round(naive["peak_rss_mb"], 1),
-        "arrow_peak_mb": round(max(s["arrow_peak_mb"] for s in shards), 1),
-        **phases,
-        "duckdb_memory_limit": memory_limit,
-        "load_average": round(load, 2),
-    }))
+    print(
+        f"goal (<= 300 s, <= 10 task instances, speedup >= 5, peak RSS <= baseline + 150 MB): {seconds:.1f}s, "
+        f"{FIXED_TASKS + len(plan)} task instances, speedup {speedup:.2f}, {peak:.0f} MB peak over "
+        f"{baseline:.0f} MB baseline; load average {load:.2f}",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "status_cycle",
+                "batches": batches,
+                "messages": messages,
+                "latency_ms": args.latency_ms,
+                "seconds": round(seconds, 2),
+                "naive_seconds": round(naive["seconds"], 2),
+                "speedup": round(speedup, 2),
+                "peak_rss_mb": round(peak, 1),
+                "baseline_rss_mb": round(baseline, 1),
+                "task_instances": FIXED_TASKS + len(plan),
+                "shards": len(plan),
+                "merges": sum(s["merges"] for s in shards),
+                "merge_seconds": round(sum(s["merge_seconds"] for s in shards), 2),
+                "naive_peak_rss_mb": round(naive["peak_rss_mb"], 1),
+                "arrow_peak_mb": round(max(s["arrow_peak_mb"] for s in shards), 1),
+                **phases,
+                "duckdb_memory_limit": memory_limit,
+                "load_average": round(load, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

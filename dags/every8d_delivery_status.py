@@ -48,22 +48,47 @@ STATUS_PRIORITY = 1
     tags=["every8d"],
     doc_md=__doc__,
     default_args={
-        "retries": 2, "retry_delay": timedelta(seconds=30), "pool": STATUS_POOL,
-        "priority_weight": STATUS_PRIORITY, "weight_rule": "absolute",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "pool": STATUS_POOL,
+        "priority_weight": STATUS_PRIORITY,
+        "weight_rule": "absolute",
     },
     params={
-        "warehouse": Param(None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"),
-        "parquet_root": Param(None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"),
-        "parquet_conn_id": Param(None, type=["null", "string"], description="connection for an object-store root"),
+        "warehouse": Param(
+            None, type=["null", "string"], description="warehouse target; default EVERY8D_WAREHOUSE"
+        ),
+        "parquet_root": Param(
+            None, type=["null", "string"], description="Parquet folder or URL; 'none' to skip"
+        ),
+        "parquet_conn_id": Param(
+            None, type=["null", "string"], description="connection for an object-store root"
+        ),
         "every8d_conn_id": Param("every8d_default", type="string"),
         "max_batches": Param(10000, type="integer", minimum=1, description="batches polled per run at most"),
-        "shards": Param(None, type=["null", "integer"], minimum=1, maximum=32,
-                        description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)"),
-        "batch_concurrency": Param(None, type=["null", "integer"], minimum=1, maximum=64,
-                                   description="batches each shard fetches at once (default 32)"),
-        "merge_group": Param(None, type=["null", "integer"], minimum=1,
-                             description="batches merged per transaction at most (default 256; 1 = per batch)"),
-        "page_concurrency": Param(None, type=["null", "integer"], minimum=1, description="status pages in flight"),
+        "shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=32,
+            description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; EVERY8D_STATUS_SHARDS)",
+        ),
+        "batch_concurrency": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=64,
+            description="batches each shard fetches at once (default 32)",
+        ),
+        "merge_group": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="batches merged per transaction at most (default 256; 1 = per batch)",
+        ),
+        "page_concurrency": Param(
+            None, type=["null", "integer"], minimum=1, description="status pages in flight"
+        ),
         "with_record_ids": Param(None, type=["null", "boolean"], description="JSON status form with MR"),
     },
 )

@@ -23,15 +23,28 @@ REQUIRED_KEYS = {
     "ingest": {"rows", "seconds", "naive_seconds", "speedup", "rows_per_s", "peak_rss_mb"},
     "pushes": {"pushes", "pushes_per_s", "p99_ms", "lost", "double_counted"},
     "dag_parse": {"ratio", "files"},
-    "status_cycle": {"batches", "messages", "latency_ms", "seconds", "naive_seconds", "speedup", "peak_rss_mb",
-                     "baseline_rss_mb", "task_instances"},
+    "status_cycle": {
+        "batches",
+        "messages",
+        "latency_ms",
+        "seconds",
+        "naive_seconds",
+        "speedup",
+        "peak_rss_mb",
+        "baseline_rss_mb",
+        "task_instances",
+    },
 }
 
 
 def run_bench(name: str, *arguments: str) -> dict:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick", *arguments],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
     )
     assert done.returncode == 0, done.stderr[-3000:]

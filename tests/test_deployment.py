@@ -33,7 +33,10 @@ DOT_ENV = {"AIRFLOW_JWT_SECRET": "a-secret-shared-by-every-component", "EVERY8D_
 def run_compose(binary: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(binary), "-f", str(REPO / "docker-compose.yaml"), *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
         env={**os.environ, **DOT_ENV} if env is None else env,
     )
 
@@ -48,8 +51,17 @@ def test_compose_services_and_provider(compose_binary):
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     services = config["services"]
-    for name in ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                 "airflow-worker", "airflow-triggerer", "airflow-init", "every8d-sandbox"):
+    for name in (
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+        "airflow-triggerer",
+        "airflow-init",
+        "every8d-sandbox",
+    ):
         assert name in services, name
     worker_env = services["airflow-worker"]["environment"]
     assert worker_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
@@ -63,8 +75,14 @@ def test_compose_rejects_a_broken_file(compose_binary, tmp_path):
     """The check above can fail: a file with an unknown top-level key is refused."""
     broken = tmp_path / "docker-compose.yaml"
     broken.write_text((REPO / "docker-compose.yaml").read_text().replace("services:", "servicez:", 1))
-    result = subprocess.run([str(compose_binary), "-f", str(broken), "config", "-q"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, **DOT_ENV})
+    result = subprocess.run(
+        [str(compose_binary), "-f", str(broken), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, **DOT_ENV},
+    )
     assert result.returncode != 0
 
 
@@ -89,7 +107,9 @@ def test_compose_auth_sizing_and_sandbox_pushes(compose_binary):
     assert manager.startswith("airflow.api_fastapi.auth.managers.simple."), manager  # in airflow-core itself
     module, _, name = manager.rpartition(".")
     assert hasattr(__import__(module, fromlist=[name]), name)
-    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8 and int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) <= 4
+    assert (
+        int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8 and int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) <= 4
+    )
     init = " ".join(services["airflow-init"]["command"])
     pool = re.search(r"airflow pools set (\S+) (\d+)", init)
     assert pool and pool.group(1) == env["EVERY8D_STATUS_POOL"]
@@ -103,7 +123,9 @@ def test_compose_routes_pushes_to_the_dedicated_receiver_with_the_workers_journa
     """The public port is the proxy's; /every8d/ reaches the receiver, the rest the api-server; the
     receiver checks the same token and writes the journal the workers' merge_pushes flushes."""
     services = json.loads(run_compose(compose_binary, "config", "--format", "json").stdout)["services"]
-    published = {name: [p["published"] for p in service.get("ports", [])] for name, service in services.items()}
+    published = {
+        name: [p["published"] for p in service.get("ports", [])] for name, service in services.items()
+    }
     assert published["every8d-proxy"] == ["8080"] and not published["airflow-apiserver"]
     receiver, worker = services["every8d-receiver"], services["airflow-worker"]
     assert receiver["entrypoint"] == ["python", "-m", "every8d.callbacks"]

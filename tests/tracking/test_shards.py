@@ -48,8 +48,9 @@ def test_shard_sizes_are_bounded_and_batches_fall_in_exactly_one_shard():
         assert set(owners) == set(range(shards)) and sum(owners.values()) == len(ids)
 
 
-def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(sandbox, every8d_conn_env,
-                                                                            warehouse_target):
+def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(
+    sandbox, every8d_conn_env, warehouse_target
+):
     """On DuckDB and Postgres: each group's polls are booked in one statement, for the right batches."""
     warehouse = open_warehouse(warehouse_target)
     batches = [send_batch(sandbox, warehouse, numbers(30, 1000 * n)) for n in range(9)]
@@ -59,8 +60,9 @@ def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(san
     results = [sync_shard(warehouse, hook, shard=k, shards=3, merge_group=2, concurrency=3) for k in range(3)]
     hook.close()
     assert sum(r.polled for r in results) == 9 and sum(r.closed for r in results) == 9
-    assert [r.batches for r in results] == [sum(1 for b in batches if shard_of(b.batch_id, 3) == k)
-                                            for k in range(3)]
+    assert [r.batches for r in results] == [
+        sum(1 for b in batches if shard_of(b.batch_id, 3) == k) for k in range(3)
+    ]
     calls = status_calls(sandbox) - before
     assert calls == Counter({b.batch_id: 1 for b in batches})
     for batch in batches:
@@ -70,8 +72,13 @@ def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(san
     again = [sync_shard(warehouse, hook, shard=k, shards=3) for k in range(3)]  # nothing is due any more
     hook.close()
     assert sum(r.batches for r in again) == 0 and snapshot(warehouse) == state
-    booked = warehouse.query_arrow("SELECT batch_id, polls, listed, final_count, state FROM every8d_batches").to_pylist()
-    assert sorted((r["polls"], r["listed"], r["final_count"], r["state"]) for r in booked) == [(1, 30, 30, "closed")] * 9
+    booked = warehouse.query_arrow(
+        "SELECT batch_id, polls, listed, final_count, state FROM every8d_batches"
+    ).to_pylist()
+    assert (
+        sorted((r["polls"], r["listed"], r["final_count"], r["state"]) for r in booked)
+        == [(1, 30, 30, "closed")] * 9
+    )
 
 
 SHARD_PROCESS = """
@@ -92,30 +99,47 @@ def test_a_killed_shard_loses_only_the_batch_in_progress_and_the_rerun_finishes(
         sandbox = server.client()
         target = f"duckdb://{tmp_path / 'w.duckdb'}"
         warehouse = open_warehouse(target)
-        env = {**os.environ, "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
-               "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])}
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+        }
         os.environ["AIRFLOW_CONN_EVERY8D_DEFAULT"] = sandbox.connection_json()
         try:
             batches = [send_batch(sandbox, warehouse, numbers(20, 100 * n)) for n in range(24)]
             sandbox.advance(3600)
-            process = subprocess.Popen([sys.executable, "-c", SHARD_PROCESS, target], env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-c", SHARD_PROCESS, target],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + 120
             closed = 0
             while closed < 3 and time.monotonic() < deadline and process.poll() is None:
                 time.sleep(0.3)
                 try:
                     with open_warehouse(target) as look:
-                        closed = look.query_arrow(
-                            "SELECT count(*) AS n FROM every8d_batches WHERE state = 'closed'").column("n")[0].as_py()
+                        closed = (
+                            look.query_arrow(
+                                "SELECT count(*) AS n FROM every8d_batches WHERE state = 'closed'"
+                            )
+                            .column("n")[0]
+                            .as_py()
+                        )
                 except Exception:  # the shard holds the file for a merge: look again
                     continue
             assert process.poll() is None, "the shard finished before it could be killed"
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
             with open_warehouse(target) as look:
-                done = {r["batch_id"] for r in look.query_arrow(
-                    "SELECT batch_id FROM every8d_batches WHERE state = 'closed'").to_pylist()}
+                done = {
+                    r["batch_id"]
+                    for r in look.query_arrow(
+                        "SELECT batch_id FROM every8d_batches WHERE state = 'closed'"
+                    ).to_pylist()
+                }
             assert 3 <= len(done) < len(batches)
             before = status_calls(sandbox)
             hook = Every8dHook()
@@ -139,8 +163,10 @@ def test_a_failing_batch_fails_the_shard_after_the_others_are_merged(sandbox, ev
     with pytest.raises(ShardIncomplete, match="1 of 4 batch") as raised:
         sync_shard(warehouse, hook, shard=0, shards=1)
     assert raised.value.result.polled == 3
-    states = {r["batch_id"]: r["state"] for r in warehouse.query_arrow(
-        "SELECT batch_id, state FROM every8d_batches").to_pylist()}
+    states = {
+        r["batch_id"]: r["state"]
+        for r in warehouse.query_arrow("SELECT batch_id, state FROM every8d_batches").to_pylist()
+    }
     assert sorted(states.values()) == ["closed", "closed", "closed", "open"]
     retry = sync_shard(warehouse, hook, shard=0, shards=1)  # what Airflow's retry does
     hook.close()
@@ -149,15 +175,19 @@ def test_a_failing_batch_fails_the_shard_after_the_others_are_merged(sandbox, ev
         assert table_rows(warehouse, batch.batch_id) == sandbox_rows(sandbox, batch.batch_id)
 
 
-def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(sandbox, every8d_conn_env, tmp_path, monkeypatch):
+def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(
+    sandbox, every8d_conn_env, tmp_path, monkeypatch
+):
     """A batch past its validity (by the wall clock) closes as expired in a run whatever its run_after."""
     target = f"duckdb://{tmp_path / 'w.duckdb'}"
     monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
     warehouse = open_warehouse(target)
     batch = send_batch(sandbox, warehouse, numbers(4), validity_minutes=5)  # messages stay "sent" (0)
     old = datetime.now(timezone.utc) - timedelta(hours=3)
-    warehouse.execute("UPDATE every8d_batches SET sent_at = ?, next_poll_at = ? WHERE batch_id = ?",
-                      [old, old, batch.batch_id])
+    warehouse.execute(
+        "UPDATE every8d_batches SET sent_at = ?, next_poll_at = ? WHERE batch_id = ?",
+        [old, old, batch.batch_id],
+    )
     plan = tasks.plan_shards({})
     assert plan == [{"shard": 0, "shards": 1}]
     result = tasks.sync_status_shard({}, plan[0])
@@ -167,7 +197,9 @@ def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(sandbox, every8d_co
     assert abs((row["closed_at"] - datetime.now(timezone.utc)).total_seconds()) < 120
 
 
-def test_batches_that_pushes_made_all_final_close_without_a_poll(sandbox, every8d_conn_env, tmp_path, monkeypatch):
+def test_batches_that_pushes_made_all_final_close_without_a_poll(
+    sandbox, every8d_conn_env, tmp_path, monkeypatch
+):
     target = f"duckdb://{tmp_path / 'w.duckdb'}"
     monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
     warehouse = open_warehouse(target)
@@ -183,13 +215,22 @@ def test_batches_that_pushes_made_all_final_close_without_a_poll(sandbox, every8
             warehouse.execute(
                 "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, status, status_group, is_final, "
                 "first_seen_at, updated_at, source) VALUES (?, ?, 1, 'sms', ?, ?, ?, ?, ?, 'push')",
-                [batch.batch_id, mobile, status if final else 0, "delivered" if final else "pending", final,
-                 now, now],
+                [
+                    batch.batch_id,
+                    mobile,
+                    status if final else 0,
+                    "delivered" if final else "pending",
+                    final,
+                    now,
+                    now,
+                ],
             )
     before = status_calls(sandbox)
     plan = tasks.plan_shards({})
-    state = {r["batch_id"]: r["state"] for r in warehouse.query_arrow(
-        "SELECT batch_id, state FROM every8d_batches").to_pylist()}
+    state = {
+        r["batch_id"]: r["state"]
+        for r in warehouse.query_arrow("SELECT batch_id, state FROM every8d_batches").to_pylist()
+    }
     assert state == {settled.batch_id: "closed", partly.batch_id: "open"}
     for shard in plan:
         tasks.sync_status_shard({}, shard)

@@ -94,16 +94,18 @@ def _message_update(new: str) -> tuple[str, str]:
     def keep_if_final(column: str) -> str:
         return f"{column} = CASE WHEN t.is_final THEN t.{column} ELSE {new}.{column} END"
 
-    sets = ",\n    ".join([
-        *map(keep_if_final, ("status", "status_group", "meaning_en", "meaning_zh", "final_at", "source")),
-        f"is_final = t.is_final OR {new}.is_final",
-        f"mr = COALESCE(t.mr, {new}.mr)",
-        f"name = COALESCE({new}.name, t.name)",
-        f"sent_at = COALESCE({new}.sent_at, t.sent_at)",
-        f"received_at = COALESCE({new}.received_at, t.received_at)",
-        f"points = COALESCE({new}.points, t.points)",
-        f"updated_at = {new}.updated_at",
-    ])
+    sets = ",\n    ".join(
+        [
+            *map(keep_if_final, ("status", "status_group", "meaning_en", "meaning_zh", "final_at", "source")),
+            f"is_final = t.is_final OR {new}.is_final",
+            f"mr = COALESCE(t.mr, {new}.mr)",
+            f"name = COALESCE({new}.name, t.name)",
+            f"sent_at = COALESCE({new}.sent_at, t.sent_at)",
+            f"received_at = COALESCE({new}.received_at, t.received_at)",
+            f"points = COALESCE({new}.points, t.points)",
+            f"updated_at = {new}.updated_at",
+        ]
+    )
     changed = f"""(NOT t.is_final AND (t.status <> {new}.status OR t.status_group <> {new}.status_group))
    OR (t.mr IS NULL AND {new}.mr IS NOT NULL)
    OR ({new}.name IS NOT NULL AND t.name IS DISTINCT FROM {new}.name)
@@ -177,8 +179,10 @@ WHERE batch_id = ?
 
 # Many batches' polls in one statement: one VALUES row per batch (batch_id, next_poll_at, listed,
 # final_count, state, closed_reason, closed_at); parameters: now, now, then the rows' values.
-_POLL_ROW = ("(CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE), CAST(? AS BIGINT), CAST(? AS BIGINT), "
-             "CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE))")
+_POLL_ROW = (
+    "(CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE), CAST(? AS BIGINT), CAST(? AS BIGINT), "
+    "CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS TIMESTAMP WITH TIME ZONE))"
+)
 
 
 def _update_batches(rows: int) -> str:
@@ -267,7 +271,17 @@ def record_poll(
     state = "closed" if closed_reason else "open"
     warehouse.execute(
         UPDATE_BATCH,
-        [now, now, next_poll_at, listed, final, state, closed_reason, now if closed_reason else None, batch_id],
+        [
+            now,
+            now,
+            next_poll_at,
+            listed,
+            final,
+            state,
+            closed_reason,
+            now if closed_reason else None,
+            batch_id,
+        ],
     )
 
 
@@ -290,12 +304,19 @@ def record_polls(warehouse: Warehouse, polls: list[Poll], *, now: datetime) -> N
     """:func:`record_poll` for many batches, in one statement per ``POLLS_PER_STATEMENT`` (one
     statement per batch cost a quarter of a group merge)."""
     for first in range(0, len(polls), POLLS_PER_STATEMENT):
-        chunk = polls[first:first + POLLS_PER_STATEMENT]
+        chunk = polls[first : first + POLLS_PER_STATEMENT]
         values: list[object] = [now, now]
         for poll in chunk:
             closed = bool(poll.closed_reason)
-            values += [poll.batch_id, poll.next_poll_at, int(poll.listed), int(poll.final),
-                       "closed" if closed else "open", poll.closed_reason, now if closed else None]
+            values += [
+                poll.batch_id,
+                poll.next_poll_at,
+                int(poll.listed),
+                int(poll.final),
+                "closed" if closed else "open",
+                poll.closed_reason,
+                now if closed else None,
+            ]
         warehouse.execute(_update_batches(len(chunk)), values)
 
 

@@ -187,8 +187,11 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
     for fetched in group:
         if fetched.spool.rows > GROUP_STAGE_ROWS:
             with fetched.spool.reader() as rows:
-                warehouse.execute_over(rows, lambda source: insert + fetched.spool.staging_select(source),
-                                       [fetched.batch.batch_id, now, "poll"])
+                warehouse.execute_over(
+                    rows,
+                    lambda source: insert + fetched.spool.staging_select(source),
+                    [fetched.batch.batch_id, now, "poll"],
+                )
     if not small:
         return
     # One Arrow table for the group (small spools: a few MB), one statement, no per-batch scans.
@@ -196,11 +199,17 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
     for fetched in small:
         with fetched.spool.reader() as rows:
             table = rows.read_all()
-        tables.append(table.append_column("every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows)
-                                          .cast(pa.string())))
+        tables.append(
+            table.append_column(
+                "every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows).cast(pa.string())
+            )
+        )
     incoming = pa.concat_tables(tables)
-    warehouse.execute_over(incoming.to_reader(), lambda source: insert + _GROUP_STAGING_SELECT.format(source=source),
-                           [now, "poll"])
+    warehouse.execute_over(
+        incoming.to_reader(),
+        lambda source: insert + _GROUP_STAGING_SELECT.format(source=source),
+        [now, "poll"],
+    )
 
 
 #: ``PageSpool.staging_select`` for many batches at once: the batch id is a column, ``seq`` numbers
@@ -224,7 +233,12 @@ FROM {MESSAGES.name} WHERE batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_ST
 
 
 def merge_fetched(
-    warehouse: Warehouse, group: Sequence[Fetched], *, now: datetime, options: SyncOptions, result: ShardResult
+    warehouse: Warehouse,
+    group: Sequence[Fetched],
+    *,
+    now: datetime,
+    options: SyncOptions,
+    result: ShardResult,
 ) -> None:
     """One transaction for ``group``: stage every spool, merge once, then per batch the close
     rules and the poll's bookkeeping, and the replies (the same rules as ``sync.merge_spool``)."""
@@ -232,19 +246,34 @@ def merge_fetched(
         merge.clear_staging(warehouse)
         _stage(warehouse, group, now)
         counts = merge.merge_staged(warehouse, now=now)
-        held = {r["batch_id"]: (int(r["messages"]), int(r["final"]))
-                for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()}
+        held = {
+            r["batch_id"]: (int(r["messages"]), int(r["final"]))
+            for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()
+        }
         changed = counts.changed
         polls = []
         for fetched in group:
             batch, spool = fetched.batch, fetched.spool
             messages, final = held.get(batch.batch_id, (0, 0))
             clock = batch.clock(options.expiry_grace)
-            reason = close_reason(gateway_total=spool.total, listed=spool.rows, messages=messages, final=final, now=now,
-                                  deadline=clock.deadline)
+            reason = close_reason(
+                gateway_total=spool.total,
+                listed=spool.rows,
+                messages=messages,
+                final=final,
+                now=now,
+                deadline=clock.deadline,
+            )
             expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
-            polls.append(merge.Poll(batch.batch_id, None if reason else clock.next_poll_at(now), spool.total,
-                                    final + expired, reason))
+            polls.append(
+                merge.Poll(
+                    batch.batch_id,
+                    None if reason else clock.next_poll_at(now),
+                    spool.total,
+                    final + expired,
+                    reason,
+                )
+            )
             changed = changed or expired > 0
             result.listed += spool.total
             result.expired += expired
@@ -281,8 +310,9 @@ def _take_group(ready: list[Fetched], group_size: int, merge_rows: int) -> list[
 def _fetch(hook: Every8dHook, batch: DueBatch, options: SyncOptions, folder: Path) -> Fetched:
     started = time.perf_counter()
     spool = PageSpool(folder / f"{batch.batch_id}.arrows").write(
-        fetch_status_pages(hook, batch, with_record_ids=options.with_record_ids,
-                           concurrency=options.page_concurrency)
+        fetch_status_pages(
+            hook, batch, with_record_ids=options.with_record_ids, concurrency=options.page_concurrency
+        )
     )
     replies = fetch_replies(hook, batch.batch_id) if options.poll_replies else None
     return Fetched(batch, spool, replies, time.perf_counter() - started)
@@ -340,8 +370,11 @@ def sync_shard(
                 while todo and len(running) + len(ready) < window:
                     batch = todo.popleft()
                     running[pool.submit(fetch, batch)] = batch
-                due = ready and (not running or _group_full(ready, group_size, merge_rows)
-                                 or time.monotonic() - (waiting_since or 0) >= merge_every)
+                due = ready and (
+                    not running
+                    or _group_full(ready, group_size, merge_rows)
+                    or time.monotonic() - (waiting_since or 0) >= merge_every
+                )
                 if running and not due:
                     timeout = None if not ready else max(merge_every - (time.monotonic() - waiting_since), 0)
                     done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -367,10 +400,18 @@ def sync_shard(
     log.info(
         "shard %d/%d: %d batch(es) polled in %d merge(s), %d failed, %d listed, %d change(s), %d closed; "
         "%.1fs (fetching %.1fs summed over threads, merging %.1fs)",
-        shard, shards, result.polled, result.merges, result.failed, result.listed, result.history_rows,
-        result.closed, result.seconds, result.fetch_seconds, result.merge_seconds,
+        shard,
+        shards,
+        result.polled,
+        result.merges,
+        result.failed,
+        result.listed,
+        result.history_rows,
+        result.closed,
+        result.seconds,
+        result.fetch_seconds,
+        result.merge_seconds,
     )
     if result.failed:
         raise ShardIncomplete(result)
     return result
-

@@ -112,9 +112,7 @@ def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -
         closed = close_settled_batches(warehouse, now=utc(now))
         due = len(due_batches(warehouse, utc(now), limit))
     shards = shard_count(due, max_shards)
-    log.info(
-        "%d batch(es) closed by pushes without a poll; %d due, in %d shard(s)", closed, due, shards
-    )
+    log.info("%d batch(es) closed by pushes without a poll; %d due, in %d shard(s)", closed, due, shards)
     return [{"shard": k, "shards": shards} for k in range(shards)]
 
 
@@ -140,12 +138,22 @@ def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]
     concurrency = max(1, int(_param(params, "batch_concurrency", ENV_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY)))
     group = max(1, int(_param(params, "merge_group", ENV_MERGE_GROUP, DEFAULT_MERGE_GROUP)))
     limit = int(_param(params, "max_batches", default=DEFAULT_SHARD_LIMIT_FALLBACK))
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
-                       pool_size=max(concurrency * options.page_concurrency, 1))
+    hook = Every8dHook(
+        str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+        pool_size=max(concurrency * options.page_concurrency, 1),
+    )
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_shard(warehouse, hook, shard=int(shard["shard"]), shards=int(shard["shards"]),
-                                options=options, concurrency=concurrency, merge_group=group, limit=limit)
+            result = sync_shard(
+                warehouse,
+                hook,
+                shard=int(shard["shard"]),
+                shards=int(shard["shards"]),
+                options=options,
+                concurrency=concurrency,
+                merge_group=group,
+                limit=limit,
+            )
     finally:
         hook.close()
     return result.to_json()
@@ -160,17 +168,23 @@ def find_due_batches(params: Mapping[str, Any] | None, now: datetime | None) -> 
         return [batch.to_json() for batch in due_batches(warehouse, utc(now), limit)]
 
 
-def sync_one_batch(params: Mapping[str, Any] | None, batch: Mapping[str, Any], now: datetime | None) -> dict[str, Any]:
+def sync_one_batch(
+    params: Mapping[str, Any] | None, batch: Mapping[str, Any], now: datetime | None
+) -> dict[str, Any]:
     """Poll one batch into the tables."""
     from every8d.hooks.every8d import Every8dHook
     from every8d.tracking.sync import DueBatch, sync_batch
 
     options = sync_options_from(params)
-    hook = Every8dHook(str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
-                       pool_size=max(options.page_concurrency, 1))
+    hook = Every8dHook(
+        str(_param(params, "every8d_conn_id", default=DEFAULT_CONN_ID)),
+        pool_size=max(options.page_concurrency, 1),
+    )
     try:
         with warehouse_from(params) as warehouse:
-            result = sync_batch(warehouse, hook, DueBatch.from_json(dict(batch)), now=utc(now), options=options)
+            result = sync_batch(
+                warehouse, hook, DueBatch.from_json(dict(batch)), now=utc(now), options=options
+            )
     finally:
         hook.close()
     return result.to_json()
@@ -185,7 +199,10 @@ def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
     root = parquet_root_from(params)
     with warehouse_from(params) as warehouse:
-        result: dict[str, Any] = (asdict(ParquetExporter(root).export(warehouse)) if root is not None
-                                  else {"partitions": 0, "rows": 0})
+        result: dict[str, Any] = (
+            asdict(ParquetExporter(root).export(warehouse))
+            if root is not None
+            else {"partitions": 0, "rows": 0}
+        )
         result.update(refresh_for(params, warehouse))  # the analysts' own file (every8d.tracking.analyst)
         return result
