@@ -60,7 +60,7 @@ def run_shard(shard: int, shards: int) -> dict:
     import airflow.sdk  # noqa: F401  (a task process has the SDK loaded)
     import duckdb  # noqa: F401
     import pandas  # noqa: F401
-    import pyarrow  # noqa: F401
+    import pyarrow
 
     import every8d.hooks.every8d  # noqa: F401
     import every8d.tracking.shards  # noqa: F401
@@ -68,7 +68,9 @@ def run_shard(shard: int, shards: int) -> dict:
 
     baseline = rss_mb()
     result = tasks.sync_status_shard({}, {"shard": shard, "shards": shards})
-    return {**result, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
+    # Where the peak comes from: Arrow's own pool (parsing, spools, staged groups) is one part.
+    arrow_peak = pyarrow.default_memory_pool().max_memory() / 2**20
+    return {**result, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline, "arrow_peak_mb": arrow_peak}
 
 
 def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_ids: list[str], per_batch: int) -> dict:
@@ -274,13 +276,22 @@ def main() -> None:
         started = time.perf_counter()
         tasks.merge_pushes({}, None)
         plan = tasks.plan_shards({})
+        spawned = time.perf_counter()
         children = [
             child(["--phase", "shard", "--shard", str(p["shard"]), "--of", str(p["shards"])], env)
             for p in plan
         ]
         shards = [result_of(process, f"shard {n}") for n, process in enumerate(children)]
+        shards_done = time.perf_counter()
         exported = tasks.export_parquet({})
         seconds = time.perf_counter() - started
+        phases = {  # where the seconds go
+            "plan_seconds": round(spawned - started, 2),
+            "shard_process_seconds": round(shards_done - spawned, 2),
+            "shard_sync_seconds": round(max(s["seconds"] for s in shards), 2),
+            "fetch_seconds_summed": round(sum(s["fetch_seconds"] for s in shards), 2),
+            "export_seconds": round(time.perf_counter() - shards_done, 2),
+        }
         with open_warehouse(target) as warehouse:
             rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()
             still_open = (
@@ -353,6 +364,8 @@ def main() -> None:
                 "merges": sum(s["merges"] for s in shards),
                 "merge_seconds": round(sum(s["merge_seconds"] for s in shards), 2),
                 "naive_peak_rss_mb": round(naive["peak_rss_mb"], 1),
+                "arrow_peak_mb": round(max(s["arrow_peak_mb"] for s in shards), 1),
+                **phases,
                 "duckdb_memory_limit": memory_limit,
                 "load_average": round(load, 2),
             }

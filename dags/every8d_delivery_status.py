@@ -79,13 +79,13 @@ STATUS_PRIORITY = 1
             type=["null", "integer"],
             minimum=1,
             maximum=64,
-            description="batches each shard fetches at once (default 8)",
+            description="batches each shard fetches at once (default 32)",
         ),
         "merge_group": Param(
             None,
             type=["null", "integer"],
             minimum=1,
-            description="batches merged per transaction at most (default 64; 1 = per batch)",
+            description="batches merged per transaction at most (default 256; 1 = per batch)",
         ),
         "page_concurrency": Param(
             None, type=["null", "integer"], minimum=1, description="status pages in flight"

@@ -73,6 +73,7 @@ def test_pushes_bench_loses_nothing_and_counts_nothing_twice():
     figures = run_bench("pushes")
     assert figures["lost"] == 0 and figures["double_counted"] == 0
     assert figures["pushes"] == 10_000
+    assert figures["dedicated_receiver_lost"] == 0 and figures["dedicated_receiver_double_counted"] == 0
     for mounted in ("api_server", "api_server_default"):  # the receiver inside `airflow api-server`
         assert figures[f"{mounted}_lost"] == 0 and figures[f"{mounted}_double_counted"] == 0
         assert figures[f"{mounted}_pushes"] == 2_000

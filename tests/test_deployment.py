@@ -116,7 +116,34 @@ def test_compose_auth_sizing_and_sandbox_pushes(compose_binary):
     assert int(pool.group(2)) < int(env["AIRFLOW__CORE__PARALLELISM"])  # campaigns always find a slot
     command = services["every8d-sandbox"]["command"]
     push = command[command.index("--push-url") + 1]
-    assert push == f"http://airflow-apiserver:8080/every8d/push?token={DOT_ENV['EVERY8D_PUSH_TOKEN']}"
+    assert push == f"http://every8d-proxy:8080/every8d/push?token={DOT_ENV['EVERY8D_PUSH_TOKEN']}"
+
+
+def test_compose_routes_pushes_to_the_dedicated_receiver_with_the_workers_journal(compose_binary):
+    """The public port is the proxy's; /every8d/ reaches the receiver, the rest the api-server; the
+    receiver checks the same token and writes the journal the workers' merge_pushes flushes."""
+    services = json.loads(run_compose(compose_binary, "config", "--format", "json").stdout)["services"]
+    published = {
+        name: [p["published"] for p in service.get("ports", [])] for name, service in services.items()
+    }
+    assert published["every8d-proxy"] == ["8080"] and not published["airflow-apiserver"]
+    receiver, worker = services["every8d-receiver"], services["airflow-worker"]
+    assert receiver["entrypoint"] == ["python", "-m", "every8d.callbacks"]
+    port = receiver["command"][receiver["command"].index("--port") + 1]
+    for key in ("EVERY8D_PUSH_TOKEN", "EVERY8D_PUSH_JOURNAL"):
+        assert receiver["environment"][key] == worker["environment"][key], key
+    journal = Path(worker["environment"]["EVERY8D_PUSH_JOURNAL"])
+    mounts = lambda service: {v["target"]: v["source"] for v in service["volumes"]}  # noqa: E731
+    folder = next(t for t in mounts(worker) if journal.is_relative_to(t))
+    assert mounts(receiver)[folder] == mounts(worker)[folder]  # one volume, one journal file
+    proxy = services["every8d-proxy"]
+    conf_mount = next(v for v in proxy["volumes"] if v["target"] == "/etc/nginx/nginx.conf")
+    conf = Path(conf_mount["source"]).read_text()
+    routes = dict(re.findall(r"location (\S+) \{\s*proxy_pass http://(\w+);", conf))
+    upstreams = dict(re.findall(r"upstream (\w+)\s*\{\s*server ([\w.-]+:\d+);", conf))
+    assert upstreams[routes["/every8d/"]] == f"every8d-receiver:{port}"
+    assert upstreams[routes["/"]] == "airflow-apiserver:8080"
+    assert re.search(r"^\s*access_log off;", conf, re.M)  # push URLs carry the token and numbers
 
 
 def test_requirements_match_what_compose_runs():

@@ -49,9 +49,10 @@ def test_shard_sizes_are_bounded_and_batches_fall_in_exactly_one_shard():
 
 
 def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(
-    sandbox, every8d_conn_env, tmp_path
+    sandbox, every8d_conn_env, warehouse_target
 ):
-    warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    """On DuckDB and Postgres: each group's polls are booked in one statement, for the right batches."""
+    warehouse = open_warehouse(warehouse_target)
     batches = [send_batch(sandbox, warehouse, numbers(30, 1000 * n)) for n in range(9)]
     sandbox.advance(3600)
     before = status_calls(sandbox)
@@ -71,6 +72,13 @@ def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(
     again = [sync_shard(warehouse, hook, shard=k, shards=3) for k in range(3)]  # nothing is due any more
     hook.close()
     assert sum(r.batches for r in again) == 0 and snapshot(warehouse) == state
+    booked = warehouse.query_arrow(
+        "SELECT batch_id, polls, listed, final_count, state FROM every8d_batches"
+    ).to_pylist()
+    assert (
+        sorted((r["polls"], r["listed"], r["final_count"], r["state"]) for r in booked)
+        == [(1, 30, 30, "closed")] * 9
+    )
 
 
 SHARD_PROCESS = """

@@ -283,6 +283,74 @@ def record_poll(
     )
 
 
+@dataclass(frozen=True)
+class Poll:
+    """One batch's poll bookkeeping, as :func:`record_poll` takes it."""
+
+    batch_id: str
+    next_poll_at: datetime | None
+    listed: int
+    final: int
+    closed_reason: str | None
+
+
+#: Batches booked per UPDATE statement at most (7 parameters each).
+POLLS_PER_STATEMENT = 500
+
+
+def record_polls(warehouse: Warehouse, polls: list[Poll], *, now: datetime) -> None:
+    """:func:`record_poll` for many batches, in one statement per ``POLLS_PER_STATEMENT`` (one
+    statement per batch cost a quarter of a group merge)."""
+    for first in range(0, len(polls), POLLS_PER_STATEMENT):
+        chunk = polls[first : first + POLLS_PER_STATEMENT]
+        values: list[object] = []
+        for poll in chunk:
+            closed = bool(poll.closed_reason)
+            values += [
+                poll.batch_id,
+                now,
+                poll.next_poll_at,
+                int(poll.listed),
+                int(poll.final),
+                "closed" if closed else "open",
+                poll.closed_reason,
+                now if closed else None,
+            ]
+        warehouse.execute(_update_batches_sql(warehouse.dialect, len(chunk)), values)
+
+
+@lru_cache(maxsize=64)
+def _update_batches_sql(dialect: str, rows: int) -> str:
+    """One UPDATE of ``rows`` batches' poll bookkeeping; every parameter sits in the rows (8 per batch).
+
+    ``polls`` is assigned first: it reads ``last_poll_at`` before that is moved (a rerun of the same
+    poll, same ``now``, does not count as another poll).
+    """
+    d = dialect_for(dialect)
+    ts, text, big = d.timestamp, d.text, d.integer
+    columns = [
+        ("batch_id", text),
+        ("polled_at", ts),
+        ("next_poll_at", ts),
+        ("listed", big),
+        ("final_count", big),
+        ("state", text),
+        ("closed_reason", text),
+        ("closed_at", ts),
+    ]
+    row = "SELECT " + ", ".join(f"CAST(? AS {kind}) AS {name}" for name, kind in columns)
+    source = "\nUNION ALL ".join([row] * rows)
+    sets = [
+        (
+            "polls",
+            f"COALESCE(t.polls, 0) + CASE WHEN {d.not_distinct('t.last_poll_at', 'v.polled_at')} THEN 0 ELSE 1 END",
+        ),
+        ("last_poll_at", "v.polled_at"),
+        *((name, f"v.{name}") for name, _ in columns[2:]),
+    ]
+    return d.update_from(BATCHES.name, "t", sets, source, "v", "t.batch_id = v.batch_id")
+
+
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
     """Flag the Parquet partitions of staged batches (and of ``batch_id``) for the next export."""
     warehouse.execute(merge_sql(warehouse.dialect).mark_dirty, [datetime.now(timezone.utc), batch_id or ""])

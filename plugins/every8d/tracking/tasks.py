@@ -117,11 +117,24 @@ def plan_shards(params: Mapping[str, Any] | None, now: datetime | None = None) -
     return [{"shard": k, "shards": shards} for k in range(shards)]
 
 
+def _use_system_allocator_for_arrow() -> None:
+    """Arrow's allocations in this (task) process from the C allocator instead of mimalloc.
+
+    Every fetch thread parses its pages with Arrow, and mimalloc keeps a heap per thread: with 32
+    threads that held ~270 MB more at peak than the 11 MB Arrow ever had allocated (200 batches x
+    1,000 rows: +268 MB over the imports with mimalloc, +87 MB with the system allocator).
+    """
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def sync_status_shard(params: Mapping[str, Any] | None, shard: Mapping[str, Any]) -> dict[str, Any]:
     """Poll one shard's due batches (by the wall clock) into the tables."""
     from every8d.hooks.every8d import Every8dHook
     from every8d.tracking.shards import DEFAULT_CONCURRENCY, DEFAULT_MERGE_GROUP, sync_shard
 
+    _use_system_allocator_for_arrow()
     options = sync_options_from(params)
     concurrency = max(
         1, int(_param(params, "batch_concurrency", OPTION_BATCH_CONCURRENCY, DEFAULT_CONCURRENCY))
