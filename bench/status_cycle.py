@@ -64,7 +64,7 @@ def run_shard(shard: int, shards: int) -> dict:
 
     import every8d.hooks.every8d  # noqa: F401
     import every8d.tracking.shards  # noqa: F401
-    from every8d.tracking import tasks
+    from every8d.pipelines import delivery_status as tasks
 
     baseline = rss_mb()
     result = tasks.sync_status_shard({}, {"shard": shard, "shards": shards})
@@ -224,7 +224,7 @@ def main() -> None:
         return
 
     from every8d.sandbox import SandboxServer
-    from every8d.tracking import tasks
+    from every8d.pipelines import delivery_status as tasks
     from every8d.tracking.batches import register_batches
     from every8d.warehouse import open_warehouse
 

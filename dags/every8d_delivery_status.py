@@ -96,19 +96,19 @@ STATUS_PRIORITY = 1
 def every8d_delivery_status():
     @task
     def merge_pushes(params=None) -> dict:
-        from every8d.tracking import tasks
+        from every8d.pipelines import delivery_status as tasks
 
         return tasks.merge_pushes(params, None)
 
     @task
     def plan_shards(params=None) -> list[dict]:
-        from every8d.tracking import tasks
+        from every8d.pipelines import delivery_status as tasks
 
         return tasks.plan_shards(params)
 
     @task
     def sync_shard(shard: dict, params=None) -> dict:
-        from every8d.tracking import tasks
+        from every8d.pipelines import delivery_status as tasks
 
         return tasks.sync_status_shard(params, shard)
 
@@ -125,7 +125,7 @@ def every8d_delivery_status():
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def export_parquet(params=None) -> dict:
-        from every8d.tracking import tasks
+        from every8d.pipelines import delivery_status as tasks
 
         return tasks.export_parquet(params)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,20 +131,3 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
         len(views),
     )
     return AnalystDb(path, tuple(parquet_views), tuple(copied), tuple(views))
-
-
-def refresh_for(params: Any, warehouse: Warehouse) -> dict[str, Any]:
-    """The pipeline's step: refresh the analysts' file of the configured warehouse, if it has one."""
-    from every8d.tracking.tasks import _param, parquet_root_from
-
-    path = analyst_db_path(_param(params, "warehouse"))
-    if path is None:
-        return {"analyst_db": None}
-    root = parquet_root_from(params)
-    result = refresh_analyst_db(warehouse, path, root if isinstance(root, (str, os.PathLike)) else None)
-    return {
-        "analyst_db": str(result.path),
-        "parquet_views": list(result.parquet_views),
-        "copied": list(result.copied),
-        "views": list(result.views),
-    }

@@ -1,4 +1,4 @@
-"""What the delivery-status DAG's tasks do, kept out of the DAG file so parsing it stays cheap.
+"""What the delivery-status and report DAGs' tasks do, kept out of the DAG files so parsing them stays cheap.
 
 Each function takes the run's params (which may be empty), decides with the wall
 clock (a run that starts late must not decide in the past; the merge rules make
@@ -13,11 +13,15 @@ defaults), and returns JSON-friendly results for XCom.  The options: ``warehouse
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from every8d import settings
+
+if TYPE_CHECKING:
+    from every8d.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +201,6 @@ def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed; refresh the analysts' file."""
     from dataclasses import asdict
 
-    from every8d.tracking.analyst import refresh_for
     from every8d.warehouse.parquet import ParquetExporter
 
     root = parquet_root_from(params)
@@ -209,3 +212,20 @@ def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
         )
         result.update(refresh_for(params, warehouse))  # the analysts' own file (every8d.tracking.analyst)
         return result
+
+
+def refresh_for(params: Any, warehouse: Warehouse) -> dict[str, Any]:
+    """The pipeline's step: refresh the analysts' file of the configured warehouse, if it has one."""
+    from every8d.tracking.analyst import analyst_db_path, refresh_analyst_db
+
+    path = analyst_db_path(_param(params, "warehouse"))
+    if path is None:
+        return {"analyst_db": None}
+    root = parquet_root_from(params)
+    result = refresh_analyst_db(warehouse, path, root if isinstance(root, (str, os.PathLike)) else None)
+    return {
+        "analyst_db": str(result.path),
+        "parquet_views": list(result.parquet_views),
+        "copied": list(result.copied),
+        "views": list(result.views),
+    }
