@@ -1,4 +1,5 @@
-"""The ledger's own guarantees: a crashed planning is redone, two runners never share a chunk."""
+"""The ledger's own guarantees on every warehouse (DuckDB, Postgres, MariaDB): a crashed planning is redone,
+two runners never share a chunk, a lease is held by one runner on the warehouse clock."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def campaign_run(warehouse, **options):
     )
 
 
-def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, every8d_conn_env, warehouse):
+def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     ledger = SendLedger(warehouse, "camp")
     ledger.ensure_tables()
     now = datetime.now(timezone.utc)
@@ -63,7 +65,8 @@ def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, ever
     assert "half-written plan" not in {m["text"] for m in sandbox.messages()}
 
 
-def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, warehouse):
+def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     run = campaign_run(warehouse)
     run.plan(clean_audience(300))
     chunks = [c.chunk for c in run.ledger.chunks()]
@@ -75,7 +78,8 @@ def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, wareh
     assert set(first.column("row_number").to_pylist()).isdisjoint(second.column("row_number").to_pylist())
 
 
-def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env, warehouse):
+def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     first = campaign_run(warehouse).run(clean_audience(250))
     before = len(sandbox.requests())
     again = campaign_run(warehouse).run(clean_audience(250))
@@ -83,7 +87,7 @@ def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env,
     assert len(sandbox.requests()) == before  # not even a credit check: nothing is left to pay for
 
 
-# -- the lease and its fence, on DuckDB and on Postgres ------------------------------------------------
+# -- the lease and its fence, on DuckDB, Postgres and MariaDB ------------------------------------------------
 
 
 @pytest.fixture(params=WAREHOUSE_KINDS)
@@ -149,8 +153,6 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
     assert second.holder()[0] is None
 
 
-# The runner's own SQL (campaign/runner.py) is not spelled for MariaDB yet: DuckDB and Postgres only.
-@pytest.mark.parametrize("any_warehouse", ["duckdb", "postgres"], indirect=True)
 def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_written(any_warehouse):
     run = CampaignRun(
         SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse, options=RunOptions(lease_seconds=30)
