@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 from campaign_checks import TEMPLATES, assert_exactly_once, clean_audience, make_audience
-from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
-
+from every8d.campaign import errors
 from every8d.campaign.audience import ColumnMap
 from every8d.campaign.config import CampaignSpec
-from every8d.campaign import errors
 from every8d.campaign.lease import Lease
 from every8d.campaign.ledger import LEDGER, SendLedger
 from every8d.campaign.runner import CampaignRun, RunOptions
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 SPEC = CampaignSpec(
     kind="sms",
@@ -40,7 +39,7 @@ def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, ever
     warehouse = any_warehouse
     ledger = SendLedger(warehouse, "camp")
     ledger.ensure_tables()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ledger.start_plan({"kind": "sms", "fingerprint": "old"}, now)
     leftover = {name: None for name in LEDGER.schema.names}
     leftover.update(
@@ -70,7 +69,7 @@ def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, any_w
     run = campaign_run(warehouse)
     run.plan(clean_audience(300))
     chunks = [c.chunk for c in run.ledger.chunks()]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = run.ledger.claim(chunks[:2], now, "runner-a")
     second = SendLedger(warehouse, "camp").claim(chunks[:3], now, "runner-b")
     assert set(first.column("chunk").to_pylist()) == set(chunks[:2])
@@ -108,7 +107,6 @@ def any_warehouse(request, warehouse):
         request.addfinalizer(home.close)
         return home
     import psycopg2
-
     from every8d.warehouse import open_warehouse
 
     dsn = request.getfixturevalue("postgres_database")
@@ -143,9 +141,8 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert second.holder()[0] == "runner-b"
-    with pytest.raises(errors.LeaseLostError):  # the old holder's next write is fenced off
-        with first.fenced():
-            pytest.fail("a runner without the lease got into a fenced transaction")
+    with pytest.raises(errors.LeaseLostError), first.fenced():  # the old holder's next write is fenced off
+        pytest.fail("a runner without the lease got into a fenced transaction")
     assert first.lost.is_set()
     with second.fenced():  # the holder renews and writes
         pass
@@ -159,7 +156,7 @@ def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_writ
     )
     run.plan(clean_audience(300))
     ledger = run.ledger
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claimed = ledger.claim([0, 1], now, "runner-a")
     assert set(claimed.column("state").to_pylist()) == {"pending"}  # a claim is not a send
     assert [c.written_at for c in ledger.chunks("chunk IN (0, 1)")] == [None, None]
