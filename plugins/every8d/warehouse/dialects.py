@@ -2,10 +2,11 @@
 
 The provider's SQL is written once, in the SQL that DuckDB and Postgres share;
 where an engine spells something its own way (column types, upserts, casts,
-row locks, "is distinct from"), the statement asks the warehouse's
+row locks, "is distinct from", the server's clock, ``UPDATE`` from rows of
+parameters, an idle-transaction timeout), the statement asks the warehouse's
 :class:`Dialect` for the spelling.  Adding a warehouse is one subclass here
 (plus its own view files in ``tracking/sql/<name>/`` if the views need other
-spellings) and the connection code that reaches it.
+spellings) and the session setup that reaches it (``warehouse/dbapi.py``).
 """
 
 from __future__ import annotations
