@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
@@ -178,3 +178,39 @@ def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_writ
     assert ledger.open_points() == Decimal(
         200
     )  # chunk 0 (100, in doubt) was most likely charged: not counted again
+
+
+def test_a_cancel_marks_the_latest_scheduled_recipients_first_and_unscheduled_last(any_warehouse):
+    run = CampaignRun(
+        SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse, options=RunOptions(lease_seconds=30)
+    )
+    run.plan(clean_audience(300))
+    ledger = run.ledger
+    rows = sorted(ledger.rows([0]).column("row_number").to_pylist())
+    now = datetime.now(UTC)
+    any_warehouse.execute(
+        "UPDATE every8d_send_ledger SET state = 'sent', batch_id = 'B1' WHERE campaign_id = 'camp' AND chunk = 0"
+    )
+    early, late = now + timedelta(hours=1), now + timedelta(hours=2)
+    for row_number, send_at in ((rows[5], early), (rows[9], late)):  # the rest of the batch: at once
+        any_warehouse.execute(
+            'UPDATE every8d_send_ledger SET send_at = ? WHERE campaign_id = ? AND "row_number" = ?',
+            [send_at, "camp", row_number],
+        )
+
+    def cancelled() -> list[int]:
+        table = any_warehouse.query_arrow(
+            "SELECT \"row_number\" FROM every8d_send_ledger WHERE campaign_id = 'camp' AND state = 'cancelled'"
+        )
+        return sorted(table.column("row_number").to_pylist())
+
+    assert ledger.record_cancel("B1", 1, Decimal(1), now) == 1
+    assert cancelled() == [rows[9]]  # the latest send time first
+    assert ledger.record_cancel("B1", 3, Decimal(3), now) == 3
+    assert cancelled() == sorted(
+        [rows[9], rows[5], rows[0], rows[1]]
+    )  # then earlier, then unscheduled in order
+    refunded = any_warehouse.query_arrow(
+        "SELECT refunded_points FROM every8d_send_chunks WHERE campaign_id = 'camp' AND chunk = 0"
+    )
+    assert refunded.column(0)[0].as_py() == Decimal(4)
