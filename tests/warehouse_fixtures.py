@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import provisioning
 import pytest
-
 from every8d.warehouse import open_warehouse
 
 WAREHOUSE_KINDS = ["duckdb", "postgres", "mariadb"]

@@ -56,12 +56,12 @@ def clean_audience(n: int, seed: int = 7) -> pd.DataFrame:
 
 def ledger_and_rejects(warehouse, campaign_id: str):
     ledger = warehouse.query_arrow(
-        "SELECT row_number, mobile, text, state, batch_id, chunk, attempt FROM every8d_send_ledger "
-        "WHERE campaign_id = ? ORDER BY row_number",
+        'SELECT "row_number", mobile, text, state, batch_id, chunk, attempt FROM every8d_send_ledger '
+        'WHERE campaign_id = ? ORDER BY "row_number"',
         [campaign_id],
     )
     rejects = warehouse.query_arrow(
-        "SELECT row_number, reason FROM every8d_send_rejects WHERE campaign_id = ? ORDER BY row_number",
+        'SELECT "row_number", reason FROM every8d_send_rejects WHERE campaign_id = ? ORDER BY "row_number"',
         [campaign_id],
     )
     return ledger, rejects

@@ -1,5 +1,6 @@
 """Exactly once against real runner processes: SIGKILL and SIGSTOP at each step, two runners at once,
-a send still executing after the read timeout, cut answers, scheduled sends, credit that just covers it.
+a send still executing after the read timeout, cut answers, scheduled sends, credit that just covers it;
+the ledger on Postgres and on MariaDB (row locks) with one representative process case each.
 
 Every test ends with the same promises (``assert_invariants``): no (number, text) pair twice at the
 gateway, no planned recipient without a message, no message or batch id the ledger does not know,
@@ -9,13 +10,15 @@ every recipient in a final state.
 from __future__ import annotations
 
 import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from campaign_checks import assert_invariants, check_invariants, clean_audience, make_audience
-from runner_processes import Runner, wait_stopped
+from every8d.campaign.ledger import SEND_TABLES, SendLedger
+from runner_processes import Runner, wait_stopped, wait_until
+from warehouse_fixtures import mariadb_database, mariadb_target_for  # noqa: F401
 
 PROMO = "Spring sale: 20% off everything this week. Reply N to opt out."
 
@@ -212,9 +215,7 @@ def test_a_cut_credit_answer_is_read_again_before_refusing(
 
 
 def in_an_hour_taipei() -> str:
-    return (
-        (datetime.now(timezone.utc) + timedelta(days=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
-    )
+    return (datetime.now(UTC) + timedelta(days=1)).astimezone(timezone(timedelta(hours=8))).isoformat()
 
 
 def quiet_window_around_now() -> str:
@@ -279,7 +280,6 @@ def test_credit_exactly_covering_the_campaign_survives_a_dropped_answer_and_a_re
 def postgres_ledger(postgres_database, monkeypatch):
     """The ledger on Postgres (row locks instead of DuckDB's file lock): target and an open warehouse."""
     import psycopg2
-
     from every8d.warehouse import open_warehouse
 
     monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_PG", postgres_database)
@@ -327,3 +327,41 @@ def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise
     racing = [Runner(target, audience, "race"), Runner(target, audience, "race")]
     assert [r.wait() for r in racing] == [0, 0], [r.output[-2000:] for r in racing]
     assert_invariants(sandbox, warehouse, "race")
+
+
+@pytest.fixture
+def mariadb_ledger(mariadb_database, monkeypatch):  # noqa: F811 (the imported fixture)
+    """The ledger on MariaDB (InnoDB row locks, NOW(6) in a UTC session): target and an open warehouse."""
+    from every8d.warehouse import open_warehouse
+
+    target = mariadb_target_for(mariadb_database, monkeypatch, [spec.name for spec in SEND_TABLES])
+    warehouse = open_warehouse(target)
+    yield target, warehouse
+    warehouse.close()
+
+
+def lease_holder(warehouse, campaign_id: str) -> str | None:
+    """The campaign's lease owner as the warehouse has it now (None before the campaign row exists)."""
+    rows = warehouse.query_arrow(
+        "SELECT lease_owner FROM every8d_campaigns WHERE campaign_id = ?", [campaign_id]
+    ).to_pylist()
+    return rows[0]["lease_owner"] if rows else None
+
+
+def test_on_mariadb_a_runner_killed_mid_request_while_a_second_waits_keeps_every_promise(
+    sandbox, every8d_conn_env, mariadb_ledger, audience
+):
+    """One representative process case on MariaDB (the unit-level ledger and lease tests run there too):
+    the second runner starts while the first holds the lease and is sending, the first is killed in the
+    middle of a request, the second takes over on the warehouse clock and texts everyone else once."""
+    target, warehouse = mariadb_ledger
+    SendLedger(warehouse, "camp").ensure_tables()  # so the test can watch for the lease at once
+    for endpoint in ("sendSMS", "SendParamSMS"):  # slow answers keep the first runner sending meanwhile
+        sandbox.inject_fault(endpoint, "slow", delay=0.5, count=-1, execute=True)
+    first = Runner(target, audience, settings={"signal_at": {"step": "request", "nth": 6}})
+    wait_until(lambda: lease_holder(warehouse, "camp") is not None, what="the first runner to hold the lease")
+    second = Runner(target, audience)
+    assert first.wait() == -signal.SIGKILL, first.output[-3000:]
+    assert second.wait() == 0, second.output[-3000:]
+    assert second.result()["summary"]["calls"] > 0
+    assert_invariants(sandbox, warehouse, "camp")

@@ -1,23 +1,23 @@
-"""The ledger's own guarantees: a crashed planning is redone, two runners never share a chunk."""
+"""The ledger's own guarantees on every warehouse (DuckDB, Postgres, MariaDB): a crashed planning is redone,
+two runners never share a chunk, a lease is held by one runner on the warehouse clock."""
 
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 from campaign_checks import TEMPLATES, assert_exactly_once, clean_audience, make_audience
-from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
-
+from every8d.campaign import errors
 from every8d.campaign.audience import ColumnMap
 from every8d.campaign.config import CampaignSpec
-from every8d.campaign import errors
 from every8d.campaign.lease import Lease
 from every8d.campaign.ledger import LEDGER, SendLedger
 from every8d.campaign.runner import CampaignRun, RunOptions
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 SPEC = CampaignSpec(
     kind="sms",
@@ -35,10 +35,11 @@ def campaign_run(warehouse, **options):
     )
 
 
-def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, every8d_conn_env, warehouse):
+def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     ledger = SendLedger(warehouse, "camp")
     ledger.ensure_tables()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ledger.start_plan({"kind": "sms", "fingerprint": "old"}, now)
     leftover = {name: None for name in LEDGER.schema.names}
     leftover.update(
@@ -63,11 +64,12 @@ def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, ever
     assert "half-written plan" not in {m["text"] for m in sandbox.messages()}
 
 
-def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, warehouse):
+def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     run = campaign_run(warehouse)
     run.plan(clean_audience(300))
     chunks = [c.chunk for c in run.ledger.chunks()]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = run.ledger.claim(chunks[:2], now, "runner-a")
     second = SendLedger(warehouse, "camp").claim(chunks[:3], now, "runner-b")
     assert set(first.column("chunk").to_pylist()) == set(chunks[:2])
@@ -75,7 +77,8 @@ def test_two_runners_never_claim_the_same_chunk(sandbox, every8d_conn_env, wareh
     assert set(first.column("row_number").to_pylist()).isdisjoint(second.column("row_number").to_pylist())
 
 
-def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env, warehouse):
+def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env, any_warehouse):
+    warehouse = any_warehouse
     first = campaign_run(warehouse).run(clean_audience(250))
     before = len(sandbox.requests())
     again = campaign_run(warehouse).run(clean_audience(250))
@@ -83,7 +86,7 @@ def test_a_rerun_of_a_finished_campaign_sends_nothing(sandbox, every8d_conn_env,
     assert len(sandbox.requests()) == before  # not even a credit check: nothing is left to pay for
 
 
-# -- the lease and its fence, on DuckDB and on Postgres ------------------------------------------------
+# -- the lease and its fence, on DuckDB, Postgres and MariaDB ------------------------------------------------
 
 
 @pytest.fixture(params=WAREHOUSE_KINDS)
@@ -104,7 +107,6 @@ def any_warehouse(request, warehouse):
         request.addfinalizer(home.close)
         return home
     import psycopg2
-
     from every8d.warehouse import open_warehouse
 
     dsn = request.getfixturevalue("postgres_database")
@@ -139,9 +141,8 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert second.holder()[0] == "runner-b"
-    with pytest.raises(errors.LeaseLostError):  # the old holder's next write is fenced off
-        with first.fenced():
-            pytest.fail("a runner without the lease got into a fenced transaction")
+    with pytest.raises(errors.LeaseLostError), first.fenced():  # the old holder's next write is fenced off
+        pytest.fail("a runner without the lease got into a fenced transaction")
     assert first.lost.is_set()
     with second.fenced():  # the holder renews and writes
         pass
@@ -149,15 +150,13 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
     assert second.holder()[0] is None
 
 
-# The runner's own SQL (campaign/runner.py) is not spelled for MariaDB yet: DuckDB and Postgres only.
-@pytest.mark.parametrize("any_warehouse", ["duckdb", "postgres"], indirect=True)
 def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_written(any_warehouse):
     run = CampaignRun(
         SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse, options=RunOptions(lease_seconds=30)
     )
     run.plan(clean_audience(300))
     ledger = run.ledger
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claimed = ledger.claim([0, 1], now, "runner-a")
     assert set(claimed.column("state").to_pylist()) == {"pending"}  # a claim is not a send
     assert [c.written_at for c in ledger.chunks("chunk IN (0, 1)")] == [None, None]
@@ -179,3 +178,39 @@ def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_writ
     assert ledger.open_points() == Decimal(
         200
     )  # chunk 0 (100, in doubt) was most likely charged: not counted again
+
+
+def test_a_cancel_marks_the_latest_scheduled_recipients_first_and_unscheduled_last(any_warehouse):
+    run = CampaignRun(
+        SPEC, campaign_id="camp", hook=None, warehouse=any_warehouse, options=RunOptions(lease_seconds=30)
+    )
+    run.plan(clean_audience(300))
+    ledger = run.ledger
+    rows = sorted(ledger.rows([0]).column("row_number").to_pylist())
+    now = datetime.now(UTC)
+    any_warehouse.execute(
+        "UPDATE every8d_send_ledger SET state = 'sent', batch_id = 'B1' WHERE campaign_id = 'camp' AND chunk = 0"
+    )
+    early, late = now + timedelta(hours=1), now + timedelta(hours=2)
+    for row_number, send_at in ((rows[5], early), (rows[9], late)):  # the rest of the batch: at once
+        any_warehouse.execute(
+            'UPDATE every8d_send_ledger SET send_at = ? WHERE campaign_id = ? AND "row_number" = ?',
+            [send_at, "camp", row_number],
+        )
+
+    def cancelled() -> list[int]:
+        table = any_warehouse.query_arrow(
+            "SELECT \"row_number\" FROM every8d_send_ledger WHERE campaign_id = 'camp' AND state = 'cancelled'"
+        )
+        return sorted(table.column("row_number").to_pylist())
+
+    assert ledger.record_cancel("B1", 1, Decimal(1), now) == 1
+    assert cancelled() == [rows[9]]  # the latest send time first
+    assert ledger.record_cancel("B1", 3, Decimal(3), now) == 3
+    assert cancelled() == sorted(
+        [rows[9], rows[5], rows[0], rows[1]]
+    )  # then earlier, then unscheduled in order
+    refunded = any_warehouse.query_arrow(
+        "SELECT refunded_points FROM every8d_send_chunks WHERE campaign_id = 'camp' AND chunk = 0"
+    )
+    assert refunded.column(0)[0].as_py() == Decimal(4)

@@ -10,23 +10,15 @@ from collections.abc import Iterator
 import pytest
 from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
+from every8d.tracking.views import drop_views
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import TRACKING_TABLES
 
 PG_CONN_ID = "every8d_test_warehouse"
 
-VIEWS = (
-    "every8d_campaign_daily",
-    "every8d_campaign_summary",
-    "every8d_failure_reasons",
-    "every8d_delivery_times",
-)
-
-
 def _drop_everything(warehouse: Warehouse) -> None:
-    for view in VIEWS:
-        warehouse.execute(f"DROP VIEW IF EXISTS {view}")
+    drop_views(warehouse)  # dependants first: the daily and summary views read every8d_campaign_measures
     for spec in TRACKING_TABLES:
         warehouse.execute(f"DROP TABLE IF EXISTS {spec.name}")
 

@@ -10,7 +10,7 @@ import pytest
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.analyst import refresh_analyst_db
 from every8d.tracking.sync import sync_batch
-from every8d.tracking.views import VIEWS, apply_views
+from every8d.tracking.views import apply_views, drop_views
 from every8d.ui.app import render_campaign
 from every8d.ui.figures import campaign_figures, mask_phone, open_reader
 from every8d.warehouse import open_warehouse
@@ -33,8 +33,7 @@ def ui_warehouse(request, tmp_path, monkeypatch):
         target = "airflow://every8d_ui_pg"
     monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
     warehouse = open_warehouse(target)
-    for view in VIEWS:
-        warehouse.execute(f"DROP VIEW IF EXISTS {view}")
+    drop_views(warehouse)
     for spec in TRACKING_TABLES:
         warehouse.execute(f"DROP TABLE IF EXISTS {spec.name}")
     yield target, warehouse

@@ -4,10 +4,11 @@ Airflow can run a task and its retry at once (a worker that lost its
 heartbeat keeps going), and a frozen process can wake after its retry
 finished.  So every ledger write of a run happens inside :meth:`Lease.fenced`:
 a transaction that first renews the lease *only if this runner still holds
-it*.  The expiry comes from the warehouse's clock (SQL ``now()``), never a
-worker's.  On Postgres the renewing ``UPDATE`` locks the campaign row until
-the transaction ends, so a takeover waits for it; DuckDB lets one process
-write the file at a time, which serializes the same way.
+it*.  The expiry comes from the warehouse's clock (its dialect's ``now``:
+``now()``, MySQL's ``NOW(6)`` in a UTC session), never a worker's.  On Postgres
+and MySQL/MariaDB the renewing ``UPDATE`` locks the campaign row until the
+transaction ends, so a takeover waits for it; DuckDB lets one process write
+the file at a time, which serializes the same way.
 
 Another runner takes the lease over only once it has expired; then it
 resolves what the old owner wrote only after the settle time, counted from
@@ -137,10 +138,11 @@ class Lease:
         if self.lost.is_set():
             raise errors.LeaseLostError(f"campaign {self.campaign_id}: this runner lost its lease; it stops")
         with self.lock, self.wh.transaction():
-            if self.wh.dialect == "postgres":
-                # A runner frozen inside this transaction would hold the campaign row's lock for
-                # good: the server ends such a session after a lease, and its writes never commit.
-                self.wh.execute(f"SET LOCAL idle_in_transaction_session_timeout = {self._ms}")
+            # A runner frozen inside this transaction would hold the campaign row's lock for
+            # good: where the engine can, the server ends such a session after a lease.
+            timeout = self.wh.sql.lock_timeout_sql(self._ms)
+            if timeout:
+                self.wh.execute(timeout)
             self.renew()
             yield
 
@@ -154,7 +156,7 @@ class Lease:
                         WHERE campaign_id = ? AND lease_owner = ?""",
                     [self.campaign_id, self.owner],
                 )
-        except Exception as error:  # it expires on its own
+        except Exception as error:  # noqa: BLE001 (it expires on its own)
             log.warning(
                 "campaign %s: could not release the lease (%s); it expires in %.0fs",
                 self.campaign_id,
@@ -186,7 +188,7 @@ class Lease:
             except errors.LeaseLostError:
                 log.error("campaign %s: lease lost to another runner; stopping", self.campaign_id)
                 return
-            except Exception as error:  # the warehouse hiccuped: the next beat tries again
+            except Exception as error:  # noqa: BLE001 (the warehouse hiccuped: the next beat tries again)
                 log.warning("campaign %s: lease renewal failed (%s)", self.campaign_id, type(error).__name__)
 
 
@@ -200,7 +202,7 @@ def wait_for_lease(lease: Lease, placeholder: dict[str, Any], timeout: float, po
     while True:
         if lease.try_acquire(placeholder):
             return True
-        owner, until, state = lease.holder()
+        _owner, until, state = lease.holder()
         if state == "done":
             return False
         if not logged:

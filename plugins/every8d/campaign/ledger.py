@@ -4,7 +4,9 @@ Every state change is committed before the step that depends on it: a chunk
 is ``in_flight`` in the warehouse before its request leaves, and ``sent``
 (with its batch id) only after the answer.  So after any crash the ledger
 says exactly which chunks may have gone out and need resolving, and which
-never left.  All SQL uses ``?`` placeholders and runs on DuckDB and Postgres.
+never left.  All SQL uses ``?`` placeholders and runs on DuckDB, Postgres and MySQL/MariaDB:
+where they spell a thing differently the warehouse's dialect (``wh.sql``) spells it.
+``row_number`` is quoted: MariaDB reserves the word.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from every8d.campaign.outcomes import ChunkOutcome
 from every8d.campaign.plan import PlanStats
 from every8d.campaign.points import as_points
 from every8d.warehouse.base import Warehouse
+from every8d.warehouse.dialects import quote
 from every8d.warehouse.tables import TableSpec
 
 IN_LIST_MAX = 900  # placeholders per IN (...) list
@@ -257,7 +260,7 @@ class SendLedger:
         with self.wh.transaction():
             for spec in SEND_TABLES:
                 spec.ensure(self.wh)
-            if self.wh.dialect != "duckdb":  # DuckDB scans fast; its ART indexes cost on every open
+            if self.wh.sql.secondary_indexes:
                 self.wh.execute(
                     f"CREATE INDEX IF NOT EXISTS every8d_send_ledger_chunk ON {LEDGER.name} (campaign_id, chunk)"
                 )
@@ -286,7 +289,7 @@ class SendLedger:
                 [*(meta[k] for k in names), now, self.campaign_id],
             )
             if changed != 1:  # no lease row (a ledger used without a runner): create the campaign row
-                row = {name: None for name in CAMPAIGNS.schema.names}
+                row: dict[str, Any] = {name: None for name in CAMPAIGNS.schema.names}
                 row.update({k: meta[k] for k in names})
                 row.update(campaign_id=self.campaign_id, state="planning", updated_at=now)
                 self.wh.append(CAMPAIGNS.name, pa.Table.from_pylist([row], schema=CAMPAIGNS.schema))
@@ -435,9 +438,9 @@ class SendLedger:
         for part in _slices(list(chunks)):
             parts.append(
                 self.wh.query_arrow(
-                    f"""SELECT {", ".join(ROW_COLUMNS)} FROM {LEDGER.name}
+                    f"""SELECT {", ".join(quote(c) for c in ROW_COLUMNS)} FROM {LEDGER.name}
                         WHERE campaign_id = ? AND chunk IN ({_marks(part)}) AND state IN ({_marks(states)})
-                        ORDER BY chunk, row_number""",
+                        ORDER BY chunk, "row_number" """,
                     [self.campaign_id, *part, *states],
                 )
             )
@@ -477,10 +480,11 @@ class SendLedger:
         atomic check that this runner still holds the chunk and the lease.
         False: the chunk is no longer this runner's, send nothing.
         """
+        now, timestamp = self.wh.sql.now, self.wh.sql.timestamp
         with self.wh.transaction():
             won = self.wh.execute(
-                f"""UPDATE {CHUNKS.name} SET written_at = now(), scheduled_for = CAST(? AS TIMESTAMP WITH TIME ZONE),
-                        attempt = attempt + 1, in_flight_at = coalesce(in_flight_at, now()), updated_at = now()
+                f"""UPDATE {CHUNKS.name} SET written_at = {now}, scheduled_for = CAST(? AS {timestamp}),
+                        attempt = attempt + 1, in_flight_at = coalesce(in_flight_at, {now}), updated_at = {now}
                     WHERE campaign_id = ? AND chunk = ? AND claimed_by = ? AND state = 'in_flight'""",
                 [scheduled_for, self.campaign_id, chunk, token],
             )
@@ -488,7 +492,7 @@ class SendLedger:
                 return False
             self.wh.execute(
                 f"""UPDATE {LEDGER.name} SET state = 'in_flight', attempt = attempt + 1,
-                        in_flight_at = coalesce(in_flight_at, now()), updated_at = now()
+                        in_flight_at = coalesce(in_flight_at, {now}), updated_at = {now}
                     WHERE campaign_id = ? AND chunk = ? AND state IN ('pending', 'in_flight')""",
                 [self.campaign_id, chunk],
             )
@@ -602,8 +606,9 @@ class SendLedger:
     def record(self, outcomes: Iterable[ChunkOutcome], now: datetime) -> None:
         """Write what each chunk's request did: chunk counters, then recipient states.
 
-        A wave's outcomes are written with a handful of statements (``UPDATE ...
-        FROM (VALUES ...)``), not a few per chunk: the ledger may hold millions of rows.
+        A wave's outcomes are written with a handful of statements (an ``UPDATE`` from rows of
+        parameters, :meth:`~every8d.warehouse.dialects.Dialect.update_from_values`), not a few per
+        chunk: the ledger may hold millions of rows.
         """
         outcomes = list(outcomes)
         if not outcomes:
@@ -624,17 +629,53 @@ class SendLedger:
             for (state, error), pairs in wide.items():
                 self._update_chunk_rows(state, error, pairs, now)
 
+    #: The columns of one chunk's outcome in :meth:`_record_chunks`, with their cast types.
+    _OUTCOME_COLUMNS = (
+        ("campaign_id", "text"),
+        ("chunk", "integer"),
+        ("state", "text"),
+        ("batch_id", "text"),
+        ("batches", "integer"),
+        ("sent", "integer"),
+        ("unsent", "integer"),
+        ("filtered", "integer"),
+        ("cost", "DECIMAL(12, 2)"),
+        ("unsent_resolved", "boolean"),
+        ("error", "text"),
+        ("accepted", "boolean"),
+        ("recorded_at", "timestamp"),
+    )
+
+    def _columns(self, columns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``(name, kind)`` with the dialect's cast type for ``text``, ``integer``, ``boolean``, ``timestamp``."""
+        return [(name, getattr(self.wh.sql, kind, kind)) for name, kind in columns]
+
     def _record_chunks(self, outcomes: Sequence[ChunkOutcome], now: datetime) -> None:
+        t = "t"
+        sets = [
+            ("state", "v.state"),
+            ("batch_id", f"coalesce(v.batch_id, {t}.batch_id)"),
+            ("batches", f"{t}.batches + v.batches"),
+            ("sent", f"{t}.sent + v.sent"),
+            ("unsent", f"{t}.unsent + v.unsent"),
+            ("filtered", f"{t}.filtered + v.filtered"),
+            ("cost", f"{t}.cost + v.cost"),
+            ("unsent_resolved", "v.unsent_resolved"),
+            ("error", "v.error"),
+            ("sent_at", f"CASE WHEN v.accepted THEN v.recorded_at ELSE {t}.sent_at END"),
+            ("written_at", f"CASE WHEN v.state = 'pending' THEN NULL ELSE {t}.written_at END"),
+            ("in_flight_at", f"CASE WHEN v.state = 'pending' THEN NULL ELSE {t}.in_flight_at END"),
+            ("claimed_by", f"CASE WHEN v.state = 'pending' THEN NULL ELSE {t}.claimed_by END"),
+            ("updated_at", "v.recorded_at"),
+        ]
+        columns = self._columns(self._OUTCOME_COLUMNS)
+        where = f"{t}.campaign_id = v.campaign_id AND {t}.chunk = v.chunk"
         for part in _slices(list(outcomes), 100):
-            values, parameters = [], []
+            parameters: list[Any] = []
             for o in part:
                 accepted = bool(o.batches) or any(u.state == "sent_unconfirmed" for u in o.rows)
-                values.append(
-                    "(CAST(? AS INTEGER), CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS INTEGER), "
-                    "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS DECIMAL(12, 2)), "
-                    "CAST(? AS BOOLEAN), CAST(? AS VARCHAR), CAST(? AS BOOLEAN))"
-                )
                 parameters += [
+                    self.campaign_id,
                     o.chunk,
                     o.state,
                     o.batches[-1].batch_id if o.batches else None,
@@ -646,56 +687,56 @@ class SendLedger:
                     o.unsent_resolved,
                     o.error,
                     accepted,
+                    now,
                 ]
-            c = CHUNKS.name
-            self.wh.execute(
-                f"""UPDATE {c} SET state = v.state, batch_id = coalesce(v.batch_id, {c}.batch_id),
-                        batches = {c}.batches + v.batches, sent = {c}.sent + v.sent, unsent = {c}.unsent + v.unsent,
-                        filtered = {c}.filtered + v.filtered, cost = {c}.cost + v.cost,
-                        unsent_resolved = v.unsent_resolved, error = v.error,
-                        sent_at = CASE WHEN v.accepted THEN CAST(? AS TIMESTAMP WITH TIME ZONE) ELSE {c}.sent_at END,
-                        written_at = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.written_at END,
-                        in_flight_at = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.in_flight_at END,
-                        claimed_by = CASE WHEN v.state = 'pending' THEN NULL ELSE {c}.claimed_by END,
-                        updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)
-                    FROM (VALUES {", ".join(values)})
-                        AS v(chunk, state, batch_id, batches, sent, unsent, filtered, cost, unsent_resolved, error,
-                             accepted)
-                    WHERE {c}.campaign_id = ? AND {c}.chunk = v.chunk""",
-                [now, now, *parameters, self.campaign_id],
-            )
+            sql = self.wh.sql.update_from_values(CHUNKS.name, t, sets, columns, len(part), where)
+            self.wh.execute(sql, parameters)
 
     @staticmethod
-    def _assignments(state: str) -> str:
-        settled = state in ("sent", "sent_unconfirmed", "unsent_no_credit", "unsent_international")
-        sent_at = ", sent_at = coalesce(sent_at, CAST(? AS TIMESTAMP WITH TIME ZONE))" if settled else ""
-        return "state = ?, error = ?, updated_at = CAST(? AS TIMESTAMP WITH TIME ZONE)" + sent_at
+    def _settles(state: str) -> bool:
+        """Whether a recipient reaching ``state`` gets its ``sent_at`` (the first time)."""
+        return state in ("sent", "sent_unconfirmed", "unsent_no_credit", "unsent_international")
 
     def _update_rows(self, update: Any, now: datetime) -> None:
-        settled = "sent_at" in self._assignments(update.state)
-        head = [update.state, update.error, now] + ([now] if settled else [])
+        timestamp, text = self.wh.sql.timestamp, self.wh.sql.text
+        sent_at = (
+            f", sent_at = coalesce(sent_at, CAST(? AS {timestamp}))" if self._settles(update.state) else ""
+        )
+        head = [update.state, update.error, now] + ([now] if sent_at else [])
         for part in _slices(list(update.row_numbers)):
             self.wh.execute(
-                f"""UPDATE {LEDGER.name} SET {self._assignments(update.state)},
-                        batch_id = coalesce(CAST(? AS VARCHAR), batch_id)
-                    WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
+                f"""UPDATE {LEDGER.name} SET state = ?, error = ?, updated_at = CAST(? AS {timestamp}){sent_at},
+                        batch_id = coalesce(CAST(? AS {text}), batch_id)
+                    WHERE campaign_id = ? AND "row_number" IN ({_marks(part)})""",
                 [*head, update.batch_id, self.campaign_id, *part],
             )
+
+    #: The columns of one chunk's rows in :meth:`_update_chunk_rows`, with their cast types.
+    _ROWS_COLUMNS = (
+        ("campaign_id", "text"),
+        ("chunk", "integer"),
+        ("batch_id", "text"),
+        ("state", "text"),
+        ("error", "text"),
+        ("recorded_at", "timestamp"),
+    )
 
     def _update_chunk_rows(
         self, state: str, error: str | None, pairs: list[tuple[int, str | None]], now: datetime
     ) -> None:
-        settled = "sent_at" in self._assignments(state)
-        head = [state, error, now] + ([now] if settled else [])
-        table = LEDGER.name
+        t = "t"
+        sets = [("state", "v.state"), ("error", "v.error"), ("updated_at", "v.recorded_at")]
+        if self._settles(state):
+            sets.append(("sent_at", f"coalesce({t}.sent_at, v.recorded_at)"))
+        sets.append(("batch_id", f"coalesce(v.batch_id, {t}.batch_id)"))
+        columns = self._columns(self._ROWS_COLUMNS)
+        where = f"{t}.campaign_id = v.campaign_id AND {t}.chunk = v.chunk AND {t}.state = 'in_flight'"
         for part in _slices(pairs, 200):
-            values = ", ".join("(CAST(? AS INTEGER), CAST(? AS VARCHAR))" for _ in part)
-            self.wh.execute(
-                f"""UPDATE {table} SET {self._assignments(state)}, batch_id = coalesce(v.batch_id, {table}.batch_id)
-                    FROM (VALUES {values}) AS v(chunk, batch_id)
-                    WHERE {table}.campaign_id = ? AND {table}.chunk = v.chunk AND {table}.state = 'in_flight'""",
-                [*head, *[x for pair in part for x in pair], self.campaign_id],
-            )
+            parameters: list[Any] = []
+            for chunk, batch_id in part:
+                parameters += [self.campaign_id, chunk, batch_id, state, error, now]
+            sql = self.wh.sql.update_from_values(LEDGER.name, t, sets, columns, len(part), where)
+            self.wh.execute(sql, parameters)
 
     def mark_unsent(self, chunk: int, updates: Sequence[tuple[str, Sequence[int]]], now: datetime) -> None:
         """Per-recipient results of a batch that reported UNSEND > 0, found in its status listing."""
@@ -704,7 +745,7 @@ class SendLedger:
                 for part in _slices(list(row_numbers)):
                     self.wh.execute(
                         f"""UPDATE {LEDGER.name} SET state = ?, updated_at = ?
-                            WHERE campaign_id = ? AND row_number IN ({_marks(part)})""",
+                            WHERE campaign_id = ? AND "row_number" IN ({_marks(part)})""",
                         [state, now, self.campaign_id, *part],
                     )
             self.wh.execute(
@@ -782,14 +823,16 @@ class SendLedger:
         """
         if deleted <= 0:
             return 0
+        # Latest first with NULLs last, in a derived table: MySQL takes neither NULLS LAST, nor
+        # LIMIT in an IN subquery, nor the updated table in its own subquery.
         with self.wh.transaction():
             changed = self.wh.execute(
                 f"""UPDATE {LEDGER.name} SET state = 'cancelled', refunded_points = points, cancelled_at = ?,
                         updated_at = ?
-                    WHERE campaign_id = ? AND row_number IN (
-                        SELECT row_number FROM {LEDGER.name}
+                    WHERE campaign_id = ? AND "row_number" IN (SELECT "row_number" FROM (
+                        SELECT "row_number" FROM {LEDGER.name}
                         WHERE campaign_id = ? AND batch_id = ? AND state = 'sent'
-                        ORDER BY send_at DESC NULLS LAST, row_number LIMIT ?)""",
+                        ORDER BY send_at IS NULL, send_at DESC, "row_number" LIMIT ?) AS latest)""",
                 [now, now, self.campaign_id, self.campaign_id, batch_id, int(deleted)],
             )
             self.wh.execute(

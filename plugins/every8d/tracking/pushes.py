@@ -163,7 +163,7 @@ def merge_push_events(
 UNREGISTERED_PUSHES = f"""
 SELECT e.batch_id, e.mobile, NULLIF(e.mr, '') AS mr, min(e.received_at) AS first_at
 FROM {PUSH_EVENTS.name} e
-WHERE e.received_at >= CAST(? AS TIMESTAMP WITH TIME ZONE) AND e.status <> {REPLY_STATUS}
+WHERE e.received_at >= CAST(? AS {{timestamp}}) AND e.status <> {REPLY_STATUS}
     AND (e.batch_id NOT IN (SELECT batch_id FROM {BATCHES.name}) OR e.batch_id IN ({{include}}))
 GROUP BY e.batch_id, e.mobile, NULLIF(e.mr, '')
 ORDER BY e.batch_id, e.mobile
@@ -179,4 +179,5 @@ def pushed_unregistered_batches(warehouse: Warehouse, since: datetime, include: 
     """
     ensure_tracking_tables(warehouse)
     marks = ", ".join("?" for _ in include) or "NULL"
-    return warehouse.query_arrow(UNREGISTERED_PUSHES.format(include=marks), [since, *include])
+    sql = UNREGISTERED_PUSHES.format(include=marks, timestamp=warehouse.sql.timestamp)
+    return warehouse.query_arrow(sql, [since, *include])

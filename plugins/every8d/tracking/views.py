@@ -7,7 +7,9 @@ written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
 WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
 file serves every warehouse; a ``<dialect>/`` folder beside them, when there
 is one, replaces them for that dialect.  Views are dropped and recreated, so a
-changed column list applies cleanly.
+changed column list applies cleanly; a view may build on one an earlier file
+made (``every8d_campaign_measures`` under the daily and summary views), so all
+are dropped first, dependants before what they read, then created in order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
 VIEWS = (
+    "every8d_campaign_measures",
     "every8d_campaign_daily",
     "every8d_campaign_summary",
     "every8d_failure_reasons",
@@ -47,17 +50,26 @@ def view_files(dialect: str, sql_dir: Path | None = None) -> list[Path]:
     return files
 
 
+def _view_name(path: Path, sql: str) -> str:
+    match = _VIEW_NAME.search(sql)
+    if match is None:
+        raise ValueError(f"{path.name} does not create a view")
+    return match.group(1)
+
+
+def drop_views(warehouse: Warehouse, names: tuple[str, ...] | list[str] = VIEWS) -> None:
+    """Drop the analytics views (``names`` in apply order), dependants first: no engine refuses then."""
+    for name in reversed(names):
+        warehouse.execute(f"DROP VIEW IF EXISTS {name}")
+
+
 def apply_views(warehouse: Warehouse, sql_dir: Path | None = None) -> list[str]:
     """(Re)create every analytics view for the warehouse's dialect; returns the view names."""
     ensure_tracking_tables(warehouse)
-    names = []
+    views = [(path, path.read_text(encoding="utf-8")) for path in view_files(warehouse.dialect, sql_dir)]
+    names = [_view_name(path, sql) for path, sql in views]
     with warehouse.transaction():
-        for path in view_files(warehouse.dialect, sql_dir):
-            sql = path.read_text(encoding="utf-8")
-            match = _VIEW_NAME.search(sql)
-            if match is None:
-                raise ValueError(f"{path.name} does not create a view")
-            warehouse.execute(f"DROP VIEW IF EXISTS {match.group(1)}")
+        drop_views(warehouse, [*VIEWS, *(n for n in names if n not in VIEWS)])
+        for _, sql in views:
             warehouse.execute(sql)
-            names.append(match.group(1))
     return names

@@ -190,8 +190,8 @@ def campaign_rejects(reader: _Reader, campaign_id: str, limit: int = 500) -> lis
     if "every8d_send_rejects" not in reader.tables:
         return []
     rows = reader.query(
-        "SELECT row_number, reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile FROM every8d_send_rejects "
-        "WHERE campaign_id = ? ORDER BY row_number LIMIT ?",
+        'SELECT "row_number", reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile FROM every8d_send_rejects '
+        'WHERE campaign_id = ? ORDER BY "row_number" LIMIT ?',
         [campaign_id, limit],
     )
     return [

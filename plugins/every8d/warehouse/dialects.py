@@ -2,10 +2,11 @@
 
 The provider's SQL is written once, in the SQL that DuckDB and Postgres share;
 where an engine spells something its own way (column types, upserts, casts,
-row locks, "is distinct from"), the statement asks the warehouse's
+row locks, "is distinct from", the server's clock, ``UPDATE`` from rows of
+parameters, an idle-transaction timeout), the statement asks the warehouse's
 :class:`Dialect` for the spelling.  Adding a warehouse is one subclass here
 (plus its own view files in ``tracking/sql/<name>/`` if the views need other
-spellings) and the connection code that reaches it.
+spellings) and the session setup that reaches it (``warehouse/dbapi.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Dialect:
     text = "VARCHAR"
     #: ``CAST(x AS <integer>)``.
     integer = "INTEGER"
+    #: ``CAST(x AS <boolean>)`` (MySQL casts to a number: its BOOLEAN is TINYINT(1)).
+    boolean = "BOOLEAN"
+    #: Whether secondary indexes pay for themselves (DuckDB scans fast; its ART indexes cost on every open).
+    secondary_indexes = True
     #: appended to a ``SELECT`` that must lock the rows it reads until the transaction ends.
     for_update = " FOR UPDATE"
     #: The server's clock, as an aware (UTC) time.
@@ -201,11 +206,39 @@ class Dialect:
         assignments = ",\n    ".join(f"{column} = {value}" for column, value in sets)
         return f"UPDATE {table} {alias} SET\n    {assignments}\nFROM ({source}) {source_alias}\nWHERE {where}"
 
+    def update_from_values(
+        self,
+        table: str,
+        alias: str,
+        sets: list[tuple[str, str]],
+        columns: list[tuple[str, str]],
+        rows: int,
+        where: str,
+    ) -> str:
+        """``UPDATE table alias`` from ``rows`` rows of parameters, one ``?`` per column and row, row by row.
+
+        ``columns`` are ``(name, cast type)``; the rows are named ``v``.  Every parameter is in the
+        rows (none in ``sets`` or ``where``), so the parameter order is the same on every engine.
+        """
+        row = "(" + ", ".join(f"CAST(? AS {kind})" for _, kind in columns) + ")"
+        names = ", ".join(name for name, _ in columns)
+        source = f"(VALUES {', '.join(row for _ in range(rows))}) AS v({names})"
+        assignments = ",\n    ".join(f"{column} = {value}" for column, value in sets)
+        return f"UPDATE {table} {alias} SET\n    {assignments}\nFROM {source}\nWHERE {where}"
+
+    def lock_timeout_sql(self, ms: int) -> str | None:
+        """A statement that ends this session if it idles in its transaction over ``ms`` (None: no such thing).
+
+        A runner frozen inside a fenced transaction would hold the campaign row's lock for good.
+        """
+        return None
+
 
 class DuckDbDialect(Dialect):
     name = "duckdb"
     for_update = ""  # one writer per file: the transaction holds the whole database
     scans_arrow = True
+    secondary_indexes = False
 
     def anti_join(self, select: str, alias: str, table: str, other: str, on: str) -> str:
         return f"SELECT {alias}.* FROM ({select}) {alias}\nANTI JOIN {table} {other} ON {on}"
@@ -220,6 +253,9 @@ class PostgresDialect(Dialect):
 
     def string_type(self, in_key: bool) -> str:
         return "TEXT"
+
+    def lock_timeout_sql(self, ms: int) -> str | None:
+        return f"SET LOCAL idle_in_transaction_session_timeout = {int(ms)}"
 
 
 #: Longest key text column on MySQL/MariaDB (a campaign id's limit): three of them in one key
@@ -240,6 +276,7 @@ class MySqlDialect(Dialect):
     timestamp = "DATETIME(6)"
     text = "CHAR"
     integer = "SIGNED"
+    boolean = "SIGNED"
     binary = "LONGBLOB"
 
     def string_type(self, in_key: bool) -> str:
@@ -296,6 +333,23 @@ class MySqlDialect(Dialect):
         """``UPDATE table alias JOIN (source) ON where SET alias.column = ...``, applied left to right."""
         assignments = ",\n    ".join(f"{alias}.{column} = {value}" for column, value in sets)
         return f"UPDATE {table} {alias} JOIN ({source}) {source_alias} ON {where}\nSET {assignments}"
+
+    def update_from_values(
+        self,
+        table: str,
+        alias: str,
+        sets: list[tuple[str, str]],
+        columns: list[tuple[str, str]],
+        rows: int,
+        where: str,
+    ) -> str:
+        """``UPDATE table alias JOIN (SELECT ... UNION ALL SELECT ...) v ON where SET ...``.
+
+        MariaDB's ``VALUES`` table constructor takes no ``AS v(columns)``: the rows are selects.
+        """
+        row = "SELECT " + ", ".join(f"CAST(? AS {kind}) AS {name}" for name, kind in columns)
+        source = "\nUNION ALL ".join(row for _ in range(rows))
+        return self.update_from(table, alias, sets, source, "v", where)
 
     def insert_new(self, insert: str) -> str:
         """A no-op update of the first column, not ``INSERT IGNORE`` (which would hide other errors too)."""

@@ -1,36 +1,8 @@
--- Delivery and cost per campaign and send day (the UTC day the batch went out).
--- delivery_rate = delivered / sent; time to deliver is received_at (or the time the final
--- status was first seen) minus sent_at, over delivered messages; opt-outs are repliers
+-- Delivery and cost per campaign and send day (the UTC day the batch went out), from the
+-- shared measures (every8d_campaign_measures, grain 'day'); opt-outs are repliers
 -- whose trimmed, upper-cased reply is a keyword of every8d.tracking.replies.OPT_OUT_KEYWORDS.
 CREATE OR REPLACE VIEW every8d_campaign_daily AS
-WITH messages AS (
-    SELECT b.campaign_id,
-           CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE) AS send_date,
-           m.status, m.status_group, m.is_final, m.points,
-           CASE WHEN m.status_group = 'delivered' AND m.sent_at IS NOT NULL
-                THEN CAST(EXTRACT(EPOCH FROM COALESCE(m.received_at, m.final_at) - m.sent_at) AS DOUBLE PRECISION) END AS seconds_to_deliver
-    FROM every8d_messages m
-    JOIN every8d_batches b ON b.batch_id = m.batch_id
-),
-daily AS (
-    SELECT campaign_id, send_date,
-        count(*) AS sent,
-        sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS delivered,
-        sum(CASE WHEN status_group = 'failed' THEN 1 ELSE 0 END) AS failed,
-        sum(CASE WHEN status_group = 'expired' THEN 1 ELSE 0 END) AS expired,
-        sum(CASE WHEN status_group = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
-        sum(CASE WHEN NOT is_final THEN 1 ELSE 0 END) AS pending,
-        CAST(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS DOUBLE PRECISION) / NULLIF(count(*), 0)
-            AS delivery_rate,
-        COALESCE(sum(points), 0) AS points_spent,
-        CAST(COALESCE(sum(points), 0) AS DOUBLE PRECISION) / NULLIF(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END), 0)
-            AS points_per_delivered,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_deliver) AS p50_seconds_to_deliver,
-        percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds_to_deliver) AS p95_seconds_to_deliver
-    FROM messages
-    GROUP BY campaign_id, send_date
-),
-replies AS (
+WITH replies AS (
     SELECT b.campaign_id AS campaign_id, CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE) AS send_date,
            count(*) AS replies,
            count(DISTINCT s.mobile) AS opt_outs
@@ -40,6 +12,9 @@ replies AS (
     LEFT JOIN every8d_suppressions s ON s.mobile = r.mobile AND s.source = 'reply'
     GROUP BY b.campaign_id, CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE)
 )
-SELECT d.*, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
-FROM daily d
-LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM d.campaign_id AND r.send_date = d.send_date;
+SELECT d.campaign_id, d.send_date, d.sent, d.delivered, d.failed, d.expired, d.cancelled, d.pending,
+       d.delivery_rate, d.points_spent, d.points_per_delivered, d.p50_seconds_to_deliver, d.p95_seconds_to_deliver,
+       COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
+FROM every8d_campaign_measures d
+LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM d.campaign_id AND r.send_date = d.send_date
+WHERE d.grain = 'day';

@@ -1,35 +1,6 @@
--- The same measures per campaign over all its batches.
+-- The same measures per campaign over all its batches (every8d_campaign_measures, grain 'campaign').
 CREATE OR REPLACE VIEW every8d_campaign_summary AS
-WITH messages AS (
-    SELECT b.campaign_id,
-           CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE) AS send_date,
-           m.status, m.status_group, m.is_final, m.points,
-           CASE WHEN m.status_group = 'delivered' AND m.sent_at IS NOT NULL
-                THEN CAST(EXTRACT(EPOCH FROM COALESCE(m.received_at, m.final_at) - m.sent_at) AS DOUBLE PRECISION) END AS seconds_to_deliver
-    FROM every8d_messages m
-    JOIN every8d_batches b ON b.batch_id = m.batch_id
-),
-campaigns AS (
-    SELECT campaign_id,
-        min(send_date) AS first_send_date,
-        max(send_date) AS last_send_date,
-        count(*) AS sent,
-        sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS delivered,
-        sum(CASE WHEN status_group = 'failed' THEN 1 ELSE 0 END) AS failed,
-        sum(CASE WHEN status_group = 'expired' THEN 1 ELSE 0 END) AS expired,
-        sum(CASE WHEN status_group = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
-        sum(CASE WHEN NOT is_final THEN 1 ELSE 0 END) AS pending,
-        CAST(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS DOUBLE PRECISION) / NULLIF(count(*), 0)
-            AS delivery_rate,
-        COALESCE(sum(points), 0) AS points_spent,
-        CAST(COALESCE(sum(points), 0) AS DOUBLE PRECISION) / NULLIF(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END), 0)
-            AS points_per_delivered,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_deliver) AS p50_seconds_to_deliver,
-        percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds_to_deliver) AS p95_seconds_to_deliver
-    FROM messages
-    GROUP BY campaign_id
-),
-replies AS (
+WITH replies AS (
     SELECT b.campaign_id AS campaign_id,
            count(*) AS replies,
            count(DISTINCT s.mobile) AS opt_outs
@@ -39,6 +10,9 @@ replies AS (
     LEFT JOIN every8d_suppressions s ON s.mobile = r.mobile AND s.source = 'reply'
     GROUP BY b.campaign_id
 )
-SELECT c.*, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
-FROM campaigns c
-LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM c.campaign_id;
+SELECT c.campaign_id, c.first_send_date, c.last_send_date, c.sent, c.delivered, c.failed, c.expired, c.cancelled,
+       c.pending, c.delivery_rate, c.points_spent, c.points_per_delivered, c.p50_seconds_to_deliver,
+       c.p95_seconds_to_deliver, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
+FROM every8d_campaign_measures c
+LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM c.campaign_id
+WHERE c.grain = 'campaign';

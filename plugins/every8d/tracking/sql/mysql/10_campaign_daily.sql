@@ -1,52 +1,9 @@
--- MySQL/MariaDB spelling: TIMESTAMPDIFF for EXTRACT(EPOCH ...), <=> for IS NOT DISTINCT FROM, and
--- percentile_cont as the window function MariaDB has (it is no aggregate there).
--- Delivery and cost per campaign and send day (the UTC day the batch went out).
--- delivery_rate = delivered / sent; time to deliver is received_at (or the time the final
--- status was first seen) minus sent_at, over delivered messages; opt-outs are repliers
+-- MySQL/MariaDB spelling: <=> for IS NOT DISTINCT FROM.
+-- Delivery and cost per campaign and send day (the UTC day the batch went out), from the
+-- shared measures (every8d_campaign_measures, grain 'day'); opt-outs are repliers
 -- whose trimmed, upper-cased reply is a keyword of every8d.tracking.replies.OPT_OUT_KEYWORDS.
 CREATE OR REPLACE VIEW every8d_campaign_daily AS
-WITH messages AS (
-    SELECT b.campaign_id,
-           CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE) AS send_date,
-           m.status, m.status_group, m.is_final, m.points,
-           CASE WHEN m.status_group = 'delivered' AND m.sent_at IS NOT NULL
-                THEN TIMESTAMPDIFF(MICROSECOND, m.sent_at, COALESCE(m.received_at, m.final_at)) / 1e6 END AS seconds_to_deliver
-    FROM every8d_messages m
-    JOIN every8d_batches b ON b.batch_id = m.batch_id
-),
-timed AS (
-    SELECT messages.*,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_deliver)
-               OVER (PARTITION BY campaign_id, send_date, seconds_to_deliver IS NULL) AS p50_window,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds_to_deliver)
-               OVER (PARTITION BY campaign_id, send_date, seconds_to_deliver IS NULL) AS p95_window
-    FROM messages
-),
-measured AS (  -- the percentiles of the delivered messages only, on every row of the group
-    SELECT timed.*,
-           CASE WHEN seconds_to_deliver IS NOT NULL THEN p50_window END AS p50_seconds_to_deliver,
-           CASE WHEN seconds_to_deliver IS NOT NULL THEN p95_window END AS p95_seconds_to_deliver
-    FROM timed
-),
-daily AS (
-    SELECT campaign_id, send_date,
-        count(*) AS sent,
-        sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS delivered,
-        sum(CASE WHEN status_group = 'failed' THEN 1 ELSE 0 END) AS failed,
-        sum(CASE WHEN status_group = 'expired' THEN 1 ELSE 0 END) AS expired,
-        sum(CASE WHEN status_group = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
-        sum(CASE WHEN NOT is_final THEN 1 ELSE 0 END) AS pending,
-        CAST(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END) AS DOUBLE) / NULLIF(count(*), 0)
-            AS delivery_rate,
-        COALESCE(sum(points), 0) AS points_spent,
-        CAST(COALESCE(sum(points), 0) AS DOUBLE) / NULLIF(sum(CASE WHEN status_group = 'delivered' THEN 1 ELSE 0 END), 0)
-            AS points_per_delivered,
-        max(p50_seconds_to_deliver) AS p50_seconds_to_deliver,
-        max(p95_seconds_to_deliver) AS p95_seconds_to_deliver
-    FROM measured
-    GROUP BY campaign_id, send_date
-),
-replies AS (
+WITH replies AS (
     SELECT b.campaign_id AS campaign_id, CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE) AS send_date,
            count(*) AS replies,
            count(DISTINCT s.mobile) AS opt_outs
@@ -56,6 +13,9 @@ replies AS (
     LEFT JOIN every8d_suppressions s ON s.mobile = r.mobile AND s.source = 'reply'
     GROUP BY b.campaign_id, CAST(COALESCE(b.scheduled_at, b.sent_at) AS DATE)
 )
-SELECT d.*, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
-FROM daily d
-LEFT JOIN replies r ON r.campaign_id <=> d.campaign_id AND r.send_date = d.send_date;
+SELECT d.campaign_id, d.send_date, d.sent, d.delivered, d.failed, d.expired, d.cancelled, d.pending,
+       d.delivery_rate, d.points_spent, d.points_per_delivered, d.p50_seconds_to_deliver, d.p95_seconds_to_deliver,
+       COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
+FROM every8d_campaign_measures d
+LEFT JOIN replies r ON r.campaign_id <=> d.campaign_id AND r.send_date = d.send_date
+WHERE d.grain = 'day';
