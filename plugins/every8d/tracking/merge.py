@@ -338,17 +338,13 @@ def _update_batches_sql(dialect: str, rows: int) -> str:
         ("closed_reason", text),
         ("closed_at", ts),
     ]
-    row = "SELECT " + ", ".join(f"CAST(? AS {kind}) AS {name}" for name, kind in columns)
-    source = "\nUNION ALL ".join([row] * rows)
+    same_poll = d.not_distinct("t.last_poll_at", "v.polled_at")
     sets = [
-        (
-            "polls",
-            f"COALESCE(t.polls, 0) + CASE WHEN {d.not_distinct('t.last_poll_at', 'v.polled_at')} THEN 0 ELSE 1 END",
-        ),
+        ("polls", f"COALESCE(t.polls, 0) + CASE WHEN {same_poll} THEN 0 ELSE 1 END"),
         ("last_poll_at", "v.polled_at"),
         *((name, f"v.{name}") for name, _ in columns[2:]),
     ]
-    return d.update_from(BATCHES.name, "t", sets, source, "v", "t.batch_id = v.batch_id")
+    return d.update_from_values(BATCHES.name, "t", sets, columns, rows, "t.batch_id = v.batch_id")
 
 
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
