@@ -112,7 +112,7 @@ def test_compose_auth_sizing_and_sandbox_pushes(compose_binary):
     )
     init = " ".join(services["airflow-init"]["command"])
     pool = re.search(r"airflow pools set (\S+) (\d+)", init)
-    assert pool and pool.group(1) == env["EVERY8D_STATUS_POOL"]
+    assert pool and pool.group(1) == env["AIRFLOW__EVERY8D__STATUS_POOL"]
     assert int(pool.group(2)) < int(env["AIRFLOW__CORE__PARALLELISM"])  # campaigns always find a slot
     command = services["every8d-sandbox"]["command"]
     push = command[command.index("--push-url") + 1]
@@ -130,9 +130,9 @@ def test_compose_routes_pushes_to_the_dedicated_receiver_with_the_workers_journa
     receiver, worker = services["every8d-receiver"], services["airflow-worker"]
     assert receiver["entrypoint"] == ["python", "-m", "every8d.callbacks"]
     port = receiver["command"][receiver["command"].index("--port") + 1]
-    for key in ("EVERY8D_PUSH_TOKEN", "EVERY8D_PUSH_JOURNAL"):
+    for key in ("AIRFLOW__EVERY8D__PUSH_TOKEN", "AIRFLOW__EVERY8D__PUSH_JOURNAL"):
         assert receiver["environment"][key] == worker["environment"][key], key
-    journal = Path(worker["environment"]["EVERY8D_PUSH_JOURNAL"])
+    journal = Path(worker["environment"]["AIRFLOW__EVERY8D__PUSH_JOURNAL"])
     mounts = lambda service: {v["target"]: v["source"] for v in service["volumes"]}  # noqa: E731
     folder = next(t for t in mounts(worker) if journal.is_relative_to(t))
     assert mounts(receiver)[folder] == mounts(worker)[folder]  # one volume, one journal file
