@@ -9,6 +9,7 @@ import textwrap
 
 import duckdb
 import pytest
+
 from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
 

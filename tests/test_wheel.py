@@ -132,7 +132,7 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
             "PYTHONPATH": "",
         }
     )
-    run = dict(env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 600}
     seeded = subprocess.run([str(python), "-c", SEED, f"duckdb:///{warehouse}", str(site)], **run)
     assert seeded.returncode == 0, seeded.stderr[-3000:]
     migrated = subprocess.run([str(python), "-m", "airflow", "db", "migrate"], **run)

@@ -139,15 +139,14 @@ def adopt_after_pushes(pushes: PushCapture, warehouse, advance: float = 120.0) -
 
 def recorded_batches(warehouse, campaign_id: str) -> set[str]:
     """Batch ids the campaign's ledger knows: on its recipients, kept as stale, adopted from pushes."""
-    found = {
-        b
-        for b in warehouse.query_arrow(
+    found = set(
+        warehouse.query_arrow(
             "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
             [campaign_id],
         )
         .column("batch_id")
         .to_pylist()
-    }
+    )
     for table in ("every8d_send_stale_batches", "every8d_send_adopted_batches"):
         if warehouse.table_columns(table):
             found |= set(

@@ -28,7 +28,6 @@ from every8d.campaign.runner import CampaignRun, RunOptions
 from every8d.hooks.every8d import Every8dHook
 from every8d.warehouse import open_warehouse
 
-
 RUNS: list = []  # the CampaignRun of this process, once built
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pyarrow as pa
@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from every8d.campaign.audience import ColumnMap
-from every8d.phones import PhoneNormalizer
 from every8d.campaign.plan import Planner
 from every8d.campaign.schedule import QuietHours
 from every8d.campaign.screen import Screen
 from every8d.campaign.templating import TemplateSet
+from every8d.phones import PhoneNormalizer
 
-NOW = datetime(2026, 5, 4, 4, 0, tzinfo=timezone.utc)  # 12:00 in Taipei
+NOW = datetime(2026, 5, 4, 4, 0, tzinfo=UTC)  # 12:00 in Taipei
 
 
 def plan(
@@ -96,7 +96,7 @@ def test_same_number_and_text_is_never_planned_twice_whatever_the_key():
     batch = pa.record_batch(
         {"mobile": ["0912345678", "0912345678", "0912345678"], "name": ["A", "A", "B"], "id": ["1", "2", "3"]}
     )
-    stats, planned, rejects, _ = plan(batch, dedupe_on=("recipient_key",))
+    _stats, planned, rejects, _ = plan(batch, dedupe_on=("recipient_key",))
     assert planned.column("row_number").to_pylist() == [1, 3]  # same number, different text: allowed
     assert rejects.column("detail").to_pylist() == ["same number and text as row 1"]
 

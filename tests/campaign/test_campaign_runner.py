@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -192,7 +192,7 @@ def test_quiet_hours_reschedule_to_the_window_end(sandbox, every8d_conn_env, war
     messages = sandbox.messages()
     assert {m["status"] for m in messages} == {300}  # scheduled, not sent during quiet hours
     send_at = {datetime.fromisoformat(m["send_at"]) for m in messages}
-    assert len(send_at) == 1 and next(iter(send_at)) > datetime.now(timezone.utc) + timedelta(hours=1)
+    assert len(send_at) == 1 and next(iter(send_at)) > datetime.now(UTC) + timedelta(hours=1)
 
 
 def test_quiet_hours_reject_refuses_rows_meant_for_now(sandbox, every8d_conn_env, warehouse):

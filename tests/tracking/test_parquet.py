@@ -101,7 +101,7 @@ def test_an_export_killed_midway_leaves_no_temporary_file_a_later_run_keeps(sand
         child.send_signal(signal.SIGKILL)
         child.wait()
     folder = lake / "every8d_messages" / f"send_date={batch.sent_at.date().isoformat()}" / "kind=sms"
-    [left] = [p for p in folder.iterdir()]
+    [left] = list(folder.iterdir())
     assert left.name.startswith(".data.parquet.") and left.name.endswith(".tmp")
 
     warehouse = open_warehouse(duckdb_target)

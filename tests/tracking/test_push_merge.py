@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from every8d import wire
+from every8d.client.results import ParamRecipient
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.batches import register_batches
 from every8d.tracking.pushes import merge_push_events
@@ -106,8 +106,8 @@ def test_a_push_finds_its_message_by_mr_even_for_a_repeated_number(sandbox, ware
     hook = Every8dHook()
     result = hook.send_param_sms(
         [
-            wire.ParamRecipient(A, ("first",), record_id="mr-1"),
-            wire.ParamRecipient(A, ("second",), record_id="mr-2"),
+            ParamRecipient(A, ("first",), record_id="mr-1"),
+            ParamRecipient(A, ("second",), record_id="mr-2"),
         ],
     )
     sent_at = sandbox.now()
@@ -231,7 +231,7 @@ def test_two_final_pushes_for_a_number_listed_twice_reach_both_messages(sandbox,
 def test_a_push_with_a_known_mr_goes_to_that_message(sandbox, warehouse):
     hook = Every8dHook()
     result = hook.send_param_sms(
-        [wire.ParamRecipient(A, ["x"], record_id="m1"), wire.ParamRecipient(A, ["y"], record_id="m2")],
+        [ParamRecipient(A, ["x"], record_id="m1"), ParamRecipient(A, ["y"], record_id="m2")],
         template="%field1%",
     )
     t = sandbox.now()

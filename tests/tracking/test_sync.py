@@ -9,9 +9,8 @@ import pytest
 
 from every8d.errors import GatewayError
 from every8d.hooks.every8d import Every8dHook
-from every8d.tracking.sync import SyncOptions, due_batches, merge_spool, sync_batch
 from every8d.tracking.spool import PageSpool
-from every8d.tracking.sync import fetch_status_pages
+from every8d.tracking.sync import SyncOptions, due_batches, fetch_status_pages, merge_spool, sync_batch
 from tests.tracking.helpers import numbers, sandbox_rows, send_batch, snapshot, table_rows
 
 pytestmark = pytest.mark.usefixtures("every8d_conn_env")
@@ -103,10 +102,9 @@ def test_rerun_and_crash_then_rerun_leave_the_same_tables(sandbox, duckdb_target
     # ...and so does a crash inside the merge transaction, before it commits.
     spool = PageSpool(warehouse_path(duckdb_target).with_name("pages.parquet"))
     spool.write(fetch_status_pages(Every8dHook(), batch))
-    with pytest.raises(WorkerDied):
-        with warehouse.transaction():
-            merge_spool(warehouse, batch, spool, now=now)
-            raise WorkerDied  # the worker dies before commit
+    with pytest.raises(WorkerDied), warehouse.transaction():
+        merge_spool(warehouse, batch, spool, now=now)
+        raise WorkerDied  # the worker dies before commit
     assert snapshot(warehouse) == before
 
     once = sync_batch(warehouse, Every8dHook(), batch, now=now)

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from every8d.callbacks.params import parse_push
+from every8d.client.results import Reply
 from every8d.phones import normalize_for_send, normalize_observed, observed_mobile, send_numbers
 from every8d.tracking.replies import replies_table
-from every8d.wire import Reply
 
 # The shapes a gateway writes a number in: Taiwan mobiles in their usual spellings, with
 # spaces and dashes, landlines, foreign numbers, short codes and junk.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,12 +166,12 @@ def flush_journal(
                             update_columns=[],
                         )
                         seq = rows[-1][0]
-                        _move_watermark(wh, journal_id, seq, datetime.now(timezone.utc))
+                        _move_watermark(wh, journal_id, seq, datetime.now(UTC))
                 journal.mark_flushed(seq)
                 if not rows:
                     break
                 read += len(rows)
-            pruned = journal.prune((now or datetime.now(timezone.utc)) - keep)
+            pruned = journal.prune((now or datetime.now(UTC)) - keep)
     finally:
         if owned:
             wh.close()

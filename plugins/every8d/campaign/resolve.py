@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -133,7 +133,7 @@ def _resend_group(
     batch = BatchSent(
         result.batch_id,
         "sms",
-        datetime.now(timezone.utc),
+        datetime.now(UTC),
         schedule,
         len(fresh),
         Decimal(result.cost),
@@ -161,7 +161,7 @@ def resolve_chunk(
     :param before_resend: called with the latest send time of the resends right
         before they leave (the runner's fenced stamp; it raises when the lease is gone).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if rows.num_rows == 0:
         return ChunkOutcome(chunk.chunk, "sent")
     why = park_reason(chunk, policy, now, settle)

@@ -11,7 +11,7 @@ back to ``pending``, one that left without an answer stays ``in_flight`` for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -26,7 +26,6 @@ from every8d.errors import (
     TemporaryGatewayError,
 )
 from every8d.phones import observed_mobile
-
 
 #: Gateway codes after which nobody knows what was sent (-99: unknown error on the gateway).
 AMBIGUOUS_CODES = frozenset({-99})
@@ -44,7 +43,7 @@ class SendSettings:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def chunk_schedule(chunk: ChunkInfo, defer_to: datetime | None) -> datetime | None:

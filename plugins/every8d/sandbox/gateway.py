@@ -12,8 +12,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from every8d.pricing import mms_points, sms_points

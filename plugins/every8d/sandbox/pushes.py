@@ -148,6 +148,6 @@ class PushDispatcher:
         """Wait until nothing is queued or retrying; False on timeout."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

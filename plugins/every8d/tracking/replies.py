@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -37,7 +37,7 @@ def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str)
 
     Polled replies and STATUS=999 pushes (in the push merge) both get it here, so a reply is counted once.
     """
-    seconds = int(replied_at.astimezone(timezone.utc).timestamp())
+    seconds = int(replied_at.astimezone(UTC).timestamp())
     digest = hashlib.md5((text or "").encode("utf-8")).hexdigest()
     return f"reply:{batch_id}:{mobile}:{seconds}:{digest}"
 
@@ -59,7 +59,7 @@ def replies_from_columns(
     batch_ids: list[str], mobiles: list[str], times: list[datetime], texts: list[str | None], *, source: str
 ) -> pa.Table:
     """Replies (numbers already E.164) as ``every8d_replies`` rows, one per :func:`reply_event_key`."""
-    times = [t.astimezone(timezone.utc) for t in times]
+    times = [t.astimezone(UTC) for t in times]
     keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts)]
     first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
     batch_ids, mobiles, times, texts, keys = (

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,7 +253,7 @@ def sync_batch(
     options: SyncOptions = SyncOptions(),
 ) -> BatchSyncResult:
     """Poll one batch's status (and replies) from the gateway into the tables."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     ensure_tracking_tables(warehouse)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="every8d-spool-", dir=options.spool_dir) as folder:

@@ -16,7 +16,7 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -175,7 +175,7 @@ class DbApiWarehouse(Warehouse):
         if self.dialect != "mysql":
             return tuple(parameters)
         return tuple(
-            value.astimezone(timezone.utc).replace(tzinfo=None)
+            value.astimezone(UTC).replace(tzinfo=None)
             if isinstance(value, datetime) and value.tzinfo is not None
             else value
             for value in parameters
