@@ -135,4 +135,4 @@ def demo_campaign(airflow_home: Path, tmp_path_factory):
             run.analyst_old_session_count = int(analyst.query("SELECT count(*) FROM every8d_messages")[0])
         finally:
             analyst.close()
-    yield run, record, account
+    return run, record, account

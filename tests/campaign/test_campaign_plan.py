@@ -77,7 +77,9 @@ def test_duplicates_opt_outs_and_bad_numbers_are_rejected_with_row_numbers():
         }
     )
     stats, planned, rejects, _ = plan(batch, suppressed=["+886912000001"])
-    reasons = dict(zip(rejects.column("row_number").to_pylist(), rejects.column("reason").to_pylist()))
+    reasons = dict(
+        zip(rejects.column("row_number").to_pylist(), rejects.column("reason").to_pylist(), strict=True)
+    )
     assert reasons == {
         2: "duplicate",
         3: "not_mobile",
@@ -85,7 +87,9 @@ def test_duplicates_opt_outs_and_bad_numbers_are_rejected_with_row_numbers():
         5: "invalid_number",
         6: "render_error",
     }
-    details = dict(zip(rejects.column("row_number").to_pylist(), rejects.column("detail").to_pylist()))
+    details = dict(
+        zip(rejects.column("row_number").to_pylist(), rejects.column("detail").to_pylist(), strict=True)
+    )
     assert details[2] == "same mobile as row 1"
     assert planned.column("row_number").to_pylist() == [1]
     assert stats.audience_rows == 6 and stats.recipients == 1 and stats.rejected == 5
@@ -199,7 +203,9 @@ def test_every_row_is_planned_or_rejected_exactly_once(rows, chunk_size, batch_r
     assert accounted(stats, planned, rejects) == list(range(1, len(rows) + 1))
     assert stats.recipients + stats.rejected == len(rows)
     if planned is not None:
-        pairs = Counter(zip(planned.column("mobile").to_pylist(), planned.column("text").to_pylist()))
+        pairs = Counter(
+            zip(planned.column("mobile").to_pylist(), planned.column("text").to_pylist(), strict=True)
+        )
         assert max(pairs.values()) == 1
         assert len(set(planned.column("mobile").to_pylist())) == planned.num_rows  # deduped on mobile
         assert max(chunks.column("recipients").to_pylist()) <= chunk_size

@@ -126,7 +126,7 @@ def test_no_credit_is_recorded_per_recipient_and_stops_the_campaign(sandbox, eve
     statuses = {m["mobile"]: m["status"] for m in sandbox.messages()}
     assert {statuses[m] for m in unsent.column("mobile").to_pylist()} == {301}
     requests_before = len(sandbox.requests())
-    with pytest.raises(errors.InsufficientCreditError, match="read twice.*nothing more was sent") as again:
+    with pytest.raises(errors.InsufficientCreditError, match=r"read twice.*nothing more was sent") as again:
         run_campaign(warehouse, audience, chunk_size=100)
     assert again.value.retry_safe  # the account can be topped up before the retry
     assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == [

@@ -322,7 +322,7 @@ def test_reads_retry_5xx_and_honour_retry_after(hook, sandbox):
 def test_reads_give_up_with_a_clear_http_error(every8d_conn_env, sandbox):
     sandbox.inject_fault("getCredit", "http500", count=-1)
     hook = Every8dHook(read_retries=1)
-    with pytest.raises(HttpStatusError, match="getCredit.ashx answered HTTP 500"):
+    with pytest.raises(HttpStatusError, match=r"getCredit\.ashx answered HTTP 500"):
         hook.get_credit()
 
 
@@ -421,5 +421,5 @@ def test_protocol_errors_name_the_endpoint(hook, sandbox, kind, problem):
 @pytest.mark.parametrize("kind", ["garbage", "html", "empty"])
 def test_unparseable_send_answer_leaves_the_outcome_unknown(hook, sandbox, kind):
     sandbox.inject_fault("sendSMS", kind, count=1)
-    with pytest.raises(SendOutcomeUnknownError, match="sendSMS.ashx"):
+    with pytest.raises(SendOutcomeUnknownError, match=r"sendSMS\.ashx"):
         hook.send_sms("x", ["0912000001"])

@@ -151,7 +151,7 @@ def test_cut_at_a_row_keeps_whole_lines(sandbox, gw):
 
 
 def test_cut_needs_a_cut_point(sandbox):
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="HTTP 4"):
         sandbox.inject_fault("sendSMS", "cut")
 
 

@@ -202,7 +202,7 @@ def test_batches_that_pushes_made_all_final_close_without_a_poll(
     ensure_tracking_tables(warehouse)
     now = datetime.now(UTC)
     for batch, pending in ((settled, 0), (partly, 1)):
-        for seq, (mobile, _, status, points, received) in enumerate(sandbox_rows(sandbox, batch.batch_id)):
+        for seq, (mobile, _, status, _points, _received) in enumerate(sandbox_rows(sandbox, batch.batch_id)):
             final = seq >= pending
             warehouse.execute(
                 "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, status, status_group, is_final, "

@@ -45,7 +45,11 @@ class FlushResult:
 
 
 def _columns(rows: list[tuple]) -> dict[str, list]:
-    return dict(zip(ROW_COLUMNS, map(list, zip(*rows)))) if rows else {c: [] for c in ROW_COLUMNS}
+    return (
+        dict(zip(ROW_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+        if rows
+        else {c: [] for c in ROW_COLUMNS}
+    )
 
 
 def _times(micros: list[int]) -> pa.Array:
@@ -72,7 +76,8 @@ def push_events_table(rows: list[tuple]) -> pa.Table:
             "reported_at": _times(c["reported_at_us"]),
             "received_at": _times(c["received_at_us"]),
             "reply_text": pa.array(
-                [sm if st == REPLY_STATUS else None for sm, st in zip(c["sm"], c["status"])], pa.string()
+                [sm if st == REPLY_STATUS else None for sm, st in zip(c["sm"], c["status"], strict=True)],
+                pa.string(),
             ),
             "event_key": pa.array(c["event_key"], pa.string()),
         },

@@ -183,7 +183,7 @@ class Journal:
                     )
                 )
             new_rows, flags = [], []
-            for key, row in zip(keys, rows):
+            for key, row in zip(keys, rows, strict=True):
                 flags.append(key not in known)
                 if key not in known:
                     known.add(key)  # a second copy in the same group is a duplicate too

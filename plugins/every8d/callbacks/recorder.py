@@ -106,7 +106,7 @@ class Recorder:
                     future.set_exception(error)
             return
         self.counts["commits"] += 1
-        for (_, future), new in zip(group, inserted):
+        for (_, future), new in zip(group, inserted, strict=True):
             self.counts["recorded" if new else "duplicates"] += 1
             if not future.done():  # the request may have been cancelled (client went away)
                 future.set_result(new)

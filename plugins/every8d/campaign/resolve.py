@@ -57,6 +57,7 @@ def _groups(rows: pa.Table) -> list[_Group]:
         rows.column("mobile").to_pylist(),
         rows.column("text").to_pylist(),
         rows.column("send_at").to_pylist(),
+        strict=True,
     ):
         group = groups.setdefault((text, send_at), _Group(text, send_at, [], []))
         group.row_numbers.append(row_number)
@@ -123,8 +124,8 @@ def _resend_group(
     except Exception as error:  # no answer, unreachable, refused: the original may still have gone
         return [], None, 1, safe_error(error)
     filtered = {observed_mobile(str(n)) or str(n) for n in result.filtered}
-    confirmed = [r for r, m in zip(group.row_numbers, group.mobiles) if m in filtered]
-    fresh = [r for r, m in zip(group.row_numbers, group.mobiles) if m not in filtered]
+    confirmed = [r for r, m in zip(group.row_numbers, group.mobiles, strict=True) if m in filtered]
+    fresh = [r for r, m in zip(group.row_numbers, group.mobiles, strict=True) if m not in filtered]
     updates = []
     if confirmed:
         updates.append(RowUpdate("sent_unconfirmed", confirmed, error="filtered: same text sent within 24 h"))

@@ -99,6 +99,7 @@ def call_gateway(
             rows.column("name").to_pylist(),
             rows.column("record_id").to_pylist(),
             rows.column("send_at").to_pylist(),
+            strict=True,
         )
     ]
     return client.send_param_sms(recipients, **common)
@@ -203,8 +204,12 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
     listing has it (personalized sends), else on the number (unique in a chunk).
     """
     states = {301: "unsent_no_credit", 500: "unsent_international"}
-    by_record = dict(zip(rows.column("record_id").to_pylist(), rows.column("row_number").to_pylist()))
-    by_mobile = dict(zip(rows.column("mobile").to_pylist(), rows.column("row_number").to_pylist()))
+    by_record = dict(
+        zip(rows.column("record_id").to_pylist(), rows.column("row_number").to_pylist(), strict=True)
+    )
+    by_mobile = dict(
+        zip(rows.column("mobile").to_pylist(), rows.column("row_number").to_pylist(), strict=True)
+    )
     found: dict[str, set[int]] = {}
     batch_ids = sorted({b for b in rows.column("batch_id").to_pylist() if b})
     for batch_id in batch_ids:
@@ -216,6 +221,7 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
                 table.column("record_id").to_pylist(),
                 table.column("mobile").to_pylist(),
                 table.column("status").to_pylist(),
+                strict=True,
             ):
                 state = states.get(status)
                 if state is None:

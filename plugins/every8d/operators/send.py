@@ -8,6 +8,7 @@ Every parameter is documented with an example in docs/campaigns.md.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -15,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -222,7 +223,7 @@ class Every8dSendSmsOperator(BaseOperator):
         "concurrency",
     )
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "message": "json", "fields": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "message": "json", "fields": "json"}
     ui_color = "#f4a460"
 
     def __init__(
@@ -368,10 +369,8 @@ class Every8dSendSmsOperator(BaseOperator):
 
         message = self.message
         if isinstance(message, str) and message.lstrip().startswith("{"):
-            try:  # a dict of templates rendered by Jinja into JSON text (e.g. from a Param)
+            with contextlib.suppress(ValueError):  # a dict of templates rendered by Jinja into JSON text
                 message = json.loads(message)
-            except ValueError:
-                pass
         dedupe = [self.dedupe_on] if isinstance(self.dedupe_on, str) else list(self.dedupe_on)
         if len(dedupe) == 1 and "," in dedupe[0]:
             dedupe = [part.strip() for part in dedupe[0].split(",") if part.strip()]

@@ -60,7 +60,7 @@ def replies_from_columns(
 ) -> pa.Table:
     """Replies (numbers already E.164) as ``every8d_replies`` rows, one per :func:`reply_event_key`."""
     times = [t.astimezone(UTC) for t in times]
-    keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts)]
+    keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts, strict=True)]
     first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
     batch_ids, mobiles, times, texts, keys = (
         [column[i] for i in first] for column in (batch_ids, mobiles, times, texts, keys)
@@ -99,7 +99,9 @@ def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMat
     )
     texts = candidates.column("reply_text").to_pylist()
     opted_out = [
-        mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)
+        mobile
+        for mobile, text in zip(candidates.column("mobile").to_pylist(), texts, strict=True)
+        if matcher(text)
     ]
     e164 = re.compile(E164_PATTERN)
     good = [mobile for mobile in opted_out if e164.match(mobile)]

@@ -143,5 +143,5 @@ def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with exactly ``schema``'s types (DuckDB names the UTC zone its own way)."""
-    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema)]
+    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

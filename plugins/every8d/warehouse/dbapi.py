@@ -103,9 +103,9 @@ def _column_type(description: Sequence[Any], dialect: str) -> pa.DataType | None
 
 
 def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType | None]) -> pa.RecordBatch:
-    columns = list(zip(*rows)) if rows else [() for _ in names]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for values, arrow_type in zip(columns, types):
+    for values, arrow_type in zip(columns, types, strict=True):
         if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
             values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
         array = (
@@ -262,7 +262,7 @@ class DbApiWarehouse(Warehouse):
             for table in _chunks(reader, EXECUTEMANY_ROWS):
                 if self.dialect == "mysql":
                     table = _naive_utc(table)
-                rows = list(zip(*(column.to_pylist() for column in table.columns)))
+                rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
                 cursor.executemany(statement, rows)
                 written += len(rows)
         finally:

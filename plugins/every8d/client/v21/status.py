@@ -257,7 +257,9 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
     extra = pc.subtract(widths, columns)
     if pc.any(pc.greater(extra, 0)).as_py():  # tabs inside NAME: rare, joined back row by row
         cell_lists, extras = cells.to_pylist(), extra.to_pylist()
-        names = pa.array(["\t".join(row[: more + 1]) for row, more in zip(cell_lists, extras)], pa.string())
+        names = pa.array(
+            ["\t".join(row[: more + 1]) for row, more in zip(cell_lists, extras, strict=True)], pa.string()
+        )
     try:
         # Padding around a number is accepted, as Arrow's CSV reader on the fast path accepts it.
         points = pc.cast(pc.utf8_trim_whitespace(from_right(3)), POINTS)
