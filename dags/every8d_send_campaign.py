@@ -39,8 +39,11 @@ PARAMS = {
         type="string",
         pattern=SQL_OR_FILE,
         title="Audience",
-        description="A CSV or Parquet file (local path or s3://, gs://, ... URL) or a SQL query (SELECT/WITH) "
-        "run on the SQL connection below. Needs a `mobile` column; `name` and any template field are optional.",
+        description=(
+            "A CSV or Parquet file (local path or s3://, gs://, ... URL) or a SQL query (SELECT/WITH) "
+            "run on the SQL connection below. Needs a `mobile` column; `name` and any template field "
+            "are optional."
+        ),
     ),
     "sql_conn_id": Param(
         None,

@@ -32,7 +32,8 @@ SEED = textwrap.dedent(
         rows = [("+886912000001", 100, "delivered", True), ("+886912000002", 100, "delivered", True),
                 ("+886912000003", 101, "failed", True)]
         warehouse.append(MESSAGES.name, pa.Table.from_pylist([{
-            "batch_id": "b1", "mobile": mobile, "seq": 1, "campaign_id": "wheel", "kind": "sms", "sent_at": sent,
+            "batch_id": "b1", "mobile": mobile, "seq": 1, "campaign_id": "wheel", "kind": "sms",
+            "sent_at": sent,
             "received_at": sent + timedelta(seconds=30) if group == "delivered" else None,
             "points": Decimal("1.00"), "status": status, "status_group": group, "meaning_en": "x",
             "is_final": final, "final_at": sent + timedelta(seconds=40), "first_seen_at": sent,

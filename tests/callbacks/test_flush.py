@@ -1,4 +1,5 @@
-"""From the journal to the warehouse: push events once, safe to repeat, and two flushers never split a journal.
+"""From the journal to the warehouse: push events once, safe to repeat, and two flushers never split a
+journal.
 
 The flush writes push events only; the push merge derives replies and opt-outs from them.
 """

@@ -141,7 +141,8 @@ def recorded_batches(warehouse, campaign_id: str) -> set[str]:
     """Batch ids the campaign's ledger knows: on its recipients, kept as stale, adopted from pushes."""
     found = set(
         warehouse.query_arrow(
-            "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
+            "SELECT DISTINCT batch_id FROM every8d_send_ledger "
+            "WHERE campaign_id = ? AND batch_id IS NOT NULL",
             [campaign_id],
         )
         .column("batch_id")

@@ -22,8 +22,9 @@ from every8d.hooks.every8d import Every8dHook
 def test_the_client_package_imports_no_airflow():
     code = (
         "import sys\n"
-        "import every8d.client, every8d.client.v21.client, every8d.client.pagination, every8d.client.settings,"
-        " every8d.client.v21.status, every8d.client.v21.sms, every8d.arrow_types\n"
+        "import every8d.client, every8d.client.v21.client, every8d.client.pagination\n"
+        "import every8d.client.settings, every8d.client.v21.status, every8d.client.v21.sms\n"
+        "import every8d.arrow_types\n"
         "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "print(','.join(loaded))\n"
     )

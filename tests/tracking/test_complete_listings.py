@@ -88,7 +88,8 @@ def test_a_row_cut_inside_its_status_is_never_merged(sandbox, warehouse):
 def test_names_with_tabs_and_newlines_are_cleaned_before_sending_and_listings_read_by_fixed_columns(
     sandbox, warehouse
 ):
-    """Point 3: the send builder cleans NAME; a listing with a tab in NAME still lands MOBILE and STATUS right."""
+    """Point 3: the send builder cleans NAME; a listing with a tab in NAME still lands MOBILE and STATUS
+    right."""
     hook = Every8dHook()
     result = hook.send_param_sms(
         [

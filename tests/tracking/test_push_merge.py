@@ -203,7 +203,8 @@ def test_events_of_an_unregistered_batch_wait_for_its_registration(sandbox, ware
 
 
 def test_two_final_pushes_for_a_number_listed_twice_reach_both_messages(sandbox, warehouse):
-    """Issue 12, point 14: without an MR we know, each final push gets its own message; no MR sticks wrongly."""
+    """Issue 12, point 14: without an MR we know, each final push gets its own message; no MR sticks
+    wrongly."""
     batch = send_batch(sandbox, warehouse, [numbers(1)[0], numbers(1)[0], numbers(2)[1]])
     t = batch.sent_at
     sync_batch(warehouse, Every8dHook(), batch, now=t, options=SyncOptions(poll_replies=False))

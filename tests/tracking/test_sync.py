@@ -67,7 +67,8 @@ def test_statuses_moving_from_0_to_final_update_the_row_and_append_history(sandb
     )
     assert current[0]["final_at"] == current[0]["received_at"] is not None
     history = warehouse.query_arrow(
-        "SELECT mobile, status, previous_status, observed_at FROM every8d_status_history ORDER BY mobile, observed_at"
+        "SELECT mobile, status, previous_status, observed_at "
+        "FROM every8d_status_history ORDER BY mobile, observed_at"
     ).to_pylist()
     assert [(h["status"], h["previous_status"]) for h in history if h["mobile"] == "+886912000001"] == [
         (0, None),
@@ -134,7 +135,8 @@ def test_an_mms_batch_uses_the_mms_listing(sandbox, warehouse):
         "mms/getDeliveryStatus"
     ]
     rows = warehouse.query_arrow(
-        "SELECT DISTINCT kind, status, status_group, points, received_at IS NULL AS no_receipt FROM every8d_messages"
+        "SELECT DISTINCT kind, status, status_group, points, received_at IS NULL AS no_receipt "
+        "FROM every8d_messages"
     ).to_pylist()
     assert rows == [
         {

@@ -68,7 +68,8 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     assert (got["replies"], got["opt_outs"]) == (3, 2)
 
     daily = warehouse.query_arrow(
-        "SELECT campaign_id, send_date, sent, delivered, points_spent FROM every8d_campaign_daily ORDER BY campaign_id"
+        "SELECT campaign_id, send_date, sent, delivered, points_spent "
+        "FROM every8d_campaign_daily ORDER BY campaign_id"
     ).to_pylist()
     promo_messages = sandbox.messages(promo.batch_id)
     assert [(d["campaign_id"], d["sent"], d["delivered"]) for d in daily] == [
@@ -79,7 +80,8 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     assert daily[1]["send_date"] == spring[0].sent_at.date()
 
     reasons = warehouse.query_arrow(
-        "SELECT status, messages, meaning_en FROM every8d_failure_reasons WHERE campaign_id = 'spring' ORDER BY status"
+        "SELECT status, messages, meaning_en FROM every8d_failure_reasons "
+        "WHERE campaign_id = 'spring' ORDER BY status"
     ).to_pylist()
     counted = Counter(
         m["status"] for m in spring_messages if status_info(m["status"]).group in ("failed", "expired")

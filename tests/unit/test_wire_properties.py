@@ -234,7 +234,8 @@ def test_status_page_with_empty_names_and_empty_received_times():
 
 
 def test_rows_of_one_page_have_one_shape():
-    """Issue 12, point 2: a 6-column row cut inside STATUS (``...\t10`` from ``101``) is not a 5-column row."""
+    """Issue 12, point 2: a 6-column row cut inside STATUS (``...\t10`` from ``101``) is not a 5-column
+    row."""
     text = (
         "2\n"
         "Amy\t+886912000002\t2024/01/02 03:04:05\t2.0\t100\t2024/01/02 03:05:00\n"
@@ -478,7 +479,8 @@ def test_several_pages_parse_as_one_table_in_listing_order():
     pages = [
         "2500\r\n"
         + "".join(
-            f"N{page}-{i}\t+8869120{page:02d}{i:03d}\t2024/01/02 03:{page:02d}:05\t1.0\t100\t2024/01/02 03:{page:02d}:{i % 60:02d}\r\n"
+            f"N{page}-{i}\t+8869120{page:02d}{i:03d}\t2024/01/02 03:{page:02d}:05\t1.0\t100"
+            f"\t2024/01/02 03:{page:02d}:{i % 60:02d}\r\n"
             for i in range(rows)
         )
         for page, rows in ((1, 1000), (2, 1000), (3, 500))

@@ -44,7 +44,8 @@ _BUILDING = threading.Lock()
 
 
 def _delegated(method: F) -> F:
-    """The hook's version of a client call: the same name, signature and docstring, run on the hook's client."""
+    """The hook's version of a client call: the same name, signature and docstring, run on the hook's
+    client."""
     name = method.__name__
 
     @functools.wraps(method)

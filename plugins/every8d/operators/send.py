@@ -99,7 +99,8 @@ def call_loader(loader: Callable[..., Any], context: Context) -> Any:
 
 
 def default_campaign_id(context: Context) -> str:
-    """``dag_id.task_id.run_id`` (plus ``.map_index`` when mapped): the same for every try of a task instance."""
+    """``dag_id.task_id.run_id`` (plus ``.map_index`` when mapped): the same for every try of a task
+    instance."""
     ti = context["ti"]
     campaign = f"{ti.dag_id}.{ti.task_id}.{ti.run_id}"
     map_index = getattr(ti, "map_index", -1)

@@ -57,7 +57,8 @@ class AnalystDb:
 
 
 def analyst_db_path(warehouse_target: str | None) -> Path | None:
-    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
+    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else
+    None."""
     configured = settings.get("analyst_db")
     if configured.lower() in DISABLED:
         return None

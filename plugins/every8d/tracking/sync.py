@@ -122,7 +122,8 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
     ensure_tracking_tables(warehouse)
     rows = warehouse.query_arrow(
         f"SELECT batch_id, kind, sent_at, scheduled_at, validity_minutes FROM {BATCHES.name} "
-        f"WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
+        "WHERE state = 'open' "
+        f"AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
         "ORDER BY next_poll_at, batch_id LIMIT ?",
         [now, int(limit)],
     ).to_pylist()

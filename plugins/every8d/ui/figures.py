@@ -123,7 +123,8 @@ def campaign_figures(reader: _Reader, campaign_id: str) -> dict[str, Any]:
             [campaign_id],
         )
     failures = reader.query(
-        "SELECT status, status_group, meaning_en, meaning_zh, sum(messages) AS messages FROM every8d_failure_reasons "
+        "SELECT status, status_group, meaning_en, meaning_zh, sum(messages) AS messages "
+        "FROM every8d_failure_reasons "
         "WHERE campaign_id = ? GROUP BY status, status_group, meaning_en, meaning_zh "
         "ORDER BY sum(messages) DESC, status",
         [campaign_id],
@@ -190,7 +191,8 @@ def campaign_rejects(reader: _Reader, campaign_id: str, limit: int = 500) -> lis
     if "every8d_send_rejects" not in reader.tables:
         return []
     rows = reader.query(
-        "SELECT row_number, reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile FROM every8d_send_rejects "
+        "SELECT row_number, reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile "
+        "FROM every8d_send_rejects "
         "WHERE campaign_id = ? ORDER BY row_number LIMIT ?",
         [campaign_id, limit],
     )

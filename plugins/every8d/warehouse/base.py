@@ -125,7 +125,8 @@ class Warehouse(ABC):
 
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
-        """Run one statement (``?`` placeholders); the affected row count where the driver tells it, else -1."""
+        """Run one statement (``?`` placeholders); the affected row count where the driver tells it, else
+        -1."""
 
     @abstractmethod
     def query_batches(
@@ -233,7 +234,8 @@ class Warehouse(ABC):
         update_columns: Sequence[str] | None = None,
         only_if: str | None = None,
     ) -> int:
-        """Insert rows, updating those whose ``key`` exists: ``ON CONFLICT (key) DO UPDATE ... WHERE only_if``.
+        """Insert rows, updating those whose ``key`` exists:
+        ``ON CONFLICT (key) DO UPDATE ... WHERE only_if``.
 
         The table needs a primary key (or unique constraint) on ``key``, and
         ``data`` must not repeat a key.  ``update_columns`` defaults to every
