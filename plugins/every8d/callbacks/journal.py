@@ -172,7 +172,7 @@ class Journal:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            known = set()
+            known: set[str] = set()
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
                 known.update(

@@ -59,9 +59,15 @@ class CampaignSpec:
             return None
         return QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone, self.quiet_hours_policy)
 
+    def _largest_text(self) -> str:
+        """The message, or the template weighing most in UTF-8 bytes (what an MMS is priced by)."""
+        if isinstance(self.message, str):
+            return self.message
+        return max(self.message.values(), key=lambda text: len(text.encode("utf-8")), default="")
+
     def mms_points(self) -> Decimal | None:
         return (
-            mms_points(len(self.image), self.message)
+            mms_points(len(self.image), self._largest_text())
             if self.kind == "mms" and self.image is not None
             else None
         )

@@ -247,9 +247,11 @@ class Planner:
     def stats(self) -> PlanStats:
         con = self.con
         stats = PlanStats(audience_rows=self.audience_rows)
-        recipients, points, chunks = con.execute(
+        totals = con.execute(
             "SELECT count(*), coalesce(sum(points), 0), count(DISTINCT chunk) FROM planned"
         ).fetchone()
+        assert totals is not None  # an aggregate without GROUP BY answers one row
+        recipients, points, chunks = totals
         stats.recipients, stats.points, stats.chunks = int(recipients), Decimal(int(points)), int(chunks)
         stats.rejected_by_reason = dict(
             con.execute("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall()

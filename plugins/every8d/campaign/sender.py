@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
 from every8d.campaign.ledger import ChunkInfo
-from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
+from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate, StopReason
 from every8d.client import Every8dClient, ParamRecipient, SendResult
 from every8d.errors import (
     GatewayError,
@@ -70,7 +71,7 @@ def call_gateway(
     """Make the chunk's one request; errors propagate for :func:`send_chunk` to classify."""
     schedule = chunk_schedule(chunk, defer_to)
     mobiles = rows.column("mobile").to_pylist()
-    common = {"subject": settings.subject, "validity_minutes": settings.validity_minutes}
+    common: dict[str, Any] = {"subject": settings.subject, "validity_minutes": settings.validity_minutes}
     if chunk.route == "sms":
         return client.send_sms(_single_text(rows, chunk.chunk), mobiles, schedule_at=schedule, **common)
     if chunk.route == "mms":
@@ -137,12 +138,12 @@ def safe_error(error: BaseException) -> str:
     return str(error)
 
 
-def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: str, calls: int) -> ChunkOutcome:
+def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: StopReason, calls: int) -> ChunkOutcome:
     """Nothing reached the gateway (or it refused everything): the recipients can be sent later."""
     why = safe_error(error)
     return ChunkOutcome(
         chunk.chunk, "pending", [RowUpdate("pending", error=why)], error=why, stop=stop, calls=calls
-    )  # type: ignore[arg-type]
+    )
 
 
 def send_chunk(

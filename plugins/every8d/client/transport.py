@@ -95,7 +95,7 @@ def _read_within(response: Any, deadline_at: float, read_timeout: float) -> byte
     Every read waits at most what is left of the deadline, so a server that sends
     a byte just before each read timeout still cannot hold the call past it.
     """
-    chunks = []
+    chunks: list[bytes] = []
     sock = _socket_of(response)
     while True:
         remaining = deadline_at - time.monotonic()

@@ -319,7 +319,7 @@ class Every8dSendSmsOperator(BaseOperator):
         self.quiet_hours_timezone = quiet_hours_timezone
         self.send_time_zone = send_time_zone
         self.chunk_size = chunk_size
-        self.min_group_size = min_group_size
+        self.min_group_size: int | str | None = min_group_size  # a rendered template is text
         self.concurrency = concurrency
         self.in_doubt = in_doubt
         self.settle_seconds = settle_seconds
@@ -356,7 +356,7 @@ class Every8dSendSmsOperator(BaseOperator):
         image = getattr(self, "image", None)
         if isinstance(image, (bytes, bytearray)):
             self._image_bytes = bytes(image)
-            self.image = f"<image of {len(image)} bytes>"
+            self.image: Any = f"<image of {len(image)} bytes>"
 
     # -- building blocks (overridden by the MMS operator) -------------------------------------------
 
@@ -505,7 +505,7 @@ class Every8dSendMmsOperator(Every8dSendSmsOperator):
 
     def __init__(self, *, image: bytes | str | Any, image_type: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.image = image
+        self.image: Any = image
         self.image_type = image_type
 
     def _image(self) -> tuple[bytes | None, str | None]:

@@ -167,8 +167,9 @@ class FaultInjectingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         # The ASGI task is created but has not run yet: the scope is still ours to extend.
         if self.scope is not None and self.cycle is not None and self.cycle.scope is self.scope:
-            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[typeddict-unknown-key]
-            self.scope[CYCLE_KEY] = self.cycle  # type: ignore[typeddict-unknown-key]
+            # ASGI lets a server add keys to the scope; uvicorn's TypedDict does not list them.
+            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
+            self.scope[CYCLE_KEY] = self.cycle  # type: ignore[literal-required]
 
 
 def _detach(scope: dict) -> asyncio.Transport:

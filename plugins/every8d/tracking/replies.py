@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 OPT_OUT_REASON = "opt-out reply"
 
 
-def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str) -> str:
+def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str | None) -> str:
     """The key of a reply: ``reply:<batch>:<E.164>:<epoch seconds>:<md5 of text>``.
 
     Polled replies and STATUS=999 pushes (in the push merge) both get it here, so a reply is counted once.
@@ -62,9 +62,8 @@ def replies_from_columns(
     times = [t.astimezone(UTC) for t in times]
     keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts, strict=True)]
     first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
-    batch_ids, mobiles, times, texts, keys = (
-        [column[i] for i in first] for column in (batch_ids, mobiles, times, texts, keys)
-    )
+    batch_ids, mobiles, keys = ([column[i] for i in first] for column in (batch_ids, mobiles, keys))
+    times, texts = [times[i] for i in first], [texts[i] for i in first]
     return pa.Table.from_pydict(
         {
             "batch_id": batch_ids,

@@ -115,7 +115,7 @@ class PageSpool:
         """The spooled rows as ``every8d_status_staging`` batches, ``seq`` numbered per mobile."""
         import duckdb
 
-        config = {"memory_limit": LOCAL_MEMORY_LIMIT}
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": LOCAL_MEMORY_LIMIT}
         with duckdb.connect(":memory:", config=config) as local, self.reader() as spool:
             local.execute("SET TimeZone = 'UTC'")
             local.execute("SET temp_directory = ?", [str(self.path.parent / ".duckdb_tmp")])

@@ -105,6 +105,7 @@ def _column_type(description: Sequence[Any], dialect: str) -> pa.DataType | None
 def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType | None]) -> pa.RecordBatch:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
+    values: Sequence[Any]
     for values, arrow_type in zip(columns, types, strict=True):
         if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
             values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
@@ -279,14 +280,14 @@ class DbApiWarehouse(Warehouse):
             return self._executemany(name, reader)
 
     def _upsert_from(
-        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]
+        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str | tuple[str, ...]]
     ) -> int:
         return self.execute_over(reader, sql_for_source)
 
     def execute_over(
         self,
         reader: pa.RecordBatchReader,
-        sql_for_source: Callable[[str], str],
+        sql_for_source: Callable[[str], str | tuple[str, ...]],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Copy ``reader`` into a temporary table, run the statement over it, drop the table."""
