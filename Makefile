@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test check bench venv clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml requirements.txt
 		echo "mysqlclient could not be built (no libmariadb-dev): the MariaDB warehouse tests will be skipped"
 	touch $(STAMP)
 
-test: $(STAMP)
+LINTED := plugins dags bench tests scripts
+
+# Lint, format and type checks: cheap, so they run before the suite and fail it first.
+check: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+test: check
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

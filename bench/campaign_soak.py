@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ def random_faults(rng: random.Random) -> list[tuple[str, str, dict]]:
     ]
     faults = []
     for _ in range(rng.randrange(0, 5)):
-        endpoint = rng.choice(SEND_ENDPOINTS + ("getCredit", "getDeliveryStatus"))
+        endpoint = rng.choice((*SEND_ENDPOINTS, "getCredit", "getDeliveryStatus"))
         kind, options = rng.choice(kinds)
         if endpoint in ("getCredit", "getDeliveryStatus"):
             kind, options = rng.choice([("reset", {}), ("http500", {}), ("cut", {"at": 2}), ("garbage", {})])
@@ -271,7 +271,7 @@ def soak(campaigns: int, seed: int, target: str, work: Path, rounds: int = 6) ->
             spec: dict = {"message": message, "chunk_size": rng.choice([20, 40, 75])}
             roll = rng.random()
             if roll < 0.12:
-                spec["schedule_at"] = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+                spec["schedule_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
             elif roll < 0.2:
                 taipei = datetime.now(timezone(timedelta(hours=8)))
                 spec["quiet_hours"] = (

@@ -98,7 +98,8 @@ def main() -> None:
     print(f"{'file':<34} {'cold ms':>9} {'ratio':>6} {'parse ms':>9}  heavy imports")
     for name, (cold, warm, heavy) in results.items():
         print(
-            f"{name:<34} {cold * 1000:9.0f} {cold / empty_cold:6.2f} {warm * 1000:9.1f}  {', '.join(heavy) or '-'}"
+            f"{name:<34} {cold * 1000:9.0f} {cold / empty_cold:6.2f} {warm * 1000:9.1f}  "
+            f"{', '.join(heavy) or '-'}"
         )
     print(f"{'(empty DAG)':<34} {empty_cold * 1000:9.0f} {1:6.2f} {empty_warm * 1000:9.1f}")
 

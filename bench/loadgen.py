@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from every8d.callbacks.events import event_key
-from every8d.wire import SCHEDULE_FORMAT, TAIPEI
+from every8d.client.v21.common import SCHEDULE_FORMAT, TAIPEI
 
 _CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 STATUSES = (0, 100, 100, 100, 101, 103, 107, 999)
@@ -115,12 +115,7 @@ async def _load(host: str, port: int, requests: list[bytes], concurrency: int, t
                 began = time.perf_counter()
                 try:
                     status, _ = await asyncio.wait_for(_fetch(reader, writer, request), timeout)
-                except (
-                    OSError,
-                    asyncio.IncompleteReadError,
-                    asyncio.TimeoutError,
-                    http.client.HTTPException,
-                ):
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, http.client.HTTPException):
                     result.errors += 1  # this push is not retried: it counts as lost unless recorded anyway
                     writer.close()
                     reader, writer = await connect()

@@ -174,7 +174,8 @@ def main() -> None:
         summary = project["summary"]
         assert summary["sent"] == recipients, summary
         print(
-            f"project: {project['seconds']}s, {summary['calls']} HTTP calls, peak RSS {project['peak_rss_mb']} MB",
+            f"project: {project['seconds']}s, {summary['calls']} HTTP calls, "
+            f"peak RSS {project['peak_rss_mb']} MB",
             flush=True,
         )
 

@@ -65,7 +65,8 @@ def every8d_analytics_report():
             )
         return {"index": str(report.index), "campaigns": report.campaigns, "charts": report.charts}
 
-    write_report(refresh_views())
+    # an XComArg: the decorators' types cannot say it resolves to the upstream's dict
+    write_report(refresh_views())  # type: ignore[arg-type]
 
 
 every8d_analytics_report()

@@ -13,7 +13,7 @@ Params override the options: ``warehouse`` / ``[every8d] warehouse``,
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
@@ -21,7 +21,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 @dag(
     dag_id="every8d_push_flush",
     schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["every8d"],

@@ -109,6 +109,7 @@ def demo_campaign(airflow_home: Path, tmp_path_factory):
     fail this fixture.  Yields the run and the sandbox's own record of its batches.
     """
     import demo_run
+
     from every8d.sandbox.server import SandboxServer
 
     root = tmp_path_factory.mktemp("demo")
@@ -134,4 +135,4 @@ def demo_campaign(airflow_home: Path, tmp_path_factory):
             run.analyst_old_session_count = int(analyst.query("SELECT count(*) FROM every8d_messages")[0])
         finally:
             analyst.close()
-    yield run, record, account
+    return run, record, account

@@ -82,7 +82,8 @@ def ensure_chromium() -> tuple[str, str]:
                 if result.returncode != 0:
                     tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
                     raise MissingService(
-                        f"Installing chromium and chromium-driver with apt-get failed ({' '.join(step)}: {tail[0]})."
+                        "Installing chromium and chromium-driver with apt-get failed "
+                        f"({' '.join(step)}: {tail[0]})."
                     )
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         raise MissingService(

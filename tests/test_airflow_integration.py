@@ -69,7 +69,8 @@ def test_cli_connection_test_reports_a_wrong_password(airflow_home, sandbox):
 @pytest.mark.parametrize("module", ["every8d", "every8d.assets", "every8d.get_provider_info"])
 def test_light_modules_do_not_import_heavy_libraries(module):
     code = (
-        f"import sys, {module}; heavy = [m for m in ('pandas', 'pyarrow', 'duckdb', 'requests') if m in sys.modules];"
+        f"import sys, {module}; "
+        "heavy = [m for m in ('pandas', 'pyarrow', 'duckdb', 'requests') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,6 +9,7 @@ import textwrap
 
 import duckdb
 import pytest
+
 from every8d.warehouse.duckdb_file import DuckDbWarehouse
 
 
@@ -95,9 +96,11 @@ def test_what_goes_wrong_without_it_a_session_on_the_warehouse_file_blocks_write
     )
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(duckdb.IOException, match="lock"):
-            with DuckDbWarehouse(path, lock_timeout=1) as warehouse:
-                warehouse.execute("CREATE TABLE t (x INTEGER)")
+        with (
+            pytest.raises(duckdb.IOException, match="lock"),
+            DuckDbWarehouse(path, lock_timeout=1) as warehouse,
+        ):
+            warehouse.execute("CREATE TABLE t (x INTEGER)")
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)

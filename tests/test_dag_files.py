@@ -24,7 +24,8 @@ before = set(sys.modules)
 bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
 assert not bag.import_errors, bag.import_errors
 assert bag.dags, "no DAG found"
-print("HEAVY:" + ",".join(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in sys.argv[2].split(","))))
+heavy = sys.argv[2].split(",")
+print("HEAVY:" + ",".join(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in heavy)))
 """
 
 

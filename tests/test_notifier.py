@@ -223,9 +223,15 @@ def test_deadline_alerts_run_in_the_triggerer_and_the_executor(every8d_conn_env,
 
 
 def task_context(**ti_fields) -> dict:
-    fields = dict(
-        dag_id="d", task_id="t", run_id="r1", try_number=1, map_index=-1, state="failed", log_url=""
-    )
+    fields = {
+        "dag_id": "d",
+        "task_id": "t",
+        "run_id": "r1",
+        "try_number": 1,
+        "map_index": -1,
+        "state": "failed",
+        "log_url": "",
+    }
     fields.update(ti_fields)
     return {
         "ti": SimpleNamespace(**fields),

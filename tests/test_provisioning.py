@@ -28,7 +28,8 @@ def test_embedded_postgres_serves_sql_on_loopback_tcp():
 
 
 def test_the_suite_falls_back_to_an_embedded_server_when_no_postgres_answers(tmp_path):
-    """Point the suite at a port where nothing listens: its Postgres tests still pass, on the embedded server."""
+    """Point the suite at a port where nothing listens: its Postgres tests still pass, on the embedded
+    server."""
     dead = provisioning.free_port()
     assert not provisioning.answers("127.0.0.1", dead)
     env = {**os.environ, "EVERY8D_TEST_POSTGRES": f"postgresql://postgres@127.0.0.1:{dead}/postgres"}

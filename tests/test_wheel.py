@@ -32,7 +32,8 @@ SEED = textwrap.dedent(
         rows = [("+886912000001", 100, "delivered", True), ("+886912000002", 100, "delivered", True),
                 ("+886912000003", 101, "failed", True)]
         warehouse.append(MESSAGES.name, pa.Table.from_pylist([{
-            "batch_id": "b1", "mobile": mobile, "seq": 1, "campaign_id": "wheel", "kind": "sms", "sent_at": sent,
+            "batch_id": "b1", "mobile": mobile, "seq": 1, "campaign_id": "wheel", "kind": "sms",
+            "sent_at": sent,
             "received_at": sent + timedelta(seconds=30) if group == "delivered" else None,
             "points": Decimal("1.00"), "status": status, "status_group": group, "meaning_en": "x",
             "is_final": final, "final_at": sent + timedelta(seconds=40), "first_seen_at": sent,
@@ -132,7 +133,7 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
             "PYTHONPATH": "",
         }
     )
-    run = dict(env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 600}
     seeded = subprocess.run([str(python), "-c", SEED, f"duckdb:///{warehouse}", str(site)], **run)
     assert seeded.returncode == 0, seeded.stderr[-3000:]
     migrated = subprocess.run([str(python), "-m", "airflow", "db", "migrate"], **run)

@@ -66,7 +66,8 @@ def _password() -> str:
 
 
 def make_client(args: argparse.Namespace) -> Every8dClient:
-    """The client for ``--url``/``--uid`` (no Airflow needed), else for the Airflow connection ``--conn-id``."""
+    """The client for ``--url``/``--uid`` (no Airflow needed), else for the Airflow connection
+    ``--conn-id``."""
     if args.url or args.uid:
         if not (args.url and args.uid):
             raise UsageError("--url and --uid go together")
@@ -258,7 +259,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _query_database(args: argparse.Namespace) -> str:
-    """The DuckDB file to query: ``--db``, else the analysts' file, else (``--warehouse``) the warehouse file."""
+    """The DuckDB file to query: ``--db``, else the analysts' file, else (``--warehouse``) the warehouse
+    file."""
     from every8d.tracking.analyst import analyst_db_path
     from every8d.warehouse import DUCKDB_SCHEME, default_warehouse_target
 
@@ -392,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = verbs.add_parser(
         "query",
-        help="SQL on the analysts' DuckDB file (never the pipeline's lock), opened and closed for this command",
+        help=(
+            "SQL on the analysts' DuckDB file (never the pipeline's lock), opened and closed for this command"
+        ),
     )
     query.add_argument("sql", nargs="+", metavar="SQL", help="one SQL statement ('-' reads it from stdin)")
     where = query.add_mutually_exclusive_group()

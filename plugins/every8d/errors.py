@@ -4,10 +4,12 @@ One root, :class:`Every8dError` (campaign errors included).  Whether a caller
 may retry is decided by class, never by reading messages or flags: a class
 that mixes in ``TransientError`` is safe to retry as it is, one that mixes in
 ``TerminalError`` is not (the shape of dlt's ``TransientException`` /
-``TerminalException``); ``retry_safe`` is read from the class and cannot be set.  No message built here holds a password or a phone
-number: every excerpt of gateway text is scrubbed of registered secrets (raw,
-URL- and form-encoded), of anything that looks like ``PWD=...``, and of phone
-numbers (counted, and kept in an attribute for code that needs them).
+``TerminalException``); ``retry_safe`` is read from the class and cannot be set.
+
+No message built here holds a password or a phone number: every excerpt of
+gateway text is scrubbed of registered secrets (raw, URL- and form-encoded), of
+anything that looks like ``PWD=...``, and of phone numbers (counted, and kept in
+an attribute for code that needs them).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
 
 
 class TerminalError(Exception):
-    """Marker mixin: repeating the same call cannot help (bad input, bad credentials, refused, outcome unknown)."""
+    """Marker mixin: repeating the same call cannot help (bad input, bad credentials, refused, outcome
+    unknown)."""
 
 
 class TransientError(Exception):
@@ -283,7 +286,8 @@ class UnknownStatusCodeError(Every8dError, TransientError):
         self.codes = codes
         self.rows = rows
         super().__init__(
-            f"EVERY8D {endpoint} listed unknown status code(s) {', '.join(map(str, codes))} in {rows} row(s); "
+            f"EVERY8D {endpoint} listed unknown status code(s) {', '.join(map(str, codes))} "
+            f"in {rows} row(s); "
             "the listing was not merged (a cut answer, or a code missing from the code table)"
         )
 

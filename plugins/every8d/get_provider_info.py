@@ -6,7 +6,8 @@ from every8d.settings import provider_config
 
 
 def get_provider_info() -> dict:
-    """Connection type ``every8d`` with its form fields and the ``[every8d]`` section; no heavy imports here."""
+    """Connection type ``every8d`` with its form fields and the ``[every8d]`` section; no heavy imports
+    here."""
     return {
         "package-name": "airflow-provider-every8d",
         "name": "EVERY8D",

@@ -1,4 +1,5 @@
-"""Phone numbers, one home: the send policy for numbers we text, the observe policy for numbers the gateway reports.
+"""Phone numbers, one home: the send policy for numbers we text, the observe policy for numbers the gateway
+reports.
 
 **Send** (:func:`normalize_for_send`, columnar :class:`PhoneNormalizer`): a
 valid number of its country and a mobile, in the default region unless
@@ -108,7 +109,8 @@ class NumberCheck:
 
     :param mobile: E.164 text, null when the number could not be read.
     :param international: True when the number is outside the default region.
-    :param reason: ``missing_number``, ``invalid_number``, ``not_mobile``, ``international_not_allowed`` or null.
+    :param reason: ``missing_number``, ``invalid_number``, ``not_mobile``, ``international_not_allowed`` or
+        null.
     :param detail: a short, number-free explanation for the rejects output, or null.
     """
 

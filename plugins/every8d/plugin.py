@@ -12,7 +12,7 @@ and appear as an EVERY8D nav entry and a Campaign tab on DAG runs.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -55,10 +55,10 @@ class Every8dPlugin(AirflowPlugin):
     """EVERY8D provider plugin: the push receiver at ``/every8d/push`` and the campaign pages."""
 
     name = "every8d"
-    fastapi_apps = _PushApps()  # type: ignore[assignment]
-    external_views: ClassVar[
-        list[dict[str, Any]]
-    ] = [  # plain data: cheap for every process that imports the plugin
+    fastapi_apps = _PushApps()
+    # Plain data, cheap for every process that imports the plugin.  AirflowPlugin declares it a plain
+    # attribute (not a ClassVar), so it is overridden as one.
+    external_views: list[dict[str, Any]] = [  # noqa: RUF012
         {
             "name": "EVERY8D",
             "href": "/every8d-ui/",

@@ -181,7 +181,9 @@ def provider_config() -> dict:
     """The ``config`` entry of ``get_provider_info()``: the section as Airflow providers declare it."""
     return {
         SECTION: {
-            "description": "The EVERY8D provider: where it keeps its data, the push receiver, the status DAG.",
+            "description": (
+                "The EVERY8D provider: where it keeps its data, the push receiver, the status DAG."
+            ),
             "options": {
                 key: {
                     "description": option.description,

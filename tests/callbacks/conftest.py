@@ -67,7 +67,7 @@ class Receiver:
             sql = "SELECT * FROM push_journal" + (" WHERE batch_id = ?" if batch_id else "") + " ORDER BY seq"
             cursor = journal.conn.execute(sql, (batch_id,) if batch_id else ())
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def count(self) -> int:
         with Journal(self.journal_path) as journal:

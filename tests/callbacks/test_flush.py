@@ -1,4 +1,5 @@
-"""From the journal to the warehouse: push events once, safe to repeat, and two flushers never split a journal.
+"""From the journal to the warehouse: push events once, safe to repeat, and two flushers never split a
+journal.
 
 The flush writes push events only; the push merge derives replies and opt-outs from them.
 """
@@ -10,9 +11,8 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -28,7 +28,7 @@ from every8d.tracking.replies import reply_event_key
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.tables import ensure_tracking_tables
 
-NOW = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
 def push(batch: str, mobile: str, status: int, rt: str, sm: str = "", mr: str = "", received: datetime = NOW):
@@ -110,7 +110,7 @@ def test_flush_writes_events_only_and_the_merge_derives_replies_and_opt_outs(jou
             "r1",
             0,
         )
-        assert first["reported_at"] == datetime(2026, 3, 1, 1, 0, tzinfo=timezone.utc)
+        assert first["reported_at"] == datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
         assert first["received_at"] == NOW and first["reply_text"] is None
         replies = table(wh, "SELECT * FROM every8d_replies ORDER BY replied_at")
         assert [(r["mobile"], r["reply_text"], r["source"]) for r in replies] == [
@@ -240,5 +240,5 @@ def test_two_flushers_started_together_neither_split_nor_double_the_journal(tmp_
     with open_warehouse(warehouse_target) as wh:
         assert table(wh, "SELECT count(*) AS n FROM every8d_push_events")[0]["n"] == len(pushes)
         assert table(
-            wh, "SELECT flushed_seq FROM every8d_push_flush_state WHERE journal_id = '%s'" % journal_id
+            wh, f"SELECT flushed_seq FROM every8d_push_flush_state WHERE journal_id = '{journal_id}'"
         ) == [{"flushed_seq": len(pushes)}]

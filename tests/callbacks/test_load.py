@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from every8d.callbacks.flush import flush_journal
 from bench.loadgen import make_pushes, run_load
+from every8d.callbacks.flush import flush_journal
 from every8d.warehouse import open_warehouse
 
 PUSHES = 20_000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -50,7 +50,7 @@ def test_a_status_push():
         100,
         "demo",
     )
-    assert event.reported_at == datetime(2026, 3, 1, 1, 0, 0, tzinfo=timezone.utc)  # Taipei is UTC+8
+    assert event.reported_at == datetime(2026, 3, 1, 1, 0, 0, tzinfo=UTC)  # Taipei is UTC+8
     assert event.extra == {"CHARGE": "1.0", "ST": "20260301085959", "NAME": "王小明"}
     assert not event.is_reply
     assert event.key == event_key("b-1", "+886912345678", "m1", 100, "20260301090000", "")
@@ -87,7 +87,7 @@ def test_the_token_is_never_kept():
 
 
 @pytest.mark.parametrize(
-    "raw, status, error, param",
+    ("raw", "status", "error", "param"),
     [
         pytest.param(query(BatchID=None), 422, "missing_param", "BatchID", id="no-batch"),
         pytest.param(query(RM=None), 422, "missing_param", "RM", id="no-mobile"),
@@ -163,7 +163,7 @@ def test_split_query_decodes_plus_and_percent_but_not_utf8():
 @settings(max_examples=300, deadline=None)
 @given(
     st.text(max_size=MAX_TEXT_CHARS).filter(
-        lambda t: "\x00" not in t and not any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in t)
+        lambda t: "\x00" not in t and not any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in t)
     )
 )
 def test_any_reply_text_survives_the_url(text):
@@ -182,7 +182,7 @@ def test_the_mobile_fast_path_agrees_with_phonenumbers(n, spelling):
 
 
 @pytest.mark.parametrize(
-    "raw, e164",
+    ("raw", "e164"),
     [
         ("+1 415 555 2671", "+14155552671"),
         ("0912-345-678", "+886912345678"),

@@ -12,10 +12,13 @@ import json, sys, time
 began = time.perf_counter()
 import every8d.plugin as plugin
 imported = time.perf_counter() - began
-heavy = sorted(m for m in ("fastapi", "starlette", "uvicorn", "pyarrow", "every8d.callbacks.app") if m in sys.modules)
+heavy = sorted(
+    m for m in ("fastapi", "starlette", "uvicorn", "pyarrow", "every8d.callbacks.app") if m in sys.modules
+)
 apps = plugin.Every8dPlugin().fastapi_apps
 print(json.dumps({"heavy": heavy, "prefix": apps[0]["url_prefix"], "name": apps[0]["name"],
-                  "type": type(apps[0]["app"]).__name__, "same": plugin.Every8dPlugin().fastapi_apps is apps}))
+                  "type": type(apps[0]["app"]).__name__,
+                  "same": plugin.Every8dPlugin().fastapi_apps is apps}))
 """
 
 

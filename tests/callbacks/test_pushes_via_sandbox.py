@@ -95,7 +95,7 @@ def test_duplicated_reordered_pushes_end_to_end(sandbox, every8d_conn_env, recei
         suppressed = wh.query_arrow("SELECT mobile FROM every8d_suppressions")["mobile"].to_pylist()
         assert suppressed == [NUMBERS[3]]
         rows = wh.query_arrow("SELECT mobile, status FROM every8d_messages WHERE batch_id = ?", [batch_id])
-        current = dict(zip(rows["mobile"].to_pylist(), rows["status"].to_pylist()))
+        current = dict(zip(rows["mobile"].to_pylist(), rows["status"].to_pylist(), strict=True))
     expected = {m["mobile"]: m["status"] for m in sandbox.messages(batch_id)}
     assert current == expected and set(expected.values()) == {100, 103, 107}
 

@@ -14,8 +14,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from every8d.callbacks.app import create_app
 from bench.loadgen import make_pushes, run_load
+from every8d.callbacks.app import create_app
 from every8d.callbacks.settings import ENV_TOKEN, ENV_TOKEN_FILE, PushSettings
 
 TOKEN = "Zq8-vT3nW_pL6yR1xK9mB4cF7hJ2dS5g"
@@ -42,7 +42,7 @@ def test_a_placeholder_token_in_the_environment_is_not_configured(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "client_host, allowed",
+    ("client_host", "allowed"),
     [
         ("203.0.113.7", True),
         ("198.51.100.1", False),

@@ -30,7 +30,7 @@ def clean_env(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "token, complaint",
+    ("token", "complaint"),
     [
         pytest.param("", "no push token", id="missing"),
         pytest.param("abc", "too short", id="short"),

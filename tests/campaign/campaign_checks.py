@@ -81,7 +81,7 @@ def assert_exactly_once(
     pairs = Counter((m["mobile"], m["text"]) for m in messages)
     twice = [pair for pair, count in pairs.items() if count > 1]
     assert not twice, f"{len(twice)} (number, text) pair(s) delivered more than once"
-    planned = set(zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist()))
+    planned = set(zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist(), strict=True))
     assert set(pairs) == planned, "the gateway holds messages the ledger does not, or the reverse"
     return dict(states)
 
@@ -139,15 +139,15 @@ def adopt_after_pushes(pushes: PushCapture, warehouse, advance: float = 120.0) -
 
 def recorded_batches(warehouse, campaign_id: str) -> set[str]:
     """Batch ids the campaign's ledger knows: on its recipients, kept as stale, adopted from pushes."""
-    found = {
-        b
-        for b in warehouse.query_arrow(
-            "SELECT DISTINCT batch_id FROM every8d_send_ledger WHERE campaign_id = ? AND batch_id IS NOT NULL",
+    found = set(
+        warehouse.query_arrow(
+            "SELECT DISTINCT batch_id FROM every8d_send_ledger "
+            "WHERE campaign_id = ? AND batch_id IS NOT NULL",
             [campaign_id],
         )
         .column("batch_id")
         .to_pylist()
-    }
+    )
     for table in ("every8d_send_stale_batches", "every8d_send_adopted_batches"):
         if warehouse.table_columns(table):
             found |= set(
@@ -166,7 +166,7 @@ def awaiting_recipients(warehouse, campaign_id: str) -> set[tuple[str, str]]:
         "AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed' AND l.batch_id IS NULL",
         [campaign_id],
     )
-    return set(zip(rows.column("mobile").to_pylist(), rows.column("text").to_pylist()))
+    return set(zip(rows.column("mobile").to_pylist(), rows.column("text").to_pylist(), strict=True))
 
 
 def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES) -> dict:
@@ -182,7 +182,9 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
     """
     ledger, _ = ledger_and_rejects(warehouse, campaign_id)
     pairs = Counter((m["mobile"], m["text"]) for m in sandbox.messages())
-    planned = Counter(zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist()))
+    planned = Counter(
+        zip(ledger.column("mobile").to_pylist(), ledger.column("text").to_pylist(), strict=True)
+    )
     states = Counter(ledger.column("state").to_pylist())
     issued = {b["batch_id"] for b in sandbox.batches()}
     recorded = {b for b in ledger.column("batch_id").to_pylist() if b}
@@ -203,6 +205,7 @@ def check_invariants(sandbox, warehouse, campaign_id: str, *, final=FINAL_STATES
             ledger.column("mobile").to_pylist(),
             ledger.column("text").to_pylist(),
             ledger.column("state").to_pylist(),
+            strict=True,
         )
         if state == "needs_review"
     }

@@ -66,10 +66,9 @@ def asset_events_of() -> Callable:
     """Asset events a dag.test() run emitted: (asset name, extra) pairs."""
 
     def get(dag_run):
-        from sqlalchemy import select
-
         from airflow.models.asset import AssetEvent
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             events = session.scalars(

@@ -1,4 +1,5 @@
-"""Start campaign runners as real processes (send_campaign_process.py) and wait for them (imported, not collected)."""
+"""Start campaign runners as real processes (send_campaign_process.py) and wait for them (imported, not
+collected)."""
 
 from __future__ import annotations
 

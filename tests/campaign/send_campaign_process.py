@@ -1,6 +1,7 @@
 """Run one campaign send in a process of its own, so a test can SIGKILL, SIGSTOP or race it.
 
-Usage: python send_campaign_process.py WAREHOUSE_TARGET AUDIENCE_PARQUET CAMPAIGN_ID CHUNK_SIZE [SETTINGS_JSON]
+Usage: python send_campaign_process.py WAREHOUSE_TARGET AUDIENCE_PARQUET CAMPAIGN_ID CHUNK_SIZE \
+    [SETTINGS_JSON]
 SETTINGS_JSON may hold ``options`` (RunOptions fields), ``hook`` (``timeout``, ``connect_timeout``),
 ``spec`` (``message``, ``schedule_at`` in ISO 8601, ``quiet_hours``, ``quiet_hours_policy``) and ``signal_at``
 (``{"step": "stamp", "when": "after", "nth": 1, "signal": "KILL"}``): the process sends itself SIGKILL or
@@ -27,7 +28,6 @@ from every8d.campaign.errors import CampaignError
 from every8d.campaign.runner import CampaignRun, RunOptions
 from every8d.hooks.every8d import Every8dHook
 from every8d.warehouse import open_warehouse
-
 
 RUNS: list = []  # the CampaignRun of this process, once built
 

@@ -9,6 +9,7 @@ a grouped sendSMS; an ambiguous match (the same numbers awaiting in two chunks) 
 from __future__ import annotations
 
 import signal
+from datetime import UTC
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,9 +116,9 @@ def test_a_batch_matching_two_awaiting_chunks_is_not_adopted(
 
 
 def _awaiting(*rows):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     return pa.Table.from_pylist(
         [
             {
@@ -138,9 +139,9 @@ def _awaiting(*rows):
 
 
 def _pushes(*rows, minutes=1):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC) + timedelta(minutes=minutes)
     return pa.Table.from_pylist(
         [{"batch_id": b, "mobile": m, "mr": mr, "first_at": at} for b, m, mr in rows],
         schema=pa.schema(

@@ -326,7 +326,8 @@ def test_estimate_only_leaves_base_operator_dry_run_callable_and_dry_run_still_w
     from every8d.operators.send import Every8dSendSmsOperator
 
     operator = Every8dSendSmsOperator(task_id="send", audience="people.parquet", message="hi")
-    operator.dry_run()  # BaseOperator.dry_run(): logs the template fields; the old attribute made this a TypeError
+    # BaseOperator.dry_run(): logs the template fields; the old attribute made this a TypeError
+    operator.dry_run()
     assert operator.estimate_only is False
     with pytest.warns(DeprecationWarning, match="estimate_only"):
         old = Every8dSendSmsOperator(task_id="old", audience="people.parquet", message="hi", dry_run=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -30,9 +30,7 @@ def test_booleans_survive_jinja(value, expected):
 def test_numbers_and_times_survive_jinja():
     assert as_decimal("1500", "max_points") == Decimal(1500)
     assert as_decimal("None", "max_points") is None
-    assert as_datetime("2026-05-01T09:00:00+08:00", "schedule_at") == datetime(
-        2026, 5, 1, 1, 0, tzinfo=timezone.utc
-    )
+    assert as_datetime("2026-05-01T09:00:00+08:00", "schedule_at") == datetime(2026, 5, 1, 1, 0, tzinfo=UTC)
     for bad in ("soon", "-5"):
         with pytest.raises(ValueError, match="max_points"):
             as_decimal(bad, "max_points")

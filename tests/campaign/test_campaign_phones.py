@@ -78,7 +78,7 @@ canonical = st.builds(
 @given(st.lists(canonical, min_size=1, max_size=20))
 def test_fast_path_agrees_with_phonenumbers(values):
     check = PhoneNormalizer().check(pa.array(values))
-    for value, mobile, reason in zip(values, check.mobile.to_pylist(), check.reason.to_pylist()):
+    for value, mobile, reason in zip(values, check.mobile.to_pylist(), check.reason.to_pylist(), strict=True):
         expected, expected_reason, _ = normalize_for_send(value)
         assert (mobile, reason) == (expected, expected_reason), value
 
@@ -88,7 +88,7 @@ def test_fast_path_agrees_with_phonenumbers(values):
 def test_every_row_gets_a_number_or_a_reason(values):
     check = PhoneNormalizer().check(pa.array(values, pa.string()))
     assert len(check.mobile) == len(values)
-    for mobile, reason in zip(check.mobile.to_pylist(), check.reason.to_pylist()):
+    for mobile, reason in zip(check.mobile.to_pylist(), check.reason.to_pylist(), strict=True):
         assert (mobile is None) <= (reason is not None)  # no number without a reason
         if mobile is not None:
             assert E164.match(mobile)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pyarrow as pa
@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from every8d.campaign.audience import ColumnMap
-from every8d.phones import PhoneNormalizer
 from every8d.campaign.plan import Planner
 from every8d.campaign.schedule import QuietHours
 from every8d.campaign.screen import Screen
 from every8d.campaign.templating import TemplateSet
+from every8d.phones import PhoneNormalizer
 
-NOW = datetime(2026, 5, 4, 4, 0, tzinfo=timezone.utc)  # 12:00 in Taipei
+NOW = datetime(2026, 5, 4, 4, 0, tzinfo=UTC)  # 12:00 in Taipei
 
 
 def plan(
@@ -77,7 +77,9 @@ def test_duplicates_opt_outs_and_bad_numbers_are_rejected_with_row_numbers():
         }
     )
     stats, planned, rejects, _ = plan(batch, suppressed=["+886912000001"])
-    reasons = dict(zip(rejects.column("row_number").to_pylist(), rejects.column("reason").to_pylist()))
+    reasons = dict(
+        zip(rejects.column("row_number").to_pylist(), rejects.column("reason").to_pylist(), strict=True)
+    )
     assert reasons == {
         2: "duplicate",
         3: "not_mobile",
@@ -85,7 +87,9 @@ def test_duplicates_opt_outs_and_bad_numbers_are_rejected_with_row_numbers():
         5: "invalid_number",
         6: "render_error",
     }
-    details = dict(zip(rejects.column("row_number").to_pylist(), rejects.column("detail").to_pylist()))
+    details = dict(
+        zip(rejects.column("row_number").to_pylist(), rejects.column("detail").to_pylist(), strict=True)
+    )
     assert details[2] == "same mobile as row 1"
     assert planned.column("row_number").to_pylist() == [1]
     assert stats.audience_rows == 6 and stats.recipients == 1 and stats.rejected == 5
@@ -96,7 +100,7 @@ def test_same_number_and_text_is_never_planned_twice_whatever_the_key():
     batch = pa.record_batch(
         {"mobile": ["0912345678", "0912345678", "0912345678"], "name": ["A", "A", "B"], "id": ["1", "2", "3"]}
     )
-    stats, planned, rejects, _ = plan(batch, dedupe_on=("recipient_key",))
+    _stats, planned, rejects, _ = plan(batch, dedupe_on=("recipient_key",))
     assert planned.column("row_number").to_pylist() == [1, 3]  # same number, different text: allowed
     assert rejects.column("detail").to_pylist() == ["same number and text as row 1"]
 
@@ -199,7 +203,9 @@ def test_every_row_is_planned_or_rejected_exactly_once(rows, chunk_size, batch_r
     assert accounted(stats, planned, rejects) == list(range(1, len(rows) + 1))
     assert stats.recipients + stats.rejected == len(rows)
     if planned is not None:
-        pairs = Counter(zip(planned.column("mobile").to_pylist(), planned.column("text").to_pylist()))
+        pairs = Counter(
+            zip(planned.column("mobile").to_pylist(), planned.column("text").to_pylist(), strict=True)
+        )
         assert max(pairs.values()) == 1
         assert len(set(planned.column("mobile").to_pylist())) == planned.num_rows  # deduped on mobile
         assert max(chunks.column("recipients").to_pylist()) <= chunk_size

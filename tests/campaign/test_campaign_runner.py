@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -126,7 +126,7 @@ def test_no_credit_is_recorded_per_recipient_and_stops_the_campaign(sandbox, eve
     statuses = {m["mobile"]: m["status"] for m in sandbox.messages()}
     assert {statuses[m] for m in unsent.column("mobile").to_pylist()} == {301}
     requests_before = len(sandbox.requests())
-    with pytest.raises(errors.InsufficientCreditError, match="read twice.*nothing more was sent") as again:
+    with pytest.raises(errors.InsufficientCreditError, match=r"read twice.*nothing more was sent") as again:
         run_campaign(warehouse, audience, chunk_size=100)
     assert again.value.retry_safe  # the account can be topped up before the retry
     assert [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests()[requests_before:]] == [
@@ -192,7 +192,7 @@ def test_quiet_hours_reschedule_to_the_window_end(sandbox, every8d_conn_env, war
     messages = sandbox.messages()
     assert {m["status"] for m in messages} == {300}  # scheduled, not sent during quiet hours
     send_at = {datetime.fromisoformat(m["send_at"]) for m in messages}
-    assert len(send_at) == 1 and next(iter(send_at)) > datetime.now(timezone.utc) + timedelta(hours=1)
+    assert len(send_at) == 1 and next(iter(send_at)) > datetime.now(UTC) + timedelta(hours=1)
 
 
 def test_quiet_hours_reject_refuses_rows_meant_for_now(sandbox, every8d_conn_env, warehouse):

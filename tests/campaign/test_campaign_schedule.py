@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -18,9 +18,9 @@ def test_text_times_are_read_in_taipei_unless_they_say_otherwise():
     values = pa.array(["2026-05-01 09:30", "2026-05-01T09:30:00+00:00", "20260501093000", "", None, "soon"])
     at, error = parse_send_times(values)
     assert at.to_pylist()[:3] == [
-        datetime(2026, 5, 1, 1, 30, tzinfo=timezone.utc),
-        datetime(2026, 5, 1, 9, 30, tzinfo=timezone.utc),
-        datetime(2026, 5, 1, 1, 30, tzinfo=timezone.utc),
+        datetime(2026, 5, 1, 1, 30, tzinfo=UTC),
+        datetime(2026, 5, 1, 9, 30, tzinfo=UTC),
+        datetime(2026, 5, 1, 1, 30, tzinfo=UTC),
     ]
     assert at.to_pylist()[3:] == [None, None, None]
     assert error.to_pylist()[:5] == [None] * 5
@@ -30,11 +30,11 @@ def test_text_times_are_read_in_taipei_unless_they_say_otherwise():
 def test_naive_timestamps_use_the_given_zone():
     values = pa.array([datetime(2026, 5, 1, 9, 0)], pa.timestamp("us"))
     at, _ = parse_send_times(values, "Asia/Taipei")
-    assert at.to_pylist() == [datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)]
+    assert at.to_pylist() == [datetime(2026, 5, 1, 1, 0, tzinfo=UTC)]
 
 
 def test_past_times_mean_at_once_and_the_campaign_time_fills_gaps():
-    now = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 1, tzinfo=UTC)
     rows = pa.array([now - timedelta(hours=1), None, now + timedelta(hours=2)], UTC_TS)
     campaign = now + timedelta(hours=5)
     assert effective_send_times(rows, campaign, now, 3).to_pylist() == [
@@ -58,7 +58,7 @@ def test_past_times_mean_at_once_and_the_campaign_time_fills_gaps():
 def test_quiet_hours_across_midnight(local, inside, next_local):
     quiet = QuietHours.parse("21:00-08:00")
     at = pa.array([local.replace(tzinfo=TAIPEI)], UTC_TS)
-    got_inside, got_next = quiet.check(at, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    got_inside, got_next = quiet.check(at, datetime(2000, 1, 1, tzinfo=UTC))
     assert got_inside.to_pylist() == [inside]
     if inside:
         assert got_next[0].as_py() == next_local.replace(tzinfo=TAIPEI)
@@ -86,9 +86,9 @@ def test_rescheduled_times_are_never_quiet(moment, start, end):
     if start == end:
         return
     quiet = QuietHours.parse(f"{start:02d}:00-{end:02d}:00")
-    at = pa.array([moment.replace(tzinfo=timezone.utc)], UTC_TS)
-    inside, next_allowed = quiet.check(at, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    at = pa.array([moment.replace(tzinfo=UTC)], UTC_TS)
+    inside, next_allowed = quiet.check(at, datetime(2000, 1, 1, tzinfo=UTC))
     if inside[0].as_py():
         later = next_allowed[0].as_py()
-        assert later > moment.replace(tzinfo=timezone.utc)
+        assert later > moment.replace(tzinfo=UTC)
         assert not quiet.check(pa.array([later], UTC_TS), later)[0][0].as_py()

@@ -81,6 +81,6 @@ def test_agrees_with_string_template(parts, values):
     columns = {name: pa.array(values) for name in template.fields}
     text, error = template.render(columns, len(values))
     for row, value in enumerate(values):
-        expected = string.Template(source).substitute({name: value for name in template.fields})
+        expected = string.Template(source).substitute(dict.fromkeys(template.fields, value))
         assert text[row].as_py() == expected
         assert error[row].as_py() is None

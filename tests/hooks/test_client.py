@@ -11,6 +11,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
+
 from every8d.client import Every8dClient, Every8dHttpClient, ParamRecipient, connect
 from every8d.client.pagination import paginate
 from every8d.client.results import ReplyPage
@@ -21,7 +22,9 @@ from every8d.hooks.every8d import Every8dHook
 def test_the_client_package_imports_no_airflow():
     code = (
         "import sys\n"
-        "import every8d.client, every8d.client.v21.client, every8d.client.pagination, every8d.wire\n"
+        "import every8d.client, every8d.client.v21.client, every8d.client.pagination\n"
+        "import every8d.client.settings, every8d.client.v21.status, every8d.client.v21.sms\n"
+        "import every8d.arrow_types\n"
         "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "print(','.join(loaded))\n"
     )

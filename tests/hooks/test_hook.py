@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
 
-from every8d import wire
+from every8d.client.results import EraseResult, ParamRecipient
 from every8d.errors import (
     AuthenticationError,
     GatewayError,
@@ -77,7 +77,7 @@ def test_chinese_and_emoji_text_round_trip(hook, sandbox):
 
 
 def test_schedule_time_goes_out_in_taipei_time(hook, sandbox):
-    when = datetime(2030, 5, 1, 1, 30, tzinfo=timezone.utc)
+    when = datetime(2030, 5, 1, 1, 30, tzinfo=UTC)
     hook.send_sms("later", ["0912000004"], schedule_at=when, validity_minutes=90)
     [request] = gateway_requests(sandbox, "sendSMS.ashx")
     assert form_of(request)["ST"] == "20300501093000"
@@ -132,10 +132,10 @@ def test_mms_checks_refuse_before_sending(hook, sandbox):
 
 
 def test_param_sms_template_record_ids_and_own_send_times(hook, sandbox):
-    later = datetime(2031, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    later = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
     recipients = [
-        wire.ParamRecipient("0912000010", ["王小明", "100"], name="王小明", record_id="r-1"),
-        wire.ParamRecipient("0912000011", ["Amy"], record_id="r-2", send_at=later),
+        ParamRecipient("0912000010", ["王小明", "100"], name="王小明", record_id="r-1"),
+        ParamRecipient("0912000011", ["Amy"], record_id="r-2", send_at=later),
     ]
     result = hook.send_param_sms(recipients, template="%field1% 您好，點數 %field2% 點")
     assert result.sent == 2
@@ -151,8 +151,7 @@ def test_param_sms_template_record_ids_and_own_send_times(hook, sandbox):
 
 def test_param_sms_fully_personalized_texts(hook, sandbox):
     recipients = [
-        wire.ParamRecipient(f"09120000{i:02d}", [f"第 {i} 則 | 專屬訊息"], record_id=f"m{i}")
-        for i in range(3)
+        ParamRecipient(f"09120000{i:02d}", [f"第 {i} 則 | 專屬訊息"], record_id=f"m{i}") for i in range(3)
     ]
     result = hook.send_param_sms(recipients)
     texts = sorted(m["text"] for m in sandbox.messages(result.batch_id))
@@ -196,9 +195,7 @@ def test_old_five_column_accounts_and_bare_zero(hook, sandbox):
 
 
 def test_json_status_form_returns_record_ids(hook, sandbox):
-    recipients = [
-        wire.ParamRecipient(number, ["x"], record_id=f"rec-{i}") for i, number in enumerate(numbers(4))
-    ]
+    recipients = [ParamRecipient(number, ["x"], record_id=f"rec-{i}") for i, number in enumerate(numbers(4))]
     batch = hook.send_param_sms(recipients, template="hi %field1%").batch_id
     records = list(hook.iter_delivery_status(batch, with_record_ids=True))
     assert sorted(r.record_id for r in records) == [f"rec-{i}" for i in range(4)]
@@ -234,10 +231,10 @@ def test_erase_booking_refunds_and_reports_nothing_found(hook, sandbox):
     batch = hook.send_sms("scheduled", numbers(3), schedule_at=later).batch_id
     assert hook.get_credit() == Decimal("99997.00")
     result = hook.erase_booking(batch)
-    assert result == wire.EraseResult(found=True, deleted=3, refunded=Decimal("3.0"))
+    assert result == EraseResult(found=True, deleted=3, refunded=Decimal("3.0"))
     assert hook.get_credit() == Decimal("100000.00")
     assert {m["status"] for m in sandbox.messages(batch)} == {303}
-    assert hook.erase_booking("00000000-0000-0000-0000-000000000000") == wire.EraseResult(found=False)
+    assert hook.erase_booking("00000000-0000-0000-0000-000000000000") == EraseResult(found=False)
     with pytest.raises(GatewayError) as raised:
         hook.erase_booking(batch)
     assert raised.value.code == -4
@@ -325,7 +322,7 @@ def test_reads_retry_5xx_and_honour_retry_after(hook, sandbox):
 def test_reads_give_up_with_a_clear_http_error(every8d_conn_env, sandbox):
     sandbox.inject_fault("getCredit", "http500", count=-1)
     hook = Every8dHook(read_retries=1)
-    with pytest.raises(HttpStatusError, match="getCredit.ashx answered HTTP 500"):
+    with pytest.raises(HttpStatusError, match=r"getCredit\.ashx answered HTTP 500"):
         hook.get_credit()
 
 
@@ -367,7 +364,7 @@ def test_slow_send_times_out_as_outcome_unknown(every8d_conn_env, sandbox):
 def test_param_send_drop_is_outcome_unknown(hook, sandbox):
     sandbox.inject_fault("SendParamSMS", "drop", count=1)
     with pytest.raises(SendOutcomeUnknownError):
-        hook.send_param_sms([wire.ParamRecipient("0912000001", ["a"])], template="%field1%")
+        hook.send_param_sms([ParamRecipient("0912000001", ["a"])], template="%field1%")
 
 
 def test_unreachable_gateway_is_safe_to_retry(sandbox, monkeypatch):
@@ -424,5 +421,5 @@ def test_protocol_errors_name_the_endpoint(hook, sandbox, kind, problem):
 @pytest.mark.parametrize("kind", ["garbage", "html", "empty"])
 def test_unparseable_send_answer_leaves_the_outcome_unknown(hook, sandbox, kind):
     sandbox.inject_fault("sendSMS", kind, count=1)
-    with pytest.raises(SendOutcomeUnknownError, match="sendSMS.ashx"):
+    with pytest.raises(SendOutcomeUnknownError, match=r"sendSMS\.ashx"):
         hook.send_sms("x", ["0912000001"])

@@ -14,7 +14,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from every8d import pricing, wire
+from every8d import pricing
+from every8d.client.results import EraseResult, ParamRecipient
 from every8d.errors import (
     Every8dError,
     GatewayError,
@@ -81,7 +82,7 @@ SENDS = {
     ),
     "MMS/sendMMS": lambda hook, text: hook.send_mms(text, ["0912000001"], image=PNG),
     "SendParamSMS": lambda hook, text: hook.send_param_sms(
-        [wire.ParamRecipient("0912000001", ["a"], record_id="r1"), wire.ParamRecipient("0912000002", ["b"])],
+        [ParamRecipient("0912000001", ["a"], record_id="r1"), ParamRecipient("0912000002", ["b"])],
         template=text + " %field1%",
     ),
 }
@@ -153,7 +154,7 @@ def test_an_erase_lost_before_it_ran_still_reports_nothing_found(hook, sandbox):
     batch = hook.send_sms("sent now", ["0912000001"]).batch_id  # nothing scheduled: nothing to cancel
     sandbox.inject_fault("eraseBooking", "http500")  # not executed
     sandbox.inject_fault("eraseBooking", "body", message="")
-    assert hook.erase_booking(batch) == wire.EraseResult(found=False)
+    assert hook.erase_booking(batch) == EraseResult(found=False)
 
 
 # -- point 8: MMS size is image plus text; international numbers refused ----------------------------
@@ -204,7 +205,7 @@ def test_no_call_follows_a_redirect_and_no_credential_reaches_the_other_host(sec
 
 
 @pytest.mark.parametrize(
-    "endpoint, options, expected",
+    ("endpoint", "options", "expected"),
     [
         pytest.param("getCredit", {}, HttpStatusError, id="500-on-getCredit"),
         pytest.param(

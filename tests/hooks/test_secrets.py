@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote
 
 import pytest
 
-from every8d import wire
+from every8d.client.results import ParamRecipient
 from every8d.errors import Every8dError
 from every8d.hooks.every8d import Every8dHook
 
@@ -51,9 +51,7 @@ def _exercise_every_endpoint(hook, sandbox) -> list[str]:
     attempt(lambda: hook.send_sms_filtered("hi", ["0912000001"]))
     attempt(lambda: hook.send_mms("hi", ["0912000002"], image=png))
     attempt(
-        lambda: hook.send_param_sms(
-            [wire.ParamRecipient("0912000003", ["x"], record_id="1")], template="%field1%"
-        )
+        lambda: hook.send_param_sms([ParamRecipient("0912000003", ["x"], record_id="1")], template="%field1%")
     )
     attempt(lambda: list(hook.iter_delivery_status(sms.batch_id)))
     attempt(lambda: list(hook.iter_delivery_status(sms.batch_id, mms=True, with_record_ids=True)))

@@ -64,7 +64,7 @@ def test_http500_does_not_execute(sandbox, gw):
 
 
 @pytest.mark.parametrize(
-    "options, body",
+    ("options", "body"),
     [
         pytest.param({}, "-99,主機端發生不明錯誤", id="default"),
         pytest.param({"code": -8}, "-8,系統暫時無法提供服務", id="code"),
@@ -151,7 +151,7 @@ def test_cut_at_a_row_keeps_whole_lines(sandbox, gw):
 
 
 def test_cut_needs_a_cut_point(sandbox):
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="HTTP 4"):
         sandbox.inject_fault("sendSMS", "cut")
 
 
@@ -206,7 +206,7 @@ def test_trickle_sends_the_real_answer_a_byte_at_a_time(sandbox, gw):
 
 
 @pytest.mark.parametrize(
-    "options, status, html", [({}, 500, True), ({"status": 200, "message": "Error: "}, 200, False)]
+    ("options", "status", "html"), [({}, 500, True), ({"status": 200, "message": "Error: "}, 200, False)]
 )
 def test_echo_repeats_the_request_with_its_password(sandbox, gw, options, status, html):
     sandbox.inject_fault("getCredit", "echo", **options)

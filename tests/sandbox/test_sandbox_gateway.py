@@ -24,7 +24,7 @@ def at_start(sandbox):
 
 
 @pytest.mark.parametrize(
-    "uid, pwd, body",
+    ("uid", "pwd", "body"),
     [
         pytest.param("", "", "-300,帳號密碼不得為空值", id="empty"),
         pytest.param("nobody", "secret", "-100,帳號或密碼錯誤", id="unknown-uid"),
@@ -103,7 +103,7 @@ def test_international_not_enabled_is_500_and_free(sandbox, gw):
 
 
 @pytest.mark.parametrize(
-    "form, body",
+    ("form", "body"),
     [
         pytest.param({"MSG": "", "DEST": "0912345678"}, "-24,簡訊內容不得為空值", id="empty-msg"),
         pytest.param({"MSG": "hi", "DEST": ""}, "-27,門號不得為空值", id="empty-dest"),
@@ -200,7 +200,7 @@ def test_delay_is_deterministic_per_message(at_start, gw):
 
 def test_status_paging_2345(sandbox, gw):
     dest = ",".join(f"09{i:08d}" for i in range(2345))
-    credit, sended, *_, batch_id = gw.send(dest)
+    _credit, sended, *_, batch_id = gw.send(dest)
     assert sended == "2345"
     pages = [gw.status(batch_id, PNO=str(p)).split("\r\n") for p in (1, 2, 3)]
     assert [len(p) - 1 for p in pages] == [1000, 1000, 345]
@@ -219,7 +219,7 @@ def test_status_five_columns(sandbox, gw):
     assert lines[0] == "1" and len(lines[1].split("\t")) == 5
 
 
-@pytest.mark.parametrize("newline, body", [(True, "0\r\n"), (False, "0")])
+@pytest.mark.parametrize(("newline", "body"), [(True, "0\r\n"), (False, "0")])
 def test_status_of_unknown_batch(sandbox, gw, newline, body):
     sandbox.create_account("acct", "pw", 10, empty_status_newline=newline)
     assert gw.status("no-such-batch", uid="acct", pwd="pw") == body
@@ -270,7 +270,7 @@ def test_status_json_form_with_mr(at_start, gw):
 def test_filter_endpoint(at_start, gw):
     gw.send("0912345678", msg="promo")
     body = gw.call("sendSMS4FilterMessage", MSG="promo", DEST="0912345678,0922333444,+886912345678")
-    credit, sended, cost, unsend, batch_id, filtered = body.split(",")
+    _credit, sended, cost, unsend, batch_id, filtered = body.split(",")
     assert (sended, cost, unsend, filtered) == ("1", "1.0", "0", "0912345678/+886912345678")
     assert [m["mobile"] for m in at_start.messages(batch_id)] == ["+886922333444"]
     assert (
@@ -343,7 +343,7 @@ def test_send_param_sms_verbatim_texts(at_start, gw):
 
 
 @pytest.mark.parametrize(
-    "overrides, status, msg",
+    ("overrides", "status", "msg"),
     [
         pytest.param({"PWD": "bad"}, "-101", "密碼錯誤", id="pwd"),
         pytest.param({"UID": "who"}, "-100", "帳號或密碼錯誤", id="uid"),
@@ -407,7 +407,7 @@ def test_large_mms_costs_five(gw):
 
 
 @pytest.mark.parametrize(
-    "form, body",
+    ("form", "body"),
     [
         pytest.param(
             {"SB": "一二三四五六七八九十一二三四五六"}, "-303,主旨長度超過限制", id="subject-16-chinese"

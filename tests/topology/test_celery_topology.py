@@ -14,6 +14,7 @@ sandbox's own record; no process is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -72,14 +73,14 @@ class Cluster:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "airflow", *args],
-            env={**self.env, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", "airflow", *args],
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes[name] = process
         return process
 
@@ -97,31 +98,23 @@ class Cluster:
         """SIGKILL every process of a session (what losing the node does to a worker)."""
         victims = self.session(leader)
         for process in victims:
-            try:
+            with contextlib.suppress(psutil.Error):
                 process.send_signal(signal.SIGKILL)
-            except psutil.Error:
-                pass
         return len(victims)
 
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + 30
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
         for process in self.processes.values():
             self.kill_session(process.pid)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
 
     def log_tail(self, name: str, size: int = 3000) -> str:
         return (self.logs / f"{name}.log").read_bytes()[-size:].decode("utf-8", "replace")
@@ -188,7 +181,9 @@ def topology(tmp_path):
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api}",
         "AIRFLOW__API__PORT": str(api),
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
@@ -240,10 +235,8 @@ def topology(tmp_path):
         cluster.stop()
         left = leftovers(str(home))
         for line in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(line.split()[0]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for database in (meta, warehouse):
             pg_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         assert not left, f"processes left behind: {left}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
@@ -11,7 +11,7 @@ import pytest
 from every8d.tracking.batches import register_batches
 from every8d.tracking.suppressions import add_suppressions, load_suppressed
 
-SENT = datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)
+SENT = datetime(2026, 5, 1, 1, 0, tzinfo=UTC)
 
 
 def _batch(batch: str, **overrides) -> dict:
@@ -53,7 +53,7 @@ def test_register_twice_keeps_one_row_and_the_polling_state(warehouse):
 
 
 @pytest.mark.parametrize(
-    "bad, message",
+    ("bad", "message"),
     [
         pytest.param({"sent_at": datetime(2026, 5, 1)}, "timezone-aware", id="naive-time"),
         pytest.param({"kind": "fax"}, "kind", id="bad-kind"),

@@ -8,13 +8,14 @@ before and after (``snapshot``).
 from __future__ import annotations
 
 import json
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from every8d import wire
+from every8d.client.results import ParamRecipient
+from every8d.client.v21.status import STATUS_CODES
 from every8d.errors import IncompleteListingError, UnknownStatusCodeError
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.sync import SyncOptions, due_batches, sync_batch
@@ -87,12 +88,13 @@ def test_a_row_cut_inside_its_status_is_never_merged(sandbox, warehouse):
 def test_names_with_tabs_and_newlines_are_cleaned_before_sending_and_listings_read_by_fixed_columns(
     sandbox, warehouse
 ):
-    """Point 3: the send builder cleans NAME; a listing with a tab in NAME still lands MOBILE and STATUS right."""
+    """Point 3: the send builder cleans NAME; a listing with a tab in NAME still lands MOBILE and STATUS
+    right."""
     hook = Every8dHook()
     result = hook.send_param_sms(
         [
-            wire.ParamRecipient("0912000001", ["a"], name="Chen\tWei\r\nLtd"),
-            wire.ParamRecipient("0912000002", ["b"]),
+            ParamRecipient("0912000001", ["a"], name="Chen\tWei\r\nLtd"),
+            ParamRecipient("0912000002", ["b"]),
         ],
         template="Hi %field1%",
     )
@@ -106,7 +108,7 @@ def test_names_with_tabs_and_newlines_are_cleaned_before_sending_and_listings_re
     parsed = hook.get_delivery_status_page(result.batch_id)
     assert parsed.table.column("mobile").to_pylist() == ["+886912000001", "+886912000002"]
     assert parsed.table.column("name").to_pylist() == ["Chen\tWei\tLtd", ""]
-    assert set(parsed.table.column("status").to_pylist()) <= set(wire.STATUS_CODES)
+    assert set(parsed.table.column("status").to_pylist()) <= set(STATUS_CODES)
 
 
 def test_a_cut_reply_page_merges_nothing(sandbox, warehouse):
@@ -122,7 +124,7 @@ def test_a_cut_reply_page_merges_nothing(sandbox, warehouse):
     result = sync(warehouse, batch, batch.sent_at)
     assert result.replies == 12
     [reply] = [r for r in Every8dHook().iter_replies(batch.batch_id) if r.content == "reply 0"]
-    assert reply.replied_at.tzinfo == timezone.utc
+    assert reply.replied_at.tzinfo == UTC
     stored = warehouse.query_arrow("SELECT replied_at FROM every8d_replies WHERE reply_text = 'reply 0'")
     assert stored.column("replied_at")[0].as_py() == reply.replied_at
 

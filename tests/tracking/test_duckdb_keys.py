@@ -62,7 +62,9 @@ def test_a_file_with_the_old_indexes_merges_exactly_like_a_new_one(sandbox, tmp_
     ).to_pylist()
     register_batches(old, registered)
     polls = [batch.sent_at, batch.sent_at + timedelta(minutes=5), batch.sent_at + timedelta(minutes=5)]
-    for step, now in zip((0, 30, 0), polls):  # pending, then some final, then a rerun of the same poll
+    for step, now in zip(
+        (0, 30, 0), polls, strict=True
+    ):  # pending, then some final, then a rerun of the same poll
         sandbox.advance(step)
         for warehouse in (old, new):
             sync_batch(warehouse, Every8dHook(), batch, now=now)

@@ -37,9 +37,9 @@ def test_export_rewrites_only_changed_partitions_and_matches_the_tables(sandbox,
         tmp_path / "lake" / "every8d_messages", format="parquet", partitioning="hive"
     ).to_table()
     table = warehouse.query_arrow("SELECT mobile, seq, status FROM every8d_messages")
-    assert sorted(zip(*[messages.column(c).to_pylist() for c in ("mobile", "seq", "status")])) == sorted(
-        zip(*[table.column(c).to_pylist() for c in ("mobile", "seq", "status")])
-    )
+    assert sorted(
+        zip(*[messages.column(c).to_pylist() for c in ("mobile", "seq", "status")], strict=True)
+    ) == sorted(zip(*[table.column(c).to_pylist() for c in ("mobile", "seq", "status")], strict=True))
     assert "kind" not in pq.read_schema(folder / "data.parquet").names  # a hive key, not a file column
     batches = pq.read_table(tmp_path / "lake" / "every8d_batches" / "data.parquet")
     assert batches.column("state").to_pylist() == ["closed"]
@@ -101,7 +101,7 @@ def test_an_export_killed_midway_leaves_no_temporary_file_a_later_run_keeps(sand
         child.send_signal(signal.SIGKILL)
         child.wait()
     folder = lake / "every8d_messages" / f"send_date={batch.sent_at.date().isoformat()}" / "kind=sms"
-    [left] = [p for p in folder.iterdir()]
+    [left] = list(folder.iterdir())
     assert left.name.startswith(".data.parquet.") and left.name.endswith(".tmp")
 
     warehouse = open_warehouse(duckdb_target)

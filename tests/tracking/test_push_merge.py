@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from every8d import wire
+from every8d.client.results import ParamRecipient
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.batches import register_batches
 from every8d.tracking.pushes import merge_push_events
@@ -106,8 +106,8 @@ def test_a_push_finds_its_message_by_mr_even_for_a_repeated_number(sandbox, ware
     hook = Every8dHook()
     result = hook.send_param_sms(
         [
-            wire.ParamRecipient(A, ("first",), record_id="mr-1"),
-            wire.ParamRecipient(A, ("second",), record_id="mr-2"),
+            ParamRecipient(A, ("first",), record_id="mr-1"),
+            ParamRecipient(A, ("second",), record_id="mr-2"),
         ],
     )
     sent_at = sandbox.now()
@@ -203,7 +203,8 @@ def test_events_of_an_unregistered_batch_wait_for_its_registration(sandbox, ware
 
 
 def test_two_final_pushes_for_a_number_listed_twice_reach_both_messages(sandbox, warehouse):
-    """Issue 12, point 14: without an MR we know, each final push gets its own message; no MR sticks wrongly."""
+    """Issue 12, point 14: without an MR we know, each final push gets its own message; no MR sticks
+    wrongly."""
     batch = send_batch(sandbox, warehouse, [numbers(1)[0], numbers(1)[0], numbers(2)[1]])
     t = batch.sent_at
     sync_batch(warehouse, Every8dHook(), batch, now=t, options=SyncOptions(poll_replies=False))
@@ -231,7 +232,7 @@ def test_two_final_pushes_for_a_number_listed_twice_reach_both_messages(sandbox,
 def test_a_push_with_a_known_mr_goes_to_that_message(sandbox, warehouse):
     hook = Every8dHook()
     result = hook.send_param_sms(
-        [wire.ParamRecipient(A, ["x"], record_id="m1"), wire.ParamRecipient(A, ["y"], record_id="m2")],
+        [ParamRecipient(A, ["x"], record_id="m1"), ParamRecipient(A, ["y"], record_id="m2")],
         template="%field1%",
     )
     t = sandbox.now()

@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 import pyarrow.parquet as pq
 import pytest
 
-from every8d import wire
+from every8d.client.results import ParamRecipient
 from every8d.errors import Every8dError
 from every8d.hooks.every8d import Every8dHook
 from every8d.sandbox.catcher import RequestCatcher
@@ -101,9 +101,7 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(
         attempt(lambda: hook.send_sms("echoed", PHONES))
     sandbox.inject_fault("SendParamSMS", "echo")
     attempt(
-        lambda: hook.send_param_sms(
-            [wire.ParamRecipient(PHONES[0], ["x"], name="Tab\tName")], template="%field1%"
-        )
+        lambda: hook.send_param_sms([ParamRecipient(PHONES[0], ["x"], name="Tab\tName")], template="%field1%")
     )
     attempt(lambda: hook.send_mms("pic", [PHONES[0], "+85291234567"], image=PNG))
 
@@ -160,7 +158,7 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(
     from airflow.dag_processing.dagbag import DagBag
 
     dags = Path(__file__).resolve().parents[2] / "dags"
-    later = send_batch(sandbox, open_warehouse(scan_env), PHONES)
+    send_batch(sandbox, open_warehouse(scan_env), PHONES)
     sandbox.inject_fault("getDeliveryStatus", "echo", count=2)
     dag = DagBag(dag_folder=str(dags / "every8d_delivery_status.py")).get_dag("every8d_delivery_status")
     dag.test()

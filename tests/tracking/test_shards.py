@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -183,7 +183,7 @@ def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(
     monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
     warehouse = open_warehouse(target)
     batch = send_batch(sandbox, warehouse, numbers(4), validity_minutes=5)  # messages stay "sent" (0)
-    old = datetime.now(timezone.utc) - timedelta(hours=3)
+    old = datetime.now(UTC) - timedelta(hours=3)
     warehouse.execute(
         "UPDATE every8d_batches SET sent_at = ?, next_poll_at = ? WHERE batch_id = ?",
         [old, old, batch.batch_id],
@@ -194,7 +194,7 @@ def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(
     assert result["closed"] == 1 and result["expired"] == 4
     row = warehouse.query_arrow("SELECT state, closed_reason, closed_at FROM every8d_batches").to_pylist()[0]
     assert (row["state"], row["closed_reason"]) == ("closed", "expired")
-    assert abs((row["closed_at"] - datetime.now(timezone.utc)).total_seconds()) < 120
+    assert abs((row["closed_at"] - datetime.now(UTC)).total_seconds()) < 120
 
 
 def test_batches_that_pushes_made_all_final_close_without_a_poll(
@@ -208,9 +208,9 @@ def test_batches_that_pushes_made_all_final_close_without_a_poll(
     sandbox.advance(3600)
     # What the push merge leaves when every message of `settled` was pushed final, and one of `partly` not.
     ensure_tracking_tables(warehouse)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for batch, pending in ((settled, 0), (partly, 1)):
-        for seq, (mobile, _, status, points, received) in enumerate(sandbox_rows(sandbox, batch.batch_id)):
+        for seq, (mobile, _, status, _points, _received) in enumerate(sandbox_rows(sandbox, batch.batch_id)):
             final = seq >= pending
             warehouse.execute(
                 "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, status, status_group, is_final, "

@@ -9,9 +9,8 @@ import pytest
 
 from every8d.errors import GatewayError
 from every8d.hooks.every8d import Every8dHook
-from every8d.tracking.sync import SyncOptions, due_batches, merge_spool, sync_batch
 from every8d.tracking.spool import PageSpool
-from every8d.tracking.sync import fetch_status_pages
+from every8d.tracking.sync import SyncOptions, due_batches, fetch_status_pages, merge_spool, sync_batch
 from tests.tracking.helpers import numbers, sandbox_rows, send_batch, snapshot, table_rows
 
 pytestmark = pytest.mark.usefixtures("every8d_conn_env")
@@ -68,7 +67,8 @@ def test_statuses_moving_from_0_to_final_update_the_row_and_append_history(sandb
     )
     assert current[0]["final_at"] == current[0]["received_at"] is not None
     history = warehouse.query_arrow(
-        "SELECT mobile, status, previous_status, observed_at FROM every8d_status_history ORDER BY mobile, observed_at"
+        "SELECT mobile, status, previous_status, observed_at "
+        "FROM every8d_status_history ORDER BY mobile, observed_at"
     ).to_pylist()
     assert [(h["status"], h["previous_status"]) for h in history if h["mobile"] == "+886912000001"] == [
         (0, None),
@@ -103,10 +103,9 @@ def test_rerun_and_crash_then_rerun_leave_the_same_tables(sandbox, duckdb_target
     # ...and so does a crash inside the merge transaction, before it commits.
     spool = PageSpool(warehouse_path(duckdb_target).with_name("pages.parquet"))
     spool.write(fetch_status_pages(Every8dHook(), batch))
-    with pytest.raises(WorkerDied):
-        with warehouse.transaction():
-            merge_spool(warehouse, batch, spool, now=now)
-            raise WorkerDied  # the worker dies before commit
+    with pytest.raises(WorkerDied), warehouse.transaction():
+        merge_spool(warehouse, batch, spool, now=now)
+        raise WorkerDied  # the worker dies before commit
     assert snapshot(warehouse) == before
 
     once = sync_batch(warehouse, Every8dHook(), batch, now=now)
@@ -136,7 +135,8 @@ def test_an_mms_batch_uses_the_mms_listing(sandbox, warehouse):
         "mms/getDeliveryStatus"
     ]
     rows = warehouse.query_arrow(
-        "SELECT DISTINCT kind, status, status_group, points, received_at IS NULL AS no_receipt FROM every8d_messages"
+        "SELECT DISTINCT kind, status, status_group, points, received_at IS NULL AS no_receipt "
+        "FROM every8d_messages"
     ).to_pylist()
     assert rows == [
         {

@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from every8d import wire
+from every8d.client.statuses import status_info
 from every8d.hooks.every8d import Every8dHook
 from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS as OPT_OUT_KEYWORDS
 from every8d.tracking.sync import sync_batch
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("every8d_conn_env")
 
 
 def expected_measures(messages: list[dict]) -> dict:
-    groups = Counter(wire.status_info(m["status"]).group for m in messages)
+    groups = Counter(status_info(m["status"]).group for m in messages)
     seconds = [
         (datetime.fromisoformat(m["received_at"]) - datetime.fromisoformat(m["send_at"])).total_seconds()
         for m in messages
@@ -68,7 +68,8 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     assert (got["replies"], got["opt_outs"]) == (3, 2)
 
     daily = warehouse.query_arrow(
-        "SELECT campaign_id, send_date, sent, delivered, points_spent FROM every8d_campaign_daily ORDER BY campaign_id"
+        "SELECT campaign_id, send_date, sent, delivered, points_spent "
+        "FROM every8d_campaign_daily ORDER BY campaign_id"
     ).to_pylist()
     promo_messages = sandbox.messages(promo.batch_id)
     assert [(d["campaign_id"], d["sent"], d["delivered"]) for d in daily] == [
@@ -79,13 +80,14 @@ def test_views_match_the_sandbox_record(sandbox, warehouse):
     assert daily[1]["send_date"] == spring[0].sent_at.date()
 
     reasons = warehouse.query_arrow(
-        "SELECT status, messages, meaning_en FROM every8d_failure_reasons WHERE campaign_id = 'spring' ORDER BY status"
+        "SELECT status, messages, meaning_en FROM every8d_failure_reasons "
+        "WHERE campaign_id = 'spring' ORDER BY status"
     ).to_pylist()
     counted = Counter(
-        m["status"] for m in spring_messages if wire.status_info(m["status"]).group in ("failed", "expired")
+        m["status"] for m in spring_messages if status_info(m["status"]).group in ("failed", "expired")
     )
     assert {r["status"]: r["messages"] for r in reasons} == dict(counted)
-    assert {r["status"]: r["meaning_en"] for r in reasons}[103] == wire.status_info(103).meaning
+    assert {r["status"]: r["meaning_en"] for r in reasons}[103] == status_info(103).meaning
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres", "mysql"])

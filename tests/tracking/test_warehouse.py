@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import duckdb
@@ -24,7 +24,7 @@ SCHEMA = pa.schema(
         pa.field("note", pa.string()),
     ]
 )
-T0 = datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -89,12 +89,11 @@ def test_upsert_do_nothing_and_append_batches(warehouse):
 
 def test_transaction_rolls_back_and_nests(warehouse):
     warehouse.ensure_table("wh_test", SCHEMA, ["order"])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError), warehouse.transaction():
+        warehouse.append("wh_test", _rows(5))
         with warehouse.transaction():
-            warehouse.append("wh_test", _rows(5))
-            with warehouse.transaction():
-                warehouse.execute('UPDATE wh_test SET "count" = ? WHERE "order" = ?', [7, "k00001"])
-            raise RuntimeError("boom")
+            warehouse.execute('UPDATE wh_test SET "count" = ? WHERE "order" = ?', [7, "k00001"])
+        raise RuntimeError("boom")
     assert warehouse.query_arrow("SELECT count(*) AS n FROM wh_test").column("n")[0].as_py() == 0
     with warehouse.transaction():
         warehouse.append("wh_test", _rows(5))

@@ -2,8 +2,9 @@
 
 Chromium and ChromeDriver come from the system's packages (``chromium``,
 ``chromium-driver``), which the ``browser`` fixture installs with apt-get when
-they are missing and it may; otherwise it fails with one sentence saying so.  The api-server runs with the simple auth manager's all-admins switch
-so no login page stands in the way.
+they are missing and it may; otherwise it fails with one sentence saying so.
+The api-server runs with the simple auth manager's all-admins switch so no
+login page stands in the way.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.analyst import refresh_analyst_db
 from every8d.tracking.sync import sync_batch
@@ -15,8 +18,6 @@ from every8d.ui.app import render_campaign
 from every8d.ui.figures import campaign_figures, mask_phone, open_reader
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.tables import TRACKING_TABLES
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def _numbers(count: int) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+
 from every8d import errors
 from every8d.campaign import errors as campaign_errors
 from every8d.errors import (

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from every8d.callbacks.params import parse_push
+from every8d.client.results import Reply
 from every8d.phones import normalize_for_send, normalize_observed, observed_mobile, send_numbers
 from every8d.tracking.replies import replies_table
-from every8d.wire import Reply
 
 # The shapes a gateway writes a number in: Taiwan mobiles in their usual spellings, with
 # spaces and dashes, landlines, foreign numbers, short codes and junk.
@@ -42,7 +42,7 @@ def _push_key(raw: str) -> str | None:
 def test_a_push_and_a_poll_key_the_same_gateway_number_alike(raws):
     """Polls (a listing column) and pushes (one RM) must give one key, or they never merge."""
     polled = normalize_observed(pa.array(raws, pa.string())).to_pylist()
-    for raw, poll_key in zip(raws, polled):
+    for raw, poll_key in zip(raws, polled, strict=True):
         push_key = _push_key(raw)
         if push_key is not None:
             assert push_key == poll_key, raw

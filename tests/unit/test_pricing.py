@@ -54,3 +54,16 @@ def test_mms_points(size, points):
 def test_mms_too_large():
     with pytest.raises(ValueError, match="exceeds"):
         pricing.mms_points(300 * 1024 + 1)
+
+
+def test_an_mms_campaign_of_several_templates_is_priced_by_its_largest():
+    """A ``{template_id: template}`` message used to crash the MMS price (``dict.encode``)."""
+    from every8d.campaign.config import CampaignSpec
+
+    image = b"\x89PNG\r\n\x1a\n" + bytes(pricing.MMS_SMALL_BYTES - 1000)
+    short, long = "hi %name%", "長" * 1000  # 3,000 bytes in UTF-8: image plus text passes 50 KB
+    spec = CampaignSpec(kind="mms", message={"a": short, "b": long}, image=image)
+    assert spec.mms_points() == pricing.MMS_LARGE_POINTS == pricing.mms_points(len(image), long)
+    assert (
+        CampaignSpec(kind="mms", message={"a": short}, image=image).mms_points() == pricing.MMS_SMALL_POINTS
+    )

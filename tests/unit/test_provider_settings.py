@@ -33,7 +33,7 @@ def test_an_old_name_is_not_hidden_by_the_declared_default_in_airflows_conf(monk
     monkeypatch.setenv("EVERY8D_DUCKDB_MEMORY_LIMIT", "1GB")
     monkeypatch.setattr(settings, "_warned", set())
     assert conf.get("every8d", "duckdb_memory_limit") == "512MB"  # the declared default, as a worker sees it
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="EVERY8D_DUCKDB_MEMORY_LIMIT is deprecated"):
         assert settings.get("duckdb_memory_limit") == "1GB"
     monkeypatch.delenv("EVERY8D_DUCKDB_MEMORY_LIMIT")
     assert settings.get("duckdb_memory_limit") == "512MB"

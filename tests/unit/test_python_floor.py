@@ -1,4 +1,5 @@
-"""``requires-python`` matches the code: nothing newer than the floor, and the floor is not lower than used."""
+"""``requires-python`` matches the code: nothing newer than the floor, and the floor is not lower than
+used."""
 
 from __future__ import annotations
 

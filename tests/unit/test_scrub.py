@@ -1,4 +1,5 @@
-"""Issue 12, points 10 and 12 as properties: excerpts keep no password (in any encoding) and no phone number."""
+"""Issue 12, points 10 and 12 as properties: excerpts keep no password (in any encoding) and no phone
+number."""
 
 from __future__ import annotations
 

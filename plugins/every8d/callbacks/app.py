@@ -61,9 +61,10 @@ def create_app(settings: PushSettings | None = None, *, prefix: str = "") -> Fas
 
     app = FastAPI(title="EVERY8D pushes", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     setattr(app.state, STATE_KEY, receiver)
-    app.add_exception_handler(PushRejected, _rejected)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _invalid)
+    # Starlette types a handler as taking any Exception, though it calls each only with its class.
+    app.add_exception_handler(PushRejected, _rejected)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.include_router(router, prefix=prefix.rstrip("/"))
     app.add_middleware(RedactQueryForLogs)
     return app

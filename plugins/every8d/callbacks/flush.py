@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,11 @@ class FlushResult:
 
 
 def _columns(rows: list[tuple]) -> dict[str, list]:
-    return dict(zip(ROW_COLUMNS, map(list, zip(*rows)))) if rows else {c: [] for c in ROW_COLUMNS}
+    return (
+        dict(zip(ROW_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+        if rows
+        else {c: [] for c in ROW_COLUMNS}
+    )
 
 
 def _times(micros: list[int]) -> pa.Array:
@@ -72,7 +76,8 @@ def push_events_table(rows: list[tuple]) -> pa.Table:
             "reported_at": _times(c["reported_at_us"]),
             "received_at": _times(c["received_at_us"]),
             "reply_text": pa.array(
-                [sm if st == REPLY_STATUS else None for sm, st in zip(c["sm"], c["status"])], pa.string()
+                [sm if st == REPLY_STATUS else None for sm, st in zip(c["sm"], c["status"], strict=True)],
+                pa.string(),
             ),
             "event_key": pa.array(c["event_key"], pa.string()),
         },
@@ -166,12 +171,12 @@ def flush_journal(
                             update_columns=[],
                         )
                         seq = rows[-1][0]
-                        _move_watermark(wh, journal_id, seq, datetime.now(timezone.utc))
+                        _move_watermark(wh, journal_id, seq, datetime.now(UTC))
                 journal.mark_flushed(seq)
                 if not rows:
                     break
                 read += len(rows)
-            pruned = journal.prune((now or datetime.now(timezone.utc)) - keep)
+            pruned = journal.prune((now or datetime.now(UTC)) - keep)
     finally:
         if owned:
             wh.close()

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from every8d.callbacks.events import PushEvent
@@ -75,7 +75,7 @@ ROW_COLUMNS = (
 
 def to_micros(moment: datetime) -> int:
     """Microseconds since the epoch (UTC) of an aware datetime, exactly (no float rounding)."""
-    delta = moment.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -172,7 +172,7 @@ class Journal:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            known = set()
+            known: set[str] = set()
             for start in range(0, len(keys), _CHUNK):
                 chunk = keys[start : start + _CHUNK]
                 known.update(
@@ -183,7 +183,7 @@ class Journal:
                     )
                 )
             new_rows, flags = [], []
-            for key, row in zip(keys, rows):
+            for key, row in zip(keys, rows, strict=True):
                 flags.append(key not in known)
                 if key not in known:
                     known.add(key)  # a second copy in the same group is a duplicate too
@@ -216,7 +216,7 @@ class Journal:
 
     def mark_flushed(self, seq: int, now: datetime | None = None) -> None:
         """Move the local copy of the watermark forward to ``seq`` (never back), once the warehouse has it."""
-        stamp = to_micros(now or datetime.now(timezone.utc))
+        stamp = to_micros(now or datetime.now(UTC))
         self.conn.execute(
             "UPDATE flush_state SET flushed_seq = max(flushed_seq, ?), flushed_at_us = ? WHERE id = 1",
             (seq, stamp),

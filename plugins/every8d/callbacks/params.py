@@ -9,12 +9,12 @@ decoded strictly here.  Key names are case-insensitive (the spec spells both
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
 from every8d.callbacks.events import PushEvent
+from every8d.client.v21.common import TAIPEI
 from every8d.phones import observed_mobile, parse_observed
-from every8d.wire import TAIPEI
 
 # Below uvicorn's own ~64 KiB request-line limit, so the answer is ours; 2,000 escaped CJK characters: 18 KiB.
 MAX_QUERY_BYTES = 32 * 1024
@@ -149,7 +149,7 @@ def parse_reported_at(rt: str) -> datetime:
         local = datetime(*fields, tzinfo=TAIPEI)
     except ValueError:
         raise PushRejected(422, "invalid_param", "RT is not a real date and time", "RT") from None
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 def parse_push(query: bytes, received_at: datetime | None = None) -> PushEvent:
@@ -178,7 +178,7 @@ def parse_pairs(pairs: list[tuple[bytes, bytes]], received_at: datetime | None =
         status=int(status_text),
         rt=rt,
         reported_at=parse_reported_at(rt),
-        received_at=received_at or datetime.now(timezone.utc),
+        received_at=received_at or datetime.now(UTC),
         text=modelled.get("sm", ""),
         user_id=modelled.get("userid", "").strip(),
         extra=extra,

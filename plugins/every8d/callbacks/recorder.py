@@ -53,7 +53,7 @@ class Recorder:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[PushEvent, asyncio.Future]] = []
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._closed = False
         self._last_report = time.monotonic()
@@ -99,14 +99,14 @@ class Recorder:
         except Exception as error:  # disk full, lock timeout, slow disk: 503, the gateway retries
             self.counts["failed"] += len(group)
             log.warning("push journal write failed for %d push(es): %s", len(group), type(error).__name__)
-            if not isinstance(error, asyncio.TimeoutError):  # reopen next time: the file may be the problem
-                self._executor.submit(self._journal.close)
+            if not isinstance(error, asyncio.TimeoutError) and self._executor is not None:
+                self._executor.submit(self._journal.close)  # reopen next time: the file may be the problem
             for _, future in group:
                 if not future.done():
                     future.set_exception(error)
             return
         self.counts["commits"] += 1
-        for (_, future), new in zip(group, inserted):
+        for (_, future), new in zip(group, inserted, strict=True):
             self.counts["recorded" if new else "duplicates"] += 1
             if not future.done():  # the request may have been cancelled (client went away)
                 future.set_result(new)

@@ -19,7 +19,7 @@ def redact_query(query: bytes) -> bytes:
     """``query`` with every value blanked to ``***`` except batch id, status and report time."""
     parts = []
     for part in query.split(b"&"):
-        key, sep, value = part.partition(b"=")
+        key, sep, _value = part.partition(b"=")
         parts.append(part if key.lower() in KEPT or not sep else key + b"=***")
     return b"&".join(parts)
 

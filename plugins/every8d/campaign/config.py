@@ -15,11 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from every8d import wire
 from every8d.campaign.audience import ColumnMap
 from every8d.campaign.plan import DEDUPE_COLUMNS, DEFAULT_CHUNK_SIZE, DEFAULT_MIN_GROUP_SIZE
 from every8d.campaign.schedule import DEFAULT_ZONE, QuietHours
 from every8d.campaign.templating import TemplateSet
+from every8d.client.v21.mms import check_mms_image, check_mms_subject
 from every8d.pricing import mms_points
 
 Kind = Literal["sms", "mms"]
@@ -59,9 +59,15 @@ class CampaignSpec:
             return None
         return QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone, self.quiet_hours_policy)
 
+    def _largest_text(self) -> str:
+        """The message, or the template weighing most in UTF-8 bytes (what an MMS is priced by)."""
+        if isinstance(self.message, str):
+            return self.message
+        return max(self.message.values(), key=lambda text: len(text.encode("utf-8")), default="")
+
     def mms_points(self) -> Decimal | None:
         return (
-            mms_points(len(self.image), self.message)
+            mms_points(len(self.image), self._largest_text())
             if self.kind == "mms" and self.image is not None
             else None
         )
@@ -91,8 +97,8 @@ class CampaignSpec:
         if self.kind == "mms":
             if self.image is None:
                 raise ValueError("an MMS campaign needs an image (jpg, png or gif up to 300 KB)")
-            wire.check_mms_image(self.image, self.image_type)
-            wire.check_mms_subject(self.subject)
+            check_mms_image(self.image, self.image_type)
+            check_mms_subject(self.subject)
 
     def fingerprint(self) -> str:
         """A hash of every setting that shapes the plan (the image by its hash)."""

@@ -204,7 +204,8 @@ class Planner:
                       min(k.row_number) OVER (PARTITION BY k.text, k.send_at) AS group_first,
                       count(*) OVER (PARTITION BY k.template_id, k.send_at) AS template_size
                FROM kept k SEMI JOIN firsts f
-                 ON k.row_number = f.row_number AND f.first_by_key = f.row_number AND f.first_by_text = f.row_number"""
+                 ON k.row_number = f.row_number AND f.first_by_key = f.row_number
+                    AND f.first_by_text = f.row_number"""
         )
         con.execute("DROP TABLE firsts")
         # A text everyone of its template gets is not personalized at all: one sendSMS stream whatever
@@ -227,7 +228,8 @@ class Planner:
                    FROM routed
                )
                SELECT row_number, {route} AS route,
-                      CAST(dense_rank() OVER (ORDER BY CASE WHEN grouped THEN 0 ELSE 1 END, group_key, sub) - 1
+                      CAST(dense_rank() OVER (ORDER BY CASE WHEN grouped THEN 0 ELSE 1 END,
+                                                       group_key, sub) - 1
                            AS INTEGER) AS chunk
                FROM placed"""
         )
@@ -235,8 +237,8 @@ class Planner:
         tag = record_tag(campaign_id)
         con.execute(
             f"""CREATE VIEW planned AS
-               SELECT a.chunk, a.route, k.row_number, k.recipient_key, k.mobile, k.name, k.template_id, k.text,
-                      k.send_at, k.international, k.points, '{tag}-' || k.row_number AS record_id
+               SELECT a.chunk, a.route, k.row_number, k.recipient_key, k.mobile, k.name, k.template_id,
+                      k.text, k.send_at, k.international, k.points, '{tag}-' || k.row_number AS record_id
                FROM kept k JOIN assigned a ON k.row_number = a.row_number"""
         )
         con.execute("DROP TABLE supp")
@@ -245,9 +247,11 @@ class Planner:
     def stats(self) -> PlanStats:
         con = self.con
         stats = PlanStats(audience_rows=self.audience_rows)
-        recipients, points, chunks = con.execute(
+        totals = con.execute(
             "SELECT count(*), coalesce(sum(points), 0), count(DISTINCT chunk) FROM planned"
         ).fetchone()
+        assert totals is not None  # an aggregate without GROUP BY answers one row
+        recipients, points, chunks = totals
         stats.recipients, stats.points, stats.chunks = int(recipients), Decimal(int(points)), int(chunks)
         stats.rejected_by_reason = dict(
             con.execute("SELECT reason, count(*) FROM rejects GROUP BY reason").fetchall()
@@ -259,8 +263,8 @@ class Planner:
             stats.calls_by_route[route] = int(calls)
             stats.recipients_by_route[route] = int(people)
         rows = con.execute(
-            """SELECT template_id, count(*), sum(points), count(DISTINCT text), count(*) FILTER (WHERE international),
-                      count(*) FILTER (WHERE send_at IS NOT NULL)
+            """SELECT template_id, count(*), sum(points), count(DISTINCT text),
+                      count(*) FILTER (WHERE international), count(*) FILTER (WHERE send_at IS NOT NULL)
                FROM planned GROUP BY template_id ORDER BY template_id"""
         ).fetchall()
         stats.by_template = [

@@ -68,7 +68,8 @@ def plan_audience(
         planner.close()
         raise
     log.info(
-        "campaign %s planned: %d audience row(s), %d recipient(s), %d rejected %s, %s points in %d chunk(s) %s",
+        "campaign %s planned: %d audience row(s), %d recipient(s), %d rejected %s, "
+        "%s points in %d chunk(s) %s",
         campaign_id,
         stats.audience_rows,
         stats.recipients,

@@ -46,7 +46,8 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         share = 100.0 * self.done / self.total if self.total else 100.0
         self.log.info(
-            "campaign %s: %d/%d recipients settled (%.0f%%), %d chunk(s), %s points so far, %.0f recipients/s, ETA %s",
+            "campaign %s: %d/%d recipients settled (%.0f%%), %d chunk(s), %s points so far, "
+            "%.0f recipients/s, ETA %s",
             self.campaign_id,
             self.done,
             self.total,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -57,6 +57,7 @@ def _groups(rows: pa.Table) -> list[_Group]:
         rows.column("mobile").to_pylist(),
         rows.column("text").to_pylist(),
         rows.column("send_at").to_pylist(),
+        strict=True,
     ):
         group = groups.setdefault((text, send_at), _Group(text, send_at, [], []))
         group.row_numbers.append(row_number)
@@ -123,8 +124,8 @@ def _resend_group(
     except Exception as error:  # no answer, unreachable, refused: the original may still have gone
         return [], None, 1, safe_error(error)
     filtered = {observed_mobile(str(n)) or str(n) for n in result.filtered}
-    confirmed = [r for r, m in zip(group.row_numbers, group.mobiles) if m in filtered]
-    fresh = [r for r, m in zip(group.row_numbers, group.mobiles) if m not in filtered]
+    confirmed = [r for r, m in zip(group.row_numbers, group.mobiles, strict=True) if m in filtered]
+    fresh = [r for r, m in zip(group.row_numbers, group.mobiles, strict=True) if m not in filtered]
     updates = []
     if confirmed:
         updates.append(RowUpdate("sent_unconfirmed", confirmed, error="filtered: same text sent within 24 h"))
@@ -133,7 +134,7 @@ def _resend_group(
     batch = BatchSent(
         result.batch_id,
         "sms",
-        datetime.now(timezone.utc),
+        datetime.now(UTC),
         schedule,
         len(fresh),
         Decimal(result.cost),
@@ -161,7 +162,7 @@ def resolve_chunk(
     :param before_resend: called with the latest send time of the resends right
         before they leave (the runner's fenced stamp; it raises when the lease is gone).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if rows.num_rows == 0:
         return ChunkOutcome(chunk.chunk, "sent")
     why = park_reason(chunk, policy, now, settle)

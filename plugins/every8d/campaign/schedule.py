@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,7 @@ def _parse_one(text: str, zone: ZoneInfo) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def parse_send_times(
@@ -82,8 +82,8 @@ def effective_send_times(
     """Each row's own time, else the campaign's; times not in the future become null (at once)."""
     result = pa.nulls(n, UTC_TS) if row_at is None else row_at
     if campaign_at is not None:
-        result = pc.fill_null(result, pa.scalar(campaign_at.astimezone(timezone.utc), UTC_TS))
-    future = pc.greater(result, pa.scalar(now.astimezone(timezone.utc), UTC_TS))
+        result = pc.fill_null(result, pa.scalar(campaign_at.astimezone(UTC), UTC_TS))
+    future = pc.greater(result, pa.scalar(now.astimezone(UTC), UTC_TS))
     return pc.if_else(pc.fill_null(future, False), result, pa.scalar(None, UTC_TS))
 
 
@@ -129,7 +129,7 @@ class QuietHours:
 
         ``next_allowed`` is the window's next end (UTC), where ``in_window`` is true.
         """
-        moments = pc.fill_null(send_at, pa.scalar(now.astimezone(timezone.utc), UTC_TS))
+        moments = pc.fill_null(send_at, pa.scalar(now.astimezone(UTC), UTC_TS))
         local = pc.local_timestamp(pc.cast(moments, pa.timestamp("us", tz=self.zone)))
         day = pc.floor_temporal(local, unit="day")
         tod = pc.subtract(pc.cast(local, pa.int64()), pc.cast(day, pa.int64()))

@@ -11,13 +11,14 @@ back to ``pending``, one that left without an answer stays ``in_flight`` for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
 from every8d.campaign.ledger import ChunkInfo
-from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate
+from every8d.campaign.outcomes import BatchSent, ChunkOutcome, RowUpdate, StopReason
 from every8d.client import Every8dClient, ParamRecipient, SendResult
 from every8d.errors import (
     GatewayError,
@@ -26,7 +27,6 @@ from every8d.errors import (
     TemporaryGatewayError,
 )
 from every8d.phones import observed_mobile
-
 
 #: Gateway codes after which nobody knows what was sent (-99: unknown error on the gateway).
 AMBIGUOUS_CODES = frozenset({-99})
@@ -44,7 +44,7 @@ class SendSettings:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def chunk_schedule(chunk: ChunkInfo, defer_to: datetime | None) -> datetime | None:
@@ -71,7 +71,7 @@ def call_gateway(
     """Make the chunk's one request; errors propagate for :func:`send_chunk` to classify."""
     schedule = chunk_schedule(chunk, defer_to)
     mobiles = rows.column("mobile").to_pylist()
-    common = {"subject": settings.subject, "validity_minutes": settings.validity_minutes}
+    common: dict[str, Any] = {"subject": settings.subject, "validity_minutes": settings.validity_minutes}
     if chunk.route == "sms":
         return client.send_sms(_single_text(rows, chunk.chunk), mobiles, schedule_at=schedule, **common)
     if chunk.route == "mms":
@@ -100,6 +100,7 @@ def call_gateway(
             rows.column("name").to_pylist(),
             rows.column("record_id").to_pylist(),
             rows.column("send_at").to_pylist(),
+            strict=True,
         )
     ]
     return client.send_param_sms(recipients, **common)
@@ -137,12 +138,12 @@ def safe_error(error: BaseException) -> str:
     return str(error)
 
 
-def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: str, calls: int) -> ChunkOutcome:
+def _back_to_pending(chunk: ChunkInfo, error: BaseException, stop: StopReason, calls: int) -> ChunkOutcome:
     """Nothing reached the gateway (or it refused everything): the recipients can be sent later."""
     why = safe_error(error)
     return ChunkOutcome(
         chunk.chunk, "pending", [RowUpdate("pending", error=why)], error=why, stop=stop, calls=calls
-    )  # type: ignore[arg-type]
+    )
 
 
 def send_chunk(
@@ -204,8 +205,12 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
     listing has it (personalized sends), else on the number (unique in a chunk).
     """
     states = {301: "unsent_no_credit", 500: "unsent_international"}
-    by_record = dict(zip(rows.column("record_id").to_pylist(), rows.column("row_number").to_pylist()))
-    by_mobile = dict(zip(rows.column("mobile").to_pylist(), rows.column("row_number").to_pylist()))
+    by_record = dict(
+        zip(rows.column("record_id").to_pylist(), rows.column("row_number").to_pylist(), strict=True)
+    )
+    by_mobile = dict(
+        zip(rows.column("mobile").to_pylist(), rows.column("row_number").to_pylist(), strict=True)
+    )
     found: dict[str, set[int]] = {}
     batch_ids = sorted({b for b in rows.column("batch_id").to_pylist() if b})
     for batch_id in batch_ids:
@@ -217,6 +222,7 @@ def find_unsent(client: Every8dClient, chunk: ChunkInfo, rows: pa.Table) -> list
                 table.column("record_id").to_pylist(),
                 table.column("mobile").to_pylist(),
                 table.column("status").to_pylist(),
+                strict=True,
             ):
                 state = states.get(status)
                 if state is None:

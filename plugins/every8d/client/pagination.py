@@ -1,4 +1,5 @@
-"""The one paginator: a numbered listing (``PNO`` 1, 2, ...) read until its count line is covered, proven whole.
+"""The one paginator: a numbered listing (``PNO`` 1, 2, ...) read until its count line is covered, proven
+whole.
 
 Delivery status (SMS and MMS, text and JSON) and replies page the same way:
 page 1 carries the count, hence how many pages there are; every page but the

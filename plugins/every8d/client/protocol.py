@@ -28,7 +28,8 @@ from every8d.client.settings import ClientSettings
 
 @runtime_checkable
 class Every8dClient(Protocol):
-    """Typed calls to the gateway; see :class:`~every8d.client.v21.client.Every8dHttpClient` for what each does."""
+    """Typed calls to the gateway; see :class:`~every8d.client.v21.client.Every8dHttpClient` for what each
+    does."""
 
     @property
     def settings(self) -> ClientSettings: ...

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from every8d.arrow_types import POINTS, UTC_TIME
 from every8d.client.statuses import StatusInfo, status_info
 
 # -- sends -------------------------------------------------------------------------
@@ -73,10 +74,10 @@ STATUS_PAGE_SCHEMA = pa.schema(
     [
         pa.field("name", pa.string(), nullable=False),
         pa.field("mobile", pa.string(), nullable=False),
-        pa.field("sent_at", pa.timestamp("us", tz="UTC")),
-        pa.field("points", pa.decimal128(12, 2)),
+        pa.field("sent_at", UTC_TIME),
+        pa.field("points", POINTS),
         pa.field("status", pa.int32(), nullable=False),
-        pa.field("received_at", pa.timestamp("us", tz="UTC")),
+        pa.field("received_at", UTC_TIME),
         pa.field("record_id", pa.string()),
     ]
 )

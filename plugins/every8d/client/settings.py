@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from every8d.settings import parse_bool
+
 #: The public gateway, for documentation and connection forms only: a connection without a host is
 #: refused rather than pointed here, so a half-configured test connection cannot text real people.
 DEFAULT_BASE_URL = "https://api.e8d.tw"
@@ -59,15 +61,19 @@ class ClientSettings:
 
 
 def as_bool_or_path(value: Any) -> bool | str:
-    """A ``verify`` value from a form or an extra: a boolean spelled any usual way, else a CA bundle path."""
+    """A ``verify`` value from a form or an extra: a boolean spelled any usual way, else a CA bundle path.
+
+    Unset (``""``) means verify; the words are :func:`every8d.settings.parse_bool`'s, one spelling list.
+    """
     if isinstance(value, bool):
         return value
     text = str(value).strip()
-    if text.lower() in {"true", "1", "yes", "on", ""}:
+    if not text:
         return True
-    if text.lower() in {"false", "0", "no", "off"}:
-        return False
-    return text
+    try:
+        return parse_bool(text)
+    except ValueError:
+        return text
 
 
 def optional_int(value: Any) -> int | None:

@@ -95,7 +95,7 @@ def _read_within(response: Any, deadline_at: float, read_timeout: float) -> byte
     Every read waits at most what is left of the deadline, so a server that sends
     a byte just before each read timeout still cannot hold the call past it.
     """
-    chunks = []
+    chunks: list[bytes] = []
     sock = _socket_of(response)
     while True:
         remaining = deadline_at - time.monotonic()
@@ -287,8 +287,8 @@ class Transport:
             raise HttpStatusError(endpoint, response.status_code, content[:2000])
         try:
             text = content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise bad_answer(endpoint, "answer is not UTF-8 text", content, is_send, recipients)
+        except UnicodeDecodeError as error:
+            raise bad_answer(endpoint, "answer is not UTF-8 text", content, is_send, recipients) from error
         if text.lstrip()[:1] == "<":
             raise bad_answer(endpoint, "an HTML page instead of a gateway answer", text, is_send, recipients)
         return text

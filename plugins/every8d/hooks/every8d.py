@@ -15,7 +15,7 @@ import functools
 import threading
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -38,20 +38,24 @@ __all__ = ["DEFAULT_BASE_URL", "Every8dHook", "HookSettings", "normalize_base_ur
 #: The hook's resolved settings are the client's (kept under this name for callers of ``hook.settings``).
 HookSettings = ClientSettings
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 #: Held while a hook builds its client, so threads sharing a hook share one client (and its pools).
 _BUILDING = threading.Lock()
 
 
-def _delegated(method: F) -> F:
-    """The hook's version of a client call: the same name, signature and docstring, run on the hook's client."""
+def _delegated(
+    method: Callable[Concatenate[Every8dHttpClient, P], R],
+) -> Callable[Concatenate[Every8dHook, P], R]:
+    """The hook's version of a client call: the same name, signature and docstring, run on the hook's
+    client."""
     name = method.__name__
 
-    @functools.wraps(method)
-    def call(self: Every8dHook, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Every8dHook, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return getattr(self.get_client(), name)(*args, **kwargs)
 
-    return call  # type: ignore[return-value]
+    functools.update_wrapper(call, method)
+    return call
 
 
 class Every8dHook(BaseHook):
@@ -94,7 +98,7 @@ class Every8dHook(BaseHook):
     ) -> None:
         super().__init__()
         self.every8d_conn_id = every8d_conn_id
-        self._overrides = {
+        self._overrides: dict[str, Any] = {
             "base_url": base_url,
             "timeout": timeout,
             "connect_timeout": connect_timeout,
@@ -125,7 +129,7 @@ class Every8dHook(BaseHook):
 
         register_secret(conn.password)
         host = self._overrides["base_url"] or conn.host
-        if not (host or "").strip():
+        if not host or not host.strip():
             raise ValueError(
                 f"connection {self.every8d_conn_id!r} has no host: set it to the gateway's base URL "
                 f"(e.g. {DEFAULT_BASE_URL}, or the sandbox's http://127.0.0.1:<port>); "

@@ -161,7 +161,7 @@ class Every8dNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the (already rendered) alert; log, never raise, when it cannot be sent."""
-        alert = context.get("alert")  # type: ignore[call-overload]
+        alert = context.get("alert")
         if not isinstance(alert, Alert):
             alert = alert_from_context(context)
         try:

@@ -35,15 +35,17 @@ TABLE = "every8d_alert_ledger"
 CLAIMED, SENT, FAILED, UNKNOWN, RATE_LIMITED = "claimed", "sent", "failed", "unknown", "rate_limited"
 
 _DDL = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    " alert_key TEXT NOT NULL,"
-    " recipient TEXT NOT NULL,"
-    " dag_id TEXT NOT NULL,"
-    " claimed_at DOUBLE PRECISION NOT NULL,"
-    " outcome TEXT NOT NULL,"
-    " batch_id TEXT,"
-    " detail TEXT,"
-    " PRIMARY KEY (alert_key, recipient))",
+    (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        " alert_key TEXT NOT NULL,"
+        " recipient TEXT NOT NULL,"
+        " dag_id TEXT NOT NULL,"
+        " claimed_at DOUBLE PRECISION NOT NULL,"
+        " outcome TEXT NOT NULL,"
+        " batch_id TEXT,"
+        " detail TEXT,"
+        " PRIMARY KEY (alert_key, recipient))"
+    ),
     f"CREATE INDEX IF NOT EXISTS {TABLE}_dag_time ON {TABLE} (dag_id, claimed_at)",
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,7 @@ def cancel_campaign(client: Every8dClient, warehouse: Any, campaign_id: str) -> 
         summary["messages_cancelled"] += result.deleted
         summary["points_refunded"] += result.refunded
         summary["recipients_marked"] += ledger.record_cancel(
-            batch_id, result.deleted, result.refunded, datetime.now(timezone.utc)
+            batch_id, result.deleted, result.refunded, datetime.now(UTC)
         )
     summary["points_refunded"] = str(summary["points_refunded"])
     return summary

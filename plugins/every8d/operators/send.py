@@ -8,6 +8,7 @@ Every parameter is documented with an example in docs/campaigns.md.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -15,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -98,7 +99,8 @@ def call_loader(loader: Callable[..., Any], context: Context) -> Any:
 
 
 def default_campaign_id(context: Context) -> str:
-    """``dag_id.task_id.run_id`` (plus ``.map_index`` when mapped): the same for every try of a task instance."""
+    """``dag_id.task_id.run_id`` (plus ``.map_index`` when mapped): the same for every try of a task
+    instance."""
     ti = context["ti"]
     campaign = f"{ti.dag_id}.{ti.task_id}.{ti.run_id}"
     map_index = getattr(ti, "map_index", -1)
@@ -222,7 +224,7 @@ class Every8dSendSmsOperator(BaseOperator):
         "concurrency",
     )
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql", "message": "json", "fields": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "message": "json", "fields": "json"}
     ui_color = "#f4a460"
 
     def __init__(
@@ -317,7 +319,7 @@ class Every8dSendSmsOperator(BaseOperator):
         self.quiet_hours_timezone = quiet_hours_timezone
         self.send_time_zone = send_time_zone
         self.chunk_size = chunk_size
-        self.min_group_size = min_group_size
+        self.min_group_size: int | str | None = min_group_size  # a rendered template is text
         self.concurrency = concurrency
         self.in_doubt = in_doubt
         self.settle_seconds = settle_seconds
@@ -354,7 +356,7 @@ class Every8dSendSmsOperator(BaseOperator):
         image = getattr(self, "image", None)
         if isinstance(image, (bytes, bytearray)):
             self._image_bytes = bytes(image)
-            self.image = f"<image of {len(image)} bytes>"
+            self.image: Any = f"<image of {len(image)} bytes>"
 
     # -- building blocks (overridden by the MMS operator) -------------------------------------------
 
@@ -368,10 +370,8 @@ class Every8dSendSmsOperator(BaseOperator):
 
         message = self.message
         if isinstance(message, str) and message.lstrip().startswith("{"):
-            try:  # a dict of templates rendered by Jinja into JSON text (e.g. from a Param)
+            with contextlib.suppress(ValueError):  # a dict of templates rendered by Jinja into JSON text
                 message = json.loads(message)
-            except ValueError:
-                pass
         dedupe = [self.dedupe_on] if isinstance(self.dedupe_on, str) else list(self.dedupe_on)
         if len(dedupe) == 1 and "," in dedupe[0]:
             dedupe = [part.strip() for part in dedupe[0].split(",") if part.strip()]
@@ -505,7 +505,7 @@ class Every8dSendMmsOperator(Every8dSendSmsOperator):
 
     def __init__(self, *, image: bytes | str | Any, image_type: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.image = image
+        self.image: Any = image
         self.image_type = image_type
 
     def _image(self) -> tuple[bytes | None, str | None]:

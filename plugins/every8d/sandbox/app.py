@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from every8d.sandbox import control, faults, gateway
 from every8d.sandbox.pushes import PushDispatcher
@@ -185,7 +185,7 @@ async def _respond(send, answer: gateway.Answer) -> None:
         {
             "type": "http.response.start",
             "status": answer.status,
-            "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
+            "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": answer.body})
@@ -197,7 +197,7 @@ async def _trickle(send, answer: gateway.Answer, delay: float) -> None:
         {
             "type": "http.response.start",
             "status": answer.status,
-            "headers": answer.headers + [(b"content-length", str(len(answer.body)).encode())],
+            "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())],
         }
     )
     try:

@@ -48,7 +48,7 @@ class RequestCatcher:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> RequestCatcher:
         self._thread.start()

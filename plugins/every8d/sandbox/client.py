@@ -8,8 +8,9 @@ here: that is the hook's job, and tests of the hook must go through it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import requests
 

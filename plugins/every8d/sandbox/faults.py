@@ -22,8 +22,8 @@ import html
 import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -167,8 +167,9 @@ class FaultInjectingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         # The ASGI task is created but has not run yet: the scope is still ours to extend.
         if self.scope is not None and self.cycle is not None and self.cycle.scope is self.scope:
-            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[typeddict-unknown-key]
-            self.scope[CYCLE_KEY] = self.cycle  # type: ignore[typeddict-unknown-key]
+            # ASGI lets a server add keys to the scope; uvicorn's TypedDict does not list them.
+            self.scope[TRANSPORT_KEY] = self.transport  # type: ignore[literal-required]
+            self.scope[CYCLE_KEY] = self.cycle  # type: ignore[literal-required]
 
 
 def _detach(scope: dict) -> asyncio.Transport:
@@ -226,7 +227,7 @@ def redirect_answer(fault: Fault, path: str, query: bytes) -> Answer:
     """A redirect to the same path and query under ``fault.location``."""
     assert fault.location is not None
     target = fault.location.rstrip("/") + path + (("?" + query.decode("latin-1")) if query else "")
-    return Answer(fault.status, b"Object moved", TEXT + [(b"location", target.encode("latin-1"))])
+    return Answer(fault.status, b"Object moved", [*TEXT, (b"location", target.encode("latin-1"))])
 
 
 def echo_answer(fault: Fault, method: str, path: str, query: bytes, body: bytes) -> Answer:
@@ -252,7 +253,7 @@ def fault_answer(fault: Fault, endpoint: str) -> Answer:
     if kind == "http500":
         return text("Internal Server Error", 500)
     if kind == "http503":
-        headers = TEXT + [(b"retry-after", str(fault.retry_after).encode())]
+        headers = [*TEXT, (b"retry-after", str(fault.retry_after).encode())]
         return Answer(503, b"Service Unavailable", headers)
     if kind == "error":
         message = fault.message if fault.message is not None else MESSAGES.get(fault.code, MESSAGES[-99])

@@ -12,8 +12,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from every8d.pricing import mms_points, sms_points
@@ -348,7 +349,7 @@ def _delivery_status(state: SandboxState, params: dict[str, str], kind: str) -> 
     append = lines.append
     for m in rows:
         key = epoch + (0 if now < m.send_at else 1 if now < m.final_at else 2)
-        if m.row_key != key:
+        if m.row is None or m.row_key != key:
             m.row, m.row_key = status_line(state, m, now, six), key
         append(m.row)
     return text("\r\n".join(lines))

@@ -108,17 +108,19 @@ class PushDispatcher:
         self._seq += 1
         task = asyncio.get_running_loop().create_task(self._deliver(self._seq, config, params))
         self._tasks.add(task)
+        assert self._idle is not None, "start() first"
         self._idle.clear()
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
-        if not self._tasks:
+        if not self._tasks and self._idle is not None:
             self._idle.set()
 
     async def _deliver(self, push_id: int, config: PushConfig, params: dict[str, str]) -> None:
         # Merge, not replace: a receiver URL may carry its own query (a token, a tenant).
         url = httpx.URL(config.url).copy_merge_params(params)
+        assert self._semaphore is not None and self._client is not None, "start() first"
         async with self._semaphore:
             for attempt in range(1, config.attempts + 1):
                 status, error = None, None
@@ -146,8 +148,9 @@ class PushDispatcher:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until nothing is queued or retrying; False on timeout."""
+        assert self._idle is not None, "start() first"
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

@@ -11,7 +11,7 @@ Enable with ``pytest_plugins = ["every8d.sandbox.pytest_plugin"]`` in the root
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -14,10 +14,10 @@ import re
 import time
 import uuid
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterable
 
 #: Taipei has had no daylight saving time since 1979: a fixed offset is exact
 #: for every date a sandbox sees, and much cheaper than zoneinfo per row.
@@ -118,7 +118,7 @@ def iso_utc(ts: float | None) -> str | None:
     """ISO-8601 UTC for the control API (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def parse_iso(text: str) -> float:
@@ -219,7 +219,7 @@ class Account:
     empty_status_newline: bool = True
     push: PushConfig | None = None
     # (text, E.164) -> SMS messages with that text, for the filter endpoint.
-    recent: dict[tuple[str, str], list["Message"]] = field(default_factory=dict, repr=False)
+    recent: dict[tuple[str, str], list[Message]] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict:
         return {
@@ -241,8 +241,8 @@ class Batch:
     endpoint: str
     subject: str
     created_at: float
-    messages: list["Message"] = field(default_factory=list, repr=False)
-    replies: list["Reply"] = field(default_factory=list, repr=False)
+    messages: list[Message] = field(default_factory=list, repr=False)
+    replies: list[Reply] = field(default_factory=list, repr=False)
     filtered: list[str] = field(default_factory=list)
     cost: Decimal = Decimal(0)
     sended: int = 0
@@ -275,22 +275,22 @@ class Message:
     """
 
     __slots__ = (
-        "id",
         "batch",
-        "mobile",
-        "name",
-        "text",
-        "mr",
-        "email",
-        "points",
-        "send_at",
-        "final_at",
-        "expires_at",
-        "fixed_status",
         "cancelled_at",
+        "email",
+        "expires_at",
+        "final_at",
+        "fixed_status",
+        "id",
         "last_pushed",
+        "mobile",
+        "mr",
+        "name",
+        "points",
         "row",
         "row_key",
+        "send_at",
+        "text",
     )
 
     def __init__(self, id, batch, mobile, name, text, mr, email, points, send_at, final_at, expires_at):

@@ -56,7 +56,8 @@ class AnalystDb:
 
 
 def analyst_db_path(warehouse_target: str | None) -> Path | None:
-    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else None."""
+    """``[every8d] analyst_db``, else ``<warehouse>.analyst.duckdb`` beside a DuckDB warehouse file, else
+    None."""
     configured = settings.get("analyst_db")
     if configured.lower() in DISABLED:
         return None
@@ -102,27 +103,26 @@ def refresh_analyst_db(warehouse: Warehouse, path: Path, parquet_root: Any = Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     parquet_views, copied, views = [], [], []
-    with atomic_path(path) as temporary:
-        with duckdb.connect(str(temporary)) as connection:
-            for table in PARQUET_TABLES:
-                files = _parquet_glob(parquet_root, table)
-                if files is not None:
-                    escaped = files.replace("'", "''")
-                    connection.execute(
-                        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{escaped}', "
-                        "hive_partitioning = true, union_by_name = true)"
-                    )
-                    parquet_views.append(table)
-                elif _copy_table(connection, warehouse, table):
-                    copied.append(table)
-            for table in COPIED_TABLES:
-                if _copy_table(connection, warehouse, table):
-                    copied.append(table)
-            if "every8d_messages" in parquet_views + copied and "every8d_batches" in parquet_views + copied:
-                for sql_file in view_files("duckdb"):
-                    connection.execute(sql_file.read_text(encoding="utf-8"))
-                    views.append(sql_file.stem)
-            connection.execute("CHECKPOINT")
+    with atomic_path(path) as temporary, duckdb.connect(str(temporary)) as connection:
+        for table in PARQUET_TABLES:
+            files = _parquet_glob(parquet_root, table)
+            if files is not None:
+                escaped = files.replace("'", "''")
+                connection.execute(
+                    f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{escaped}', "
+                    "hive_partitioning = true, union_by_name = true)"
+                )
+                parquet_views.append(table)
+            elif _copy_table(connection, warehouse, table):
+                copied.append(table)
+        for table in COPIED_TABLES:
+            if _copy_table(connection, warehouse, table):
+                copied.append(table)
+        if "every8d_messages" in parquet_views + copied and "every8d_batches" in parquet_views + copied:
+            for sql_file in view_files("duckdb"):
+                connection.execute(sql_file.read_text(encoding="utf-8"))
+                views.append(sql_file.stem)
+        connection.execute("CHECKPOINT")
     log.info(
         "analysts' DuckDB file %s: %d Parquet views, %d tables copied, %d analytics views",
         path,

@@ -8,7 +8,7 @@ so a retried send task cannot reopen or reset a batch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,12 +36,12 @@ def _utc(value: Any, what: str, index: int) -> datetime | None:
         return None
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"batch row {index}: {what} must be a timezone-aware datetime")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def batches_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> pa.Table:
     """Validate registration rows and shape them as ``every8d_batches`` rows (state ``open``)."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     columns: dict[str, list[Any]] = {name: [] for name in BATCHES.schema.names}
     for index, row in enumerate(rows, start=1):
         batch_id = str(row.get("batch_id") or "").strip()

@@ -21,8 +21,8 @@ spelling leaves the same rows; the dialect objects
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.dialects import Dialect, dialect_for
@@ -125,7 +125,7 @@ class MergeSql:
     mark_dirty: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def merge_sql(dialect: str) -> MergeSql:
     d = dialect_for(dialect)
     ts = d.timestamp
@@ -349,4 +349,4 @@ def _update_batches_sql(dialect: str, rows: int) -> str:
 
 def mark_dirty(warehouse: Warehouse, *, batch_id: str | None = None) -> None:
     """Flag the Parquet partitions of staged batches (and of ``batch_id``) for the next export."""
-    warehouse.execute(merge_sql(warehouse.dialect).mark_dirty, [datetime.now(timezone.utc), batch_id or ""])
+    warehouse.execute(merge_sql(warehouse.dialect).mark_dirty, [datetime.now(UTC), batch_id or ""])

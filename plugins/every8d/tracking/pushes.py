@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from every8d.optout import OptOutMatcher
 from every8d.tracking import merge
@@ -26,7 +26,6 @@ from every8d.warehouse.tables import (
     MESSAGES,
     PUSH_EVENTS,
     PUSH_EVENTS_MERGED,
-    REPLIES,
     STATUS_STAGING,
     ensure_tracking_tables,
 )
@@ -131,7 +130,7 @@ def merge_push_events(
     Reply pushes (STATUS 999) become replies keyed like polled ones (one key function,
     :func:`~every8d.tracking.replies.reply_event_key`), and opt-out replies suppress their number.
     """
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     merge_id = uuid.uuid4().hex
     ensure_tracking_tables(warehouse)
     with warehouse.transaction():

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 OPT_OUT_REASON = "opt-out reply"
 
 
-def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str) -> str:
+def reply_event_key(batch_id: str, mobile: str, replied_at: datetime, text: str | None) -> str:
     """The key of a reply: ``reply:<batch>:<E.164>:<epoch seconds>:<md5 of text>``.
 
     Polled replies and STATUS=999 pushes (in the push merge) both get it here, so a reply is counted once.
     """
-    seconds = int(replied_at.astimezone(timezone.utc).timestamp())
+    seconds = int(replied_at.astimezone(UTC).timestamp())
     digest = hashlib.md5((text or "").encode("utf-8")).hexdigest()
     return f"reply:{batch_id}:{mobile}:{seconds}:{digest}"
 
@@ -59,12 +59,11 @@ def replies_from_columns(
     batch_ids: list[str], mobiles: list[str], times: list[datetime], texts: list[str | None], *, source: str
 ) -> pa.Table:
     """Replies (numbers already E.164) as ``every8d_replies`` rows, one per :func:`reply_event_key`."""
-    times = [t.astimezone(timezone.utc) for t in times]
-    keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts)]
+    times = [t.astimezone(UTC) for t in times]
+    keys = [reply_event_key(b, m, t, x) for b, m, t, x in zip(batch_ids, mobiles, times, texts, strict=True)]
     first = sorted({key: index for index, key in reversed(list(enumerate(keys)))}.values())  # one row per key
-    batch_ids, mobiles, times, texts, keys = (
-        [column[i] for i in first] for column in (batch_ids, mobiles, times, texts, keys)
-    )
+    batch_ids, mobiles, keys = ([column[i] for i in first] for column in (batch_ids, mobiles, keys))
+    times, texts = [times[i] for i in first], [texts[i] for i in first]
     return pa.Table.from_pydict(
         {
             "batch_id": batch_ids,
@@ -99,7 +98,9 @@ def suppress_opt_outs(warehouse: Warehouse, *, now: datetime, matcher: OptOutMat
     )
     texts = candidates.column("reply_text").to_pylist()
     opted_out = [
-        mobile for mobile, text in zip(candidates.column("mobile").to_pylist(), texts) if matcher(text)
+        mobile
+        for mobile, text in zip(candidates.column("mobile").to_pylist(), texts, strict=True)
+        if matcher(text)
     ]
     e164 = re.compile(E164_PATTERN)
     good = [mobile for mobile in opted_out if e164.match(mobile)]

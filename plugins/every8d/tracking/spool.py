@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from every8d import wire
 from every8d.atomic import atomic_path
+from every8d.client.results import StatusPage
+from every8d.client.v21.status import DELIVERY_STATUS, STATUS_PAGE_SCHEMA
 from every8d.errors import IncompleteListingError
 from every8d.phones import normalize_observed
 from every8d.warehouse.tables import STATUS_STAGING
 
 #: The listing's rows with their place in it (``ordinal``: 0, 1, ... across all pages).
-SPOOL_SCHEMA = pa.schema([pa.field("ordinal", pa.int64(), nullable=False), *wire.STATUS_PAGE_SCHEMA])
+SPOOL_SCHEMA = pa.schema([pa.field("ordinal", pa.int64(), nullable=False), *STATUS_PAGE_SCHEMA])
 LOCAL_MEMORY_LIMIT = "256MB"
 #: Pages are gathered into record batches of about this many rows (DuckDB works in vectors of 2048).
 BATCH_ROWS = 32_768
@@ -46,7 +47,7 @@ class PageSpool:
         self.rows = 0
         self.pages = 0
 
-    def write(self, chunks: Iterable[tuple[int, wire.StatusPage]]) -> PageSpool:
+    def write(self, chunks: Iterable[tuple[int, StatusPage]]) -> PageSpool:
         """Write ``(pages, rows)`` chunks of the listing as they arrive; the file appears only when complete.
 
         Complete means the chunks ended without an error and their rows add up to
@@ -57,7 +58,7 @@ class PageSpool:
             self._write(chunks, partial)
         return self
 
-    def _write(self, chunks: Iterable[tuple[int, wire.StatusPage]], partial: Path) -> None:
+    def _write(self, chunks: Iterable[tuple[int, StatusPage]], partial: Path) -> None:
         pending: list[pa.Table] = []
         pending_rows = 0
         totals: set[int] = set()
@@ -77,7 +78,7 @@ class PageSpool:
                 writer.write_batch(_one_batch(pending))
         if len(totals) > 1 or self.rows != self.total:
             raise IncompleteListingError(
-                wire.DELIVERY_STATUS, f"{self.rows} row(s) spooled, the count line says {sorted(totals)}"
+                DELIVERY_STATUS, f"{self.rows} row(s) spooled, the count line says {sorted(totals)}"
             )
 
     @contextmanager
@@ -114,7 +115,7 @@ class PageSpool:
         """The spooled rows as ``every8d_status_staging`` batches, ``seq`` numbered per mobile."""
         import duckdb
 
-        config = {"memory_limit": LOCAL_MEMORY_LIMIT}
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": LOCAL_MEMORY_LIMIT}
         with duckdb.connect(":memory:", config=config) as local, self.reader() as spool:
             local.execute("SET TimeZone = 'UTC'")
             local.execute("SET temp_directory = ?", [str(self.path.parent / ".duckdb_tmp")])
@@ -129,7 +130,7 @@ class PageSpool:
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
     mobiles = normalize_observed(table.column("mobile"))
     table = table.set_column(
-        table.schema.get_field_index("mobile"), wire.STATUS_PAGE_SCHEMA.field("mobile"), mobiles
+        table.schema.get_field_index("mobile"), STATUS_PAGE_SCHEMA.field("mobile"), mobiles
     )
     ordinals = pa.array(np.arange(first_ordinal, first_ordinal + table.num_rows, dtype=np.int64))
     return pa.Table.from_arrays([ordinals, *table.columns], schema=SPOOL_SCHEMA)
@@ -142,5 +143,5 @@ def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with exactly ``schema``'s types (DuckDB names the UTC zone its own way)."""
-    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema)]
+    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -8,7 +8,7 @@ twice keeps the first reason and time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +47,7 @@ def add_suppressions(
     bad = len(array) - pc.sum(pc.match_substring_regex(array, E164_PATTERN)).as_py()
     if bad:
         raise ValueError(f"{bad} of {len(array)} number(s) to suppress are not E.164 (+<country><number>)")
-    created_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    created_at = (now or datetime.now(UTC)).astimezone(UTC)
     count = len(array)
     table = pa.table(
         {

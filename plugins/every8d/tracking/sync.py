@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +122,8 @@ def due_batches(warehouse: Warehouse, now: datetime, limit: int = DEFAULT_DUE_LI
     ensure_tracking_tables(warehouse)
     rows = warehouse.query_arrow(
         f"SELECT batch_id, kind, sent_at, scheduled_at, validity_minutes FROM {BATCHES.name} "
-        f"WHERE state = 'open' AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
+        "WHERE state = 'open' "
+        f"AND (next_poll_at IS NULL OR next_poll_at <= CAST(? AS {warehouse.sql.timestamp})) "
         "ORDER BY next_poll_at, batch_id LIMIT ?",
         [now, int(limit)],
     ).to_pylist()
@@ -253,7 +254,7 @@ def sync_batch(
     options: SyncOptions = SyncOptions(),
 ) -> BatchSyncResult:
     """Poll one batch's status (and replies) from the gateway into the tables."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     ensure_tracking_tables(warehouse)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="every8d-spool-", dir=options.spool_dir) as folder:

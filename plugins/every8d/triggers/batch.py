@@ -38,7 +38,9 @@ class Every8dBatchTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_SECONDS,
     ) -> None:
         super().__init__()
-        self.batches = [{"batch_id": str(b["batch_id"]), "mms": bool(b.get("mms", False))} for b in batches]
+        self.batches: list[dict[str, Any]] = [
+            {"batch_id": str(b["batch_id"]), "mms": bool(b.get("mms", False))} for b in batches
+        ]
         self.every8d_conn_id = every8d_conn_id
         self.poll_interval = float(poll_interval)
 

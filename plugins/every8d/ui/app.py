@@ -20,7 +20,8 @@ REFRESH_SECONDS = 15
 ZONES = {"UTC": UTC, "Asia/Taipei": ZoneInfo("Asia/Taipei")}
 
 STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans TC",sans-serif;margin:16px;color:#1a202c}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans TC",sans-serif;
+margin:16px;color:#1a202c}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:20px 0 8px} .muted{color:#718096;font-size:12px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 .card{border:1px solid #e2e8f0;border-radius:8px;padding:10px} .card b{display:block;font-size:22px}
@@ -54,7 +55,8 @@ def _time(value: Any, zone: str) -> str:
 def _page(title: str, body: str, refresh: bool) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
     return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{meta}<title>{html.escape(title)}</title>"
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{meta}"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>{body}</body></html>"
     )
 
@@ -65,7 +67,8 @@ def _bars(rows: list[tuple[str, int]], css: str = "") -> str:
         "<table>"
         + "".join(
             f"<tr><td>{html.escape(label)}</td><td class='n'>{n:,}</td>"
-            f"<td><span class='bar {css}' style='width:{max(1, round(240 * n / top)) if n else 0}px'></span></td></tr>"
+            f"<td><span class='bar {css}' style='width:{max(1, round(240 * n / top)) if n else 0}px'>"
+            "</span></td></tr>"
             for label, n in rows
         )
         + "</table>"
@@ -109,13 +112,15 @@ def render_campaign(figures: dict[str, Any], rejects_href: str, zone: str) -> st
     body = (
         f"<h1>Campaign {html.escape(f['campaign_id'])}</h1>"
         f"<p class='muted'>{html.escape(f['kind'] or '')} · {state} · planned {_time(f['planned_at'], zone)}"
-        f" · finished {_time(f['finished_at'], zone)} · <a href='?tz={other_zone}'>show times in {other_zone}</a>"
+        f" · finished {_time(f['finished_at'], zone)} · "
+        f"<a href='?tz={other_zone}'>show times in {other_zone}</a>"
         f"</p><div class='cards'>{''.join(_card(*c) for c in cards)}</div>"
         f"<h2>Rejected before sending, by reason</h2>{rejected}"
         f"<p><a id='rejects-link' href='{html.escape(rejects_href)}'>rejected rows (numbers masked)</a></p>"
         f"<h2>Failed and expired, by reason</h2>{failed}"
         f"<h2>Time to deliver</h2>{_bars([(b['bucket'], b['messages']) for b in f['time_to_deliver']])}"
-        f"<p class='muted'>p50 {_fmt(f['p50_seconds_to_deliver'])} s · p95 {_fmt(f['p95_seconds_to_deliver'])} s."
+        f"<p class='muted'>p50 {_fmt(f['p50_seconds_to_deliver'])} s · "
+        f"p95 {_fmt(f['p95_seconds_to_deliver'])} s."
         " Read from the warehouse's analytics views after each status pass; never from the gateway.</p>"
     )
     return _page(f"Campaign {f['campaign_id']}", body, f["live"])
@@ -146,7 +151,8 @@ def render_overview(rows: list[dict[str, Any]]) -> str:
         f"<td class='n'>{_fmt(r['pending'])}</td><td class='n'>{_fmt(r['delivery_rate'], percent=True)}</td>"
         f"<td class='n'>{_fmt(r['points_spent'])}</td><td>"
         + (
-            f"<a target='_top' href='/dags/{html.escape(r['dag_id'])}/runs/{html.escape(r['run_id'])}'>run</a>"
+            f"<a target='_top' href='/dags/{html.escape(r['dag_id'])}/runs/{html.escape(r['run_id'])}'>"
+            "run</a>"
             if r.get("dag_id") and r.get("run_id")
             else ""
         )

@@ -104,7 +104,7 @@ def campaigns_of_run(reader: _Reader, dag_id: str, run_id: str) -> list[str]:
 
 def campaign_figures(reader: _Reader, campaign_id: str) -> dict[str, Any]:
     """Everything the Campaign tab shows for one campaign, JSON-friendly, numbers masked."""
-    plan = {}
+    plan: dict[str, Any] = {}
     if "every8d_campaigns" in reader.tables:
         found = reader.query(
             "SELECT campaign_id, kind, state, audience_rows, recipients, rejected, points, "
@@ -123,7 +123,8 @@ def campaign_figures(reader: _Reader, campaign_id: str) -> dict[str, Any]:
             [campaign_id],
         )
     failures = reader.query(
-        "SELECT status, status_group, meaning_en, meaning_zh, sum(messages) AS messages FROM every8d_failure_reasons "
+        "SELECT status, status_group, meaning_en, meaning_zh, sum(messages) AS messages "
+        "FROM every8d_failure_reasons "
         "WHERE campaign_id = ? GROUP BY status, status_group, meaning_en, meaning_zh "
         "ORDER BY sum(messages) DESC, status",
         [campaign_id],
@@ -190,7 +191,8 @@ def campaign_rejects(reader: _Reader, campaign_id: str, limit: int = 500) -> lis
     if "every8d_send_rejects" not in reader.tables:
         return []
     rows = reader.query(
-        'SELECT "row_number", reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile FROM every8d_send_rejects '
+        'SELECT "row_number", reason, detail, COALESCE(mobile, raw_mobile) AS raw_mobile '
+        "FROM every8d_send_rejects "
         'WHERE campaign_id = ? ORDER BY "row_number" LIMIT ?',
         [campaign_id, limit],
     )
@@ -210,7 +212,7 @@ _DIGIT_RUN = re.compile(r"\+?\d[\d \-]{5,}\d")
 
 def _mask_in_text(text: str | None) -> str | None:
     """Numbers inside free text (a reject's detail may quote one) masked too."""
-    return None if text is None else _DIGIT_RUN.sub(lambda m: mask_phone(m.group(0)), text)
+    return None if text is None else _DIGIT_RUN.sub(lambda m: mask_phone(m.group(0)) or "", text)
 
 
 def all_campaigns(reader: _Reader, limit: int = 200) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import pyarrow as pa
 
@@ -24,7 +24,7 @@ from every8d.warehouse.dialects import Dialect, check_identifier, dialect_for
 WriteDisposition = Literal["append", "merge"]
 WRITE_DISPOSITIONS: tuple[str, ...] = get_args(WriteDisposition)
 
-ArrowData = pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch]
+ArrowData: TypeAlias = pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch]
 
 
 def as_reader(data: ArrowData) -> pa.RecordBatchReader | None:
@@ -35,7 +35,7 @@ def as_reader(data: ArrowData) -> pa.RecordBatchReader | None:
         return pa.RecordBatchReader.from_batches(data.schema, data.to_batches())
     if isinstance(data, pa.RecordBatch):
         return pa.RecordBatchReader.from_batches(data.schema, [data])
-    batches = iter(data)
+    batches: Iterator[pa.RecordBatch] = iter(data)
     first = next(batches, None)
     if first is None:
         return None
@@ -125,7 +125,8 @@ class Warehouse(ABC):
 
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
-        """Run one statement (``?`` placeholders); the affected row count where the driver tells it, else -1."""
+        """Run one statement (``?`` placeholders); the affected row count where the driver tells it, else
+        -1."""
 
     @abstractmethod
     def query_batches(
@@ -233,7 +234,8 @@ class Warehouse(ABC):
         update_columns: Sequence[str] | None = None,
         only_if: str | None = None,
     ) -> int:
-        """Insert rows, updating those whose ``key`` exists: ``ON CONFLICT (key) DO UPDATE ... WHERE only_if``.
+        """Insert rows, updating those whose ``key`` exists:
+        ``ON CONFLICT (key) DO UPDATE ... WHERE only_if``.
 
         The table needs a primary key (or unique constraint) on ``key``, and
         ``data`` must not repeat a key.  ``update_columns`` defaults to every
@@ -254,7 +256,7 @@ class Warehouse(ABC):
         if unknown:
             raise ValueError(f"upsert into {name}: update column(s) {unknown} not in the data")
 
-        def statement(source: str) -> str:
+        def statement(source: str) -> str | tuple[str, ...]:
             return self.sql.upsert_sql(name, columns, key, list(update_columns), only_if, source)
 
         with self.transaction():

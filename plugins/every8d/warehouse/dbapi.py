@@ -16,7 +16,7 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -103,9 +103,10 @@ def _column_type(description: Sequence[Any], dialect: str) -> pa.DataType | None
 
 
 def _rows_to_batch(rows: list[tuple], names: list[str], types: list[pa.DataType | None]) -> pa.RecordBatch:
-    columns = list(zip(*rows)) if rows else [() for _ in names]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for values, arrow_type in zip(columns, types):
+    values: Sequence[Any]
+    for values, arrow_type in zip(columns, types, strict=True):
         if arrow_type is not None and pa.types.is_boolean(arrow_type) and any(type(v) is int for v in values):
             values = [None if v is None else bool(v) for v in values]  # MySQL's BOOLEAN is TINYINT(1)
         array = (
@@ -175,7 +176,7 @@ class DbApiWarehouse(Warehouse):
         if self.dialect != "mysql":
             return tuple(parameters)
         return tuple(
-            value.astimezone(timezone.utc).replace(tzinfo=None)
+            value.astimezone(UTC).replace(tzinfo=None)
             if isinstance(value, datetime) and value.tzinfo is not None
             else value
             for value in parameters
@@ -262,7 +263,7 @@ class DbApiWarehouse(Warehouse):
             for table in _chunks(reader, EXECUTEMANY_ROWS):
                 if self.dialect == "mysql":
                     table = _naive_utc(table)
-                rows = list(zip(*(column.to_pylist() for column in table.columns)))
+                rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
                 cursor.executemany(statement, rows)
                 written += len(rows)
         finally:
@@ -279,14 +280,14 @@ class DbApiWarehouse(Warehouse):
             return self._executemany(name, reader)
 
     def _upsert_from(
-        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str]
+        self, name: str, reader: pa.RecordBatchReader, sql_for_source: Callable[[str], str | tuple[str, ...]]
     ) -> int:
         return self.execute_over(reader, sql_for_source)
 
     def execute_over(
         self,
         reader: pa.RecordBatchReader,
-        sql_for_source: Callable[[str], str],
+        sql_for_source: Callable[[str], str | tuple[str, ...]],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Copy ``reader`` into a temporary table, run the statement over it, drop the table."""

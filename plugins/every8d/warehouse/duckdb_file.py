@@ -61,7 +61,9 @@ class DuckDbWarehouse(Warehouse):
     # -- connections -------------------------------------------------------------------
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        )
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.05
         while True:

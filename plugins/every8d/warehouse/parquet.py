@@ -194,5 +194,5 @@ def _stale_entry(entry: dict, now: float) -> bool:
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
     """``batch`` with exactly ``schema``'s columns and types (drivers name types their own way)."""
-    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema)]
+    arrays = [batch.column(name).cast(field.type) for name, field in zip(schema.names, schema, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -32,6 +32,6 @@ def upsert_sql(
     only_if: str | None,
     source: str,
     dialect: str = "duckdb",
-) -> str:
+) -> str | tuple[str, ...]:
     """The dialect's upsert of ``source`` into ``name`` (see :meth:`Dialect.upsert_sql`)."""
     return dialect_for(dialect).upsert_sql(name, columns, key, update_columns, only_if, source)

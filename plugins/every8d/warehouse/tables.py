@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from every8d import wire
 from every8d.arrow_types import POINTS, UTC_TIME
+from every8d.client import statuses
 
 if TYPE_CHECKING:
     from every8d.warehouse.base import Warehouse
@@ -271,8 +271,8 @@ TRACKING_TABLES = (
 
 
 def status_codes_table() -> pa.Table:
-    """The wire module's code table as rows of ``every8d_status_codes``."""
-    codes = list(wire.STATUS_CODES.values())
+    """The client's status code table as rows of ``every8d_status_codes``."""
+    codes = list(statuses.STATUS_CODES.values())
     return pa.Table.from_pydict(
         {
             "status": [c.code for c in codes],

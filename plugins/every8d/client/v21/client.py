@@ -189,8 +189,11 @@ class Every8dHttpClient:
     def get_delivery_status_text(
         self, batch_id: str, page: int = 1, *, mms: bool = False, with_record_ids: bool = False
     ) -> str:
-        """One status page as the gateway wrote it, for callers that parse many pages at once
-        (:func:`every8d.client.v21.status.parse_status_pages`, or ``parse_status_page_json`` for the JSON form)."""
+        """One status page as the gateway wrote it, for callers that parse many pages at once.
+
+        (:func:`every8d.client.v21.status.parse_status_pages`, or ``parse_status_page_json`` for the
+        JSON form.)
+        """
         form = {"BID": batch_id, "PNO": str(page)}
         if with_record_ids:
             form["RESPFORMAT"] = "1"
@@ -253,7 +256,8 @@ class Every8dHttpClient:
         )
 
     def iter_replies(self, batch_id: str) -> Iterator[Reply]:
-        """Every reply to a batch (``replied_at`` in UTC); nothing is yielded unless the listing is complete."""
+        """Every reply to a batch (``replied_at`` in UTC); nothing is yielded unless the listing is
+        complete."""
         for page in self.reply_pages(batch_id):
             yield from page.replies
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import UTC
 
 from every8d.client.results import Reply, ReplyPage
 from every8d.client.v21.common import parse_taipei_time, split_total
@@ -32,7 +32,7 @@ def parse_reply_page(text: str, endpoint: str = REPLY_MESSAGES) -> ReplyPage:
         if len(cells) < 4:
             raise WireFormatError(endpoint, f"reply row {number} has fewer than 4 columns")
         try:
-            replied_at = parse_taipei_time(cells[-1]).astimezone(timezone.utc)
+            replied_at = parse_taipei_time(cells[-1]).astimezone(UTC)
         except ValueError:
             raise WireFormatError(endpoint, f"reply row {number} has a bad time") from None
         mobile_at = next((i for i in range(1, len(cells) - 2) if _MOBILE_CELL.match(cells[i])), 1)

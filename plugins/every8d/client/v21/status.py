@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from every8d.arrow_types import POINTS, UTC_TIME
 from every8d.client.results import STATUS_PAGE_SCHEMA, StatusPage
 from every8d.client.statuses import STATUS_CODES
 from every8d.client.v21.common import LISTING_TIME_FORMAT, raise_for_error_body, split_total
@@ -32,7 +33,7 @@ def _taipei_to_utc(strings: pa.Array, endpoint: str) -> pa.Array:
         local = pc.strptime(cleaned, format=LISTING_TIME_FORMAT, unit="us")
     except pa.ArrowInvalid:
         raise WireFormatError(endpoint, "a time is not yyyy/MM/dd HH:mm:ss") from None
-    return pc.cast(pc.assume_timezone(local, "Asia/Taipei"), pa.timestamp("us", tz="UTC"))
+    return pc.cast(pc.assume_timezone(local, "Asia/Taipei"), UTC_TIME)
 
 
 def _empty_status_table() -> pa.Table:
@@ -108,7 +109,7 @@ def parse_status_pages(texts: Sequence[str], endpoint: str = DELIVERY_STATUS) ->
 _TIME_TEXT = pa.dictionary(pa.int32(), pa.string())
 #: Rows of a status listing as the CSV reader should type them: times stay text (dictionary-encoded,
 #: since a batch repeats a few send and receive times) and are converted once per distinct value.
-_CSV_COLUMN_TYPES = (pa.string(), pa.string(), _TIME_TEXT, pa.decimal128(12, 2), pa.int32(), _TIME_TEXT)
+_CSV_COLUMN_TYPES = (pa.string(), pa.string(), _TIME_TEXT, POINTS, pa.int32(), _TIME_TEXT)
 #: Blocks the CSV reader hands to its threads; one page (~64 KB) stays one block.
 _CSV_BLOCK_SIZE = 1 << 20
 
@@ -176,7 +177,7 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
         )
         rows = table.num_rows
         sent_at = _times(table.column(2), endpoint)
-        received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, _UTC)
+        received_at = _times(table.column(5), endpoint) if width == 6 else pa.nulls(rows, UTC_TIME)
     except (WireFormatError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if width == 6 and _delivered_without_receipt(table.column(4), received_at) is not None:
@@ -196,13 +197,12 @@ def _status_rows_csv(rest: str, endpoint: str) -> pa.Table | None:
 
 
 _BARE_CR = re.compile(r"\r(?!\n)")
-_UTC = pa.timestamp("us", tz="UTC")
 
 
 def _times(column: pa.ChunkedArray, endpoint: str) -> pa.ChunkedArray:
     """Dictionary-encoded Taipei time text → UTC timestamps, converting each distinct text once."""
     return pa.chunked_array(
-        [_taipei_to_utc(chunk.dictionary, endpoint).take(chunk.indices) for chunk in column.chunks], _UTC
+        [_taipei_to_utc(chunk.dictionary, endpoint).take(chunk.indices) for chunk in column.chunks], UTC_TIME
     )
 
 
@@ -257,14 +257,16 @@ def _status_rows_kernels(rest: str, endpoint: str) -> pa.Table:
     extra = pc.subtract(widths, columns)
     if pc.any(pc.greater(extra, 0)).as_py():  # tabs inside NAME: rare, joined back row by row
         cell_lists, extras = cells.to_pylist(), extra.to_pylist()
-        names = pa.array(["\t".join(row[: more + 1]) for row, more in zip(cell_lists, extras)], pa.string())
+        names = pa.array(
+            ["\t".join(row[: more + 1]) for row, more in zip(cell_lists, extras, strict=True)], pa.string()
+        )
     try:
         # Padding around a number is accepted, as Arrow's CSV reader on the fast path accepts it.
-        points = pc.cast(pc.utf8_trim_whitespace(from_right(3)), pa.decimal128(12, 2))
+        points = pc.cast(pc.utf8_trim_whitespace(from_right(3)), POINTS)
         status = pc.cast(pc.utf8_trim_whitespace(from_right(4)), pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "COST or STATUS is not a number") from None
-    received = _taipei_to_utc(from_right(5), endpoint) if columns == 6 else pa.nulls(len(lines), _UTC)
+    received = _taipei_to_utc(from_right(5), endpoint) if columns == 6 else pa.nulls(len(lines), UTC_TIME)
     if columns == 6:
         odd = _delivered_without_receipt(status, received)
         if odd is not None:
@@ -373,7 +375,7 @@ def parse_status_page_json(text: str, endpoint: str = DELIVERY_STATUS) -> Status
         for key, spellings in _JSON_STATUS_KEYS.items()
     }
     try:
-        points = pc.cast(pa.array(columns["points"]), pa.decimal128(12, 2))
+        points = pc.cast(pa.array(columns["points"]), POINTS)
         status = pc.cast(pa.array(columns["status"]), pa.int32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise WireFormatError(endpoint, "Cost or Status is not a number") from None
