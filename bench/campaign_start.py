@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -82,7 +82,7 @@ class Components:
         self.env, self.logs, self.processes = env, logs, {}
 
     def start(self, name: str, *args: str) -> None:
-        log = open(self.logs / f"{name}.log", "wb")
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115  (the child process writes it; closed when it is stopped)
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
             env=self.env,
@@ -158,7 +158,7 @@ def main() -> None:
             ids = make_batches(sandbox, args.batches, args.messages)
             sandbox.advance(3600)
             os.environ["AIRFLOW_CONN_EVERY8D_WAREHOUSE"] = warehouse_conn
-            sent_at = datetime.now(timezone.utc) - timedelta(hours=1)
+            sent_at = datetime.now(UTC) - timedelta(hours=1)
             with open_warehouse("airflow://every8d_warehouse") as warehouse:
                 register_batches(
                     warehouse,
@@ -275,7 +275,7 @@ def main() -> None:
                 f"{api}/api/v2/dags/every8d_send_campaign", json={"is_paused": False}, timeout=30
             ).ok
             conf = {"audience": str(audience), "message": "$name 您好", "dry_run": False, "max_points": None}
-            triggered = datetime.now(timezone.utc)
+            triggered = datetime.now(UTC)
             answer = client.post(
                 f"{api}/api/v2/dags/every8d_send_campaign/dagRuns",
                 json={"logical_date": None, "conf": conf},

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -69,7 +69,7 @@ def run_project(work: Path, batch_id: str, concurrency: int) -> dict:
     from every8d.warehouse.parquet import ParquetExporter
     from every8d.warehouse.tables import ensure_tracking_tables
 
-    sent_at = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
+    sent_at = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
     warehouse = open_warehouse(f"duckdb://{work / 'bench.duckdb'}")
     ensure_tracking_tables(warehouse)
     register_batches(

@@ -168,7 +168,7 @@ def lost_and_double(db: str, keys: set[str]) -> tuple[int, int]:
         rows = con.execute(
             "SELECT event_key, count(*) FROM every8d_push_events WHERE batch_id LIKE 'load-%' GROUP BY 1"
         ).fetchall()
-    stored = {key: n for key, n in rows}
+    stored = dict(rows)
     lost = len(keys - stored.keys())
     double = sum(n - 1 for n in stored.values()) + len(stored.keys() - keys)
     return lost, double
@@ -217,7 +217,7 @@ def run_api_server(work: Path, count: int, extra_env: dict[str, str]) -> dict:
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
     )
-    log = open(work / "api-server.log", "wb")
+    log = open(work / "api-server.log", "wb")  # noqa: SIM115  (the child process writes it; closed when it is stopped)
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--workers", "1"],
         env=env,

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -62,7 +62,7 @@ def run_shard(shard: int, shards: int) -> dict:
     import pandas  # noqa: F401
     import pyarrow
 
-    import every8d.hooks.every8d  # noqa: F401
+    import every8d.hooks.every8d
     import every8d.tracking.shards  # noqa: F401
     from every8d.pipelines import delivery_status as tasks
 
@@ -223,8 +223,8 @@ def main() -> None:
         )
         return
 
-    from every8d.sandbox import SandboxServer
     from every8d.pipelines import delivery_status as tasks
+    from every8d.sandbox import SandboxServer
     from every8d.tracking.batches import register_batches
     from every8d.warehouse import open_warehouse
 
@@ -258,7 +258,7 @@ def main() -> None:
         if args.shards:
             env["EVERY8D_STATUS_SHARDS"] = str(args.shards)
         os.environ.update(env)
-        sent_at = datetime.now(timezone.utc) - timedelta(hours=1)
+        sent_at = datetime.now(UTC) - timedelta(hours=1)
         register_batches(
             open_warehouse(target),
             [

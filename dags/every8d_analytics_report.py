@@ -41,8 +41,7 @@ from airflow.sdk import Param, dag, task
 def every8d_analytics_report():
     @task
     def refresh_views(params=None) -> dict:
-        from every8d.pipelines.delivery_status import refresh_for
-        from every8d.pipelines.delivery_status import warehouse_from
+        from every8d.pipelines.delivery_status import refresh_for, warehouse_from
         from every8d.tracking.views import apply_views
 
         with warehouse_from(params) as warehouse:
@@ -53,8 +52,8 @@ def every8d_analytics_report():
     def write_report(views: dict, params=None) -> dict:
         from pathlib import Path
 
-        from every8d.tracking.report import build_report
         from every8d.pipelines.delivery_status import warehouse_from
+        from every8d.tracking.report import build_report
 
         out_dir = (params or {}).get("report_dir")
         with warehouse_from(params) as warehouse:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import provisioning
 import pytest
+
 from every8d.warehouse import open_warehouse
 
 WAREHOUSE_KINDS = ["duckdb", "postgres", "mariadb"]

@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from campaign_checks import assert_invariants, check_invariants, clean_audience, make_audience
-from every8d.campaign.ledger import SEND_TABLES, SendLedger
 from runner_processes import Runner, wait_stopped, wait_until
 from warehouse_fixtures import mariadb_database, mariadb_target_for  # noqa: F401
+
+from every8d.campaign.ledger import SEND_TABLES, SendLedger
 
 PROMO = "Spring sale: 20% off everything this week. Reply N to opt out."
 
@@ -280,6 +281,7 @@ def test_credit_exactly_covering_the_campaign_survives_a_dropped_answer_and_a_re
 def postgres_ledger(postgres_database, monkeypatch):
     """The ledger on Postgres (row locks instead of DuckDB's file lock): target and an open warehouse."""
     import psycopg2
+
     from every8d.warehouse import open_warehouse
 
     monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_PG", postgres_database)
@@ -330,7 +332,7 @@ def test_on_postgres_a_killed_a_frozen_and_two_racing_runners_keep_every_promise
 
 
 @pytest.fixture
-def mariadb_ledger(mariadb_database, monkeypatch):  # noqa: F811 (the imported fixture)
+def mariadb_ledger(mariadb_database, monkeypatch):
     """The ledger on MariaDB (InnoDB row locks, NOW(6) in a UTC session): target and an open warehouse."""
     from every8d.warehouse import open_warehouse
 

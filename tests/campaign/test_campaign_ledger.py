@@ -11,13 +11,14 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 from campaign_checks import TEMPLATES, assert_exactly_once, clean_audience, make_audience
+from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
+
 from every8d.campaign import errors
 from every8d.campaign.audience import ColumnMap
 from every8d.campaign.config import CampaignSpec
 from every8d.campaign.lease import Lease
 from every8d.campaign.ledger import LEDGER, SendLedger
 from every8d.campaign.runner import CampaignRun, RunOptions
-from warehouse_fixtures import WAREHOUSE_KINDS, mariadb_database, mariadb_target_for  # noqa: F401
 
 SPEC = CampaignSpec(
     kind="sms",
@@ -41,7 +42,7 @@ def test_a_planning_that_crashed_halfway_is_thrown_away_and_redone(sandbox, ever
     ledger.ensure_tables()
     now = datetime.now(UTC)
     ledger.start_plan({"kind": "sms", "fingerprint": "old"}, now)
-    leftover = {name: None for name in LEDGER.schema.names}
+    leftover = dict.fromkeys(LEDGER.schema.names)
     leftover.update(
         campaign_id="camp",
         row_number=1,
@@ -107,6 +108,7 @@ def any_warehouse(request, warehouse):
         request.addfinalizer(home.close)
         return home
     import psycopg2
+
     from every8d.warehouse import open_warehouse
 
     dsn = request.getfixturevalue("postgres_database")
@@ -118,7 +120,7 @@ def any_warehouse(request, warehouse):
         for (table,) in cursor.fetchall():
             cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     pg = open_warehouse("airflow://lease_pg")
-    request.addfinalizer(pg.close)
+    request.addfinalizer(pg.close)  # noqa: PT021
     return pg
 
 

@@ -17,6 +17,7 @@ from every8d.warehouse.tables import TRACKING_TABLES
 
 PG_CONN_ID = "every8d_test_warehouse"
 
+
 def _drop_everything(warehouse: Warehouse) -> None:
     drop_views(warehouse)  # dependants first: the daily and summary views read every8d_campaign_measures
     for spec in TRACKING_TABLES:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from every8d.hooks.every8d import Every8dHook
-from every8d.sandbox import SandboxServer
 from every8d.pipelines import delivery_status as tasks
+from every8d.sandbox import SandboxServer
 from every8d.tracking.shards import ShardIncomplete, default_max_shards, shard_count, shard_of, sync_shard
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.tables import ensure_tracking_tables

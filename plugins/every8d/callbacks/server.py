@@ -42,7 +42,7 @@ def _long_query_protocol():
                 return
             self.transport.write(
                 b"HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\n"
-                + b"content-length: "
+                b"content-length: "
                 + str(len(body)).encode()
                 + b"\r\nconnection: close\r\n\r\n"
                 + body.encode()
@@ -70,7 +70,7 @@ def serve(
                 # Everything imported so far lives for good: a full collection scanning it stalled
                 # the event loop for ~100 ms, and every push in flight with it (the p99).
                 gc.freeze()
-                print(READY_PREFIX + url, flush=True)
+                print(READY_PREFIX + url, flush=True)  # noqa: T201  (the parent process reads this line)
 
     config = uvicorn.Config(
         app,

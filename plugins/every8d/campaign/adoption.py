@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +66,7 @@ class AdoptionResult:
 def _pushes_by_batch(pushes: pa.Table) -> dict[str, dict[str, Any]]:
     batches: dict[str, dict[str, Any]] = {}
     for batch_id, mobile, mr, first_at in zip(
-        *(pushes.column(c).to_pylist() for c in ("batch_id", "mobile", "mr", "first_at"))
+        *(pushes.column(c).to_pylist() for c in ("batch_id", "mobile", "mr", "first_at")), strict=True
     ):
         entry = batches.setdefault(batch_id, {"mobiles": set(), "mrs": set(), "first_at": first_at})
         if mobile:
@@ -120,9 +120,10 @@ def match_batches(
             if not pushed["mrs"] and not pushed["mobiles"]:
                 continue
         if pushed["mrs"]:
-            matched = [by_mr.get(mr) for mr in pushed["mrs"]]
-            if any(m is None for m in matched):
-                continue  # an MR that is not an awaiting recipient: another sender's batch, or adopted already
+            found = [by_mr.get(mr) for mr in pushed["mrs"]]
+            matched = [m for m in found if m is not None]
+            if len(matched) < len(found):
+                continue  # an MR not of an awaiting recipient: another sender's batch, or adopted already
             owners = {(m["campaign_id"], m["chunk"]) for m in matched}
             numbers = sorted(m["row_number"] for m in matched)
             how = "mr"
@@ -203,7 +204,7 @@ def adopt_for_campaign(
     """
     from every8d.tracking.pushes import pushed_unregistered_batches
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with fenced():
         awaiting = ledger.awaiting_rows(every_campaign=True)
         mine = [r for r in awaiting.to_pylist() if r["campaign_id"] == ledger.campaign_id]

@@ -156,7 +156,7 @@ class Lease:
                         WHERE campaign_id = ? AND lease_owner = ?""",
                     [self.campaign_id, self.owner],
                 )
-        except Exception as error:  # noqa: BLE001 (it expires on its own)
+        except Exception as error:
             log.warning(
                 "campaign %s: could not release the lease (%s); it expires in %.0fs",
                 self.campaign_id,
@@ -188,7 +188,7 @@ class Lease:
             except errors.LeaseLostError:
                 log.error("campaign %s: lease lost to another runner; stopping", self.campaign_id)
                 return
-            except Exception as error:  # noqa: BLE001 (the warehouse hiccuped: the next beat tries again)
+            except Exception as error:
                 log.warning("campaign %s: lease renewal failed (%s)", self.campaign_id, type(error).__name__)
 
 

@@ -289,7 +289,7 @@ class SendLedger:
                 [*(meta[k] for k in names), now, self.campaign_id],
             )
             if changed != 1:  # no lease row (a ledger used without a runner): create the campaign row
-                row: dict[str, Any] = {name: None for name in CAMPAIGNS.schema.names}
+                row: dict[str, Any] = dict.fromkeys(CAMPAIGNS.schema.names)
                 row.update({k: meta[k] for k in names})
                 row.update(campaign_id=self.campaign_id, state="planning", updated_at=now)
                 self.wh.append(CAMPAIGNS.name, pa.Table.from_pylist([row], schema=CAMPAIGNS.schema))

@@ -29,8 +29,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -65,7 +66,7 @@ STATES_IN_SUMMARY = (
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,10 @@ class CampaignRun:
         spec.validate()
         self.spec = spec
         self.campaign_id = campaign_id
-        self.client = client if client is not None else hook
+        gateway = client if client is not None else hook
+        if gateway is None:
+            raise TypeError("CampaignRun needs a client (or, as before, a hook)")
+        self.client: Every8dClient = gateway
         self.wh = warehouse
         self.options = options or RunOptions()
         if self.options.concurrency < 1:
@@ -621,7 +625,7 @@ class CampaignRun:
                 defer_to=defer_to,
                 executor=pool,
                 settle=timedelta(seconds=self.settle_seconds()),
-                before_resend=lambda schedule, c=chunk.chunk: self._stamp(c, schedule),
+                before_resend=partial(self._stamp, chunk.chunk),
             )
             self.calls += outcome.calls
             self._record([outcome], settings)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from every8d import settings
@@ -80,7 +80,7 @@ def sync_options_from(params: Mapping[str, Any] | None):
 
 
 def utc(moment: datetime | None) -> datetime:
-    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return (moment or datetime.now(UTC)).astimezone(UTC)
 
 
 def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict[str, int]:
@@ -88,9 +88,8 @@ def merge_pushes(params: Mapping[str, Any] | None, now: datetime | None) -> dict
     from dataclasses import asdict
 
     from every8d.callbacks.flush import flush_journal
-    from every8d.tracking.pushes import merge_push_events
-
     from every8d.campaign.adoption import adopt_pushed_batches
+    from every8d.tracking.pushes import merge_push_events
 
     with warehouse_from(params) as warehouse:
         flushed = flush_journal(warehouse)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.dialects import Dialect, dialect_for

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +99,7 @@ def shard_count(due: int, max_shards: int = DEFAULT_MAX_SHARDS) -> int:
 
 
 def wall_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 CLOSE_SETTLED = f"""
@@ -189,7 +189,7 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
             with fetched.spool.reader() as rows:
                 warehouse.execute_over(
                     rows,
-                    lambda source: insert + fetched.spool.staging_select(source),
+                    lambda source, spool=fetched.spool: insert + spool.staging_select(source),
                     [fetched.batch.batch_id, now, "poll"],
                 )
     if not small:
@@ -362,7 +362,9 @@ def sync_shard(
                     or time.monotonic() - (waiting_since or 0) >= merge_every
                 )
                 if running and not due:
-                    timeout = None if not ready else max(merge_every - (time.monotonic() - waiting_since), 0)
+                    timeout = (
+                        None if not ready else max(merge_every - (time.monotonic() - (waiting_since or 0)), 0)
+                    )
                     done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
                     for future in done:
                         batch = running.pop(future)
