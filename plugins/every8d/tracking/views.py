@@ -5,8 +5,8 @@ per file, applied in file-name order), so a wheel install has it and analysts
 can read it without Python; ``[every8d] sql_dir`` points at a changed copy.  It is
 written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
 WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
-file serves every warehouse; a ``<dialect>/`` folder beside them, when there
-is one, replaces them for that dialect.  Views are dropped and recreated, so a
+file serves every warehouse; a file of the same name in a ``<dialect>/`` folder
+beside them replaces it for that dialect (only the views whose spelling differs).  Views are dropped and recreated, so a
 changed column list applies cleanly; a view may build on one an earlier file
 made (``every8d_campaign_measures`` under the daily and summary views), so all
 are dropped first, dependants before what they read, then created in order.
@@ -40,14 +40,14 @@ def default_sql_dir() -> Path:
 
 
 def view_files(dialect: str, sql_dir: Path | None = None) -> list[Path]:
-    """The view files for ``dialect`` in apply order: its own folder's if it has one, else the shared ones."""
+    """The view files for ``dialect`` in apply order: the shared ones, each replaced by the file of
+    the same name in the dialect's folder when there is one."""
     folder = Path(sql_dir or default_sql_dir())
-    if (folder / dialect).is_dir():
-        folder = folder / dialect
-    files = sorted(folder.glob("*.sql"))
+    files = {path.name: path for path in folder.glob("*.sql")}
+    files.update({path.name: path for path in (folder / dialect).glob("*.sql")})
     if not files:
         raise FileNotFoundError(f"no analytics views for dialect {dialect!r} in {folder}")
-    return files
+    return [files[name] for name in sorted(files)]
 
 
 def _view_name(path: Path, sql: str) -> str:

@@ -16,5 +16,7 @@ SELECT d.campaign_id, d.send_date, d.sent, d.delivered, d.failed, d.expired, d.c
        d.delivery_rate, d.points_spent, d.points_per_delivered, d.p50_seconds_to_deliver, d.p95_seconds_to_deliver,
        COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
 FROM every8d_campaign_measures d
-LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM d.campaign_id AND r.send_date = d.send_date
+LEFT JOIN replies r
+  ON (r.campaign_id = d.campaign_id OR (r.campaign_id IS NULL AND d.campaign_id IS NULL))
+ AND r.send_date = d.send_date
 WHERE d.grain = 'day';

@@ -14,5 +14,5 @@ SELECT c.campaign_id, c.first_send_date, c.last_send_date, c.sent, c.delivered, 
        c.pending, c.delivery_rate, c.points_spent, c.points_per_delivered, c.p50_seconds_to_deliver,
        c.p95_seconds_to_deliver, COALESCE(r.replies, 0) AS replies, COALESCE(r.opt_outs, 0) AS opt_outs
 FROM every8d_campaign_measures c
-LEFT JOIN replies r ON r.campaign_id IS NOT DISTINCT FROM c.campaign_id
+LEFT JOIN replies r ON (r.campaign_id = c.campaign_id OR (r.campaign_id IS NULL AND c.campaign_id IS NULL))
 WHERE c.grain = 'campaign';
