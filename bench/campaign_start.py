@@ -196,7 +196,9 @@ def main() -> None:
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
                 "AIRFLOW__API__BASE_URL": api,
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),

@@ -196,13 +196,15 @@ def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_id: str, page
     with duckdb.connect(str(target)) as con:
         con.register("incoming", table)
         con.execute(
-            "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, name, sent_at, received_at, points, status, "
-            f"status_group, is_final, first_seen_at, updated_at, source) SELECT batch_id, mobile, seq, 'sms', name, "
+            "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, name, sent_at, received_at, points, "
+            "status, status_group, is_final, first_seen_at, updated_at, source) "
+            "SELECT batch_id, mobile, seq, 'sms', name, "
             f"sent_at, received_at, points, status, {group}, TRUE, now(), now(), 'poll' FROM incoming"
         )
         con.execute(
-            "INSERT INTO every8d_status_history (batch_id, mobile, seq, status, status_group, is_final, source, "
-            f"observed_at) SELECT batch_id, mobile, seq, status, {group}, TRUE, 'poll', now() FROM incoming"
+            "INSERT INTO every8d_status_history (batch_id, mobile, seq, status, status_group, is_final, "
+            "source, observed_at) "
+            f"SELECT batch_id, mobile, seq, status, {group}, TRUE, 'poll', now() FROM incoming"
         )
     same_sinks = seconds + time.perf_counter() - inserting
     return {
@@ -328,17 +330,23 @@ def main() -> None:
             )
 
     print(
-        f"project: {project['seconds']:.2f}s = {project['sync_seconds']:.2f}s sync ({project['fetch_seconds']:.2f}s "
-        f"reading, parsing and spooling pages over HTTP, {project['merge_seconds']:.2f}s merging into DuckDB) "
+        f"project: {project['seconds']:.2f}s = {project['sync_seconds']:.2f}s sync "
+        f"({project['fetch_seconds']:.2f}s "
+        f"reading, parsing and spooling pages over HTTP, "
+        f"{project['merge_seconds']:.2f}s merging into DuckDB) "
         f"+ {project['seconds'] - project['sync_seconds']:.2f}s Parquet export; peak RSS "
-        f"{project['peak_rss_mb']:.0f} MB, of which {project['baseline_rss_mb']:.0f} MB is the process after its "
+        f"{project['peak_rss_mb']:.0f} MB, of which {project['baseline_rss_mb']:.0f} MB "
+        f"is the process after its "
         f"imports (Airflow SDK, pyarrow, pandas, DuckDB)\n"
         f"naive:   {naive['seconds']:.2f}s, of which {naive['http_seconds']:.2f}s in HTTP calls; peak RSS "
         f"{naive['peak_rss_mb']:.0f} MB\n"
         f"both sides read every page over HTTP from the same warm sandbox\n"
-        f"floor:   {floor['seconds']:.2f}s just to store the final rows once in DuckDB ({floor['duckdb_seconds']:.2f}s, "
-        f"CREATE TABLE AS from memory) and once as Parquet ({floor['parquet_seconds']:.2f}s), no HTTP, no parsing: "
-        f"no pipeline with these sinks can beat {naive['seconds'] / floor['seconds']:.2f}x the naive loop here",
+        f"floor:   {floor['seconds']:.2f}s just to store the final rows once in DuckDB "
+        f"({floor['duckdb_seconds']:.2f}s, "
+        f"CREATE TABLE AS from memory) and once as Parquet ({floor['parquet_seconds']:.2f}s), "
+        f"no HTTP, no parsing: "
+        f"no pipeline with these sinks can beat {naive['seconds'] / floor['seconds']:.2f}x "
+        f"the naive loop here",
         file=sys.stderr,
     )
     speedup = naive["seconds"] / project["seconds"]

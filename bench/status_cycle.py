@@ -118,14 +118,16 @@ def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_ids: list[str
     with duckdb.connect(str(target)) as con:
         con.register("incoming", table)
         con.execute(
-            "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, name, sent_at, received_at, points, status, "
-            "status_group, is_final, first_seen_at, updated_at, source) "
+            "INSERT INTO every8d_messages (batch_id, mobile, seq, kind, name, sent_at, received_at, points, "
+            "status, status_group, is_final, first_seen_at, updated_at, source) "
             "SELECT batch_id, mobile, seq, 'sms', name, sent_at, received_at, points, status, "
-            "CASE WHEN status = 100 THEN 'delivered' ELSE 'failed' END, TRUE, now(), now(), 'poll' FROM incoming"
+            "CASE WHEN status = 100 THEN 'delivered' ELSE 'failed' END, TRUE, now(), now(), 'poll' "
+            "FROM incoming"
         )
         con.execute(
-            "INSERT INTO every8d_status_history (batch_id, mobile, seq, status, status_group, is_final, source, "
-            "observed_at) SELECT batch_id, mobile, seq, status, CASE WHEN status = 100 THEN 'delivered' "
+            "INSERT INTO every8d_status_history (batch_id, mobile, seq, status, status_group, is_final, "
+            "source, observed_at) "
+            "SELECT batch_id, mobile, seq, status, CASE WHEN status = 100 THEN 'delivered' "
             "ELSE 'failed' END, TRUE, 'poll', now() FROM incoming"
         )
         rows = con.execute("SELECT count(*) FROM every8d_messages").fetchall()[0][0]
@@ -305,7 +307,8 @@ def main() -> None:
             )
         print(
             f"project: {seconds:.1f}s for {batches} batches in {len(plan)} shard(s) "
-            f"({sum(s['merges'] for s in shards)} merges, {sum(s['merge_seconds'] for s in shards):.1f}s merging), "
+            f"({sum(s['merges'] for s in shards)} merges, "
+            f"{sum(s['merge_seconds'] for s in shards):.1f}s merging), "
             f"Parquet {exported['rows']} rows; shard peak RSS {max(s['peak_rss_mb'] for s in shards):.0f} MB "
             f"(after imports {max(s['baseline_rss_mb'] for s in shards):.0f} MB)",
             file=sys.stderr,
@@ -342,7 +345,8 @@ def main() -> None:
     speedup = naive["seconds"] / seconds
     load = os.getloadavg()[0]
     print(
-        f"goal (<= 300 s, <= 10 task instances, speedup >= 5, peak RSS <= baseline + 150 MB): {seconds:.1f}s, "
+        f"goal (<= 300 s, <= 10 task instances, speedup >= 5, peak RSS <= baseline + 150 MB): "
+        f"{seconds:.1f}s, "
         f"{FIXED_TASKS + len(plan)} task instances, speedup {speedup:.2f}, {peak:.0f} MB peak over "
         f"{baseline:.0f} MB baseline; load average {load:.2f}",
         file=sys.stderr,

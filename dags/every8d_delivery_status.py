@@ -72,7 +72,10 @@ STATUS_PRIORITY = 1
             type=["null", "integer"],
             minimum=1,
             maximum=32,
-            description="task instances polling per run at most (default: 1 on DuckDB, 2 on Postgres; [every8d] status_shards)",
+            description=(
+                "task instances polling per run at most "
+                "(default: 1 on DuckDB, 2 on Postgres; [every8d] status_shards)"
+            ),
         ),
         "batch_concurrency": Param(
             None,

@@ -191,7 +191,8 @@ def test_a_cancel_marks_the_latest_scheduled_recipients_first_and_unscheduled_la
     rows = sorted(ledger.rows([0]).column("row_number").to_pylist())
     now = datetime.now(UTC)
     any_warehouse.execute(
-        "UPDATE every8d_send_ledger SET state = 'sent', batch_id = 'B1' WHERE campaign_id = 'camp' AND chunk = 0"
+        "UPDATE every8d_send_ledger SET state = 'sent', batch_id = 'B1' "
+        "WHERE campaign_id = 'camp' AND chunk = 0"
     )
     early, late = now + timedelta(hours=1), now + timedelta(hours=2)
     for row_number, send_at in ((rows[5], early), (rows[9], late)):  # the rest of the batch: at once
@@ -202,7 +203,8 @@ def test_a_cancel_marks_the_latest_scheduled_recipients_first_and_unscheduled_la
 
     def cancelled() -> list[int]:
         table = any_warehouse.query_arrow(
-            "SELECT \"row_number\" FROM every8d_send_ledger WHERE campaign_id = 'camp' AND state = 'cancelled'"
+            'SELECT "row_number" FROM every8d_send_ledger '
+            "WHERE campaign_id = 'camp' AND state = 'cancelled'"
         )
         return sorted(table.column("row_number").to_pylist())
 

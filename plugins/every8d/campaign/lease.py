@@ -79,7 +79,8 @@ class Lease:
             taken = self.wh.execute(
                 f"""UPDATE {CAMPAIGNS_TABLE} SET lease_owner = ?, lease_until = {now_plus_ms(self.wh)},
                         lease_epoch = coalesce(lease_epoch, 0) + 1, updated_at = {now}
-                    WHERE campaign_id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= {now})""",
+                    WHERE campaign_id = ?
+                        AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= {now})""",
                 [self.owner, self._ms, self.campaign_id, self.owner],
             )
             if taken == 1:
@@ -193,7 +194,9 @@ class Lease:
 
 
 def wait_for_lease(lease: Lease, placeholder: dict[str, Any], timeout: float, poll: float = 0.5) -> bool:
-    """Acquire the lease, waiting while another live runner holds it; False if the campaign got done meanwhile.
+    """Acquire the lease, waiting while another live runner holds it.
+
+    False if the campaign got done meanwhile.
 
     Raises :class:`CampaignBusyError` (retryable) after ``timeout`` seconds.
     """

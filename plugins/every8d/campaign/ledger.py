@@ -262,7 +262,8 @@ class SendLedger:
                 spec.ensure(self.wh)
             if self.wh.sql.secondary_indexes:
                 self.wh.execute(
-                    f"CREATE INDEX IF NOT EXISTS every8d_send_ledger_chunk ON {LEDGER.name} (campaign_id, chunk)"
+                    "CREATE INDEX IF NOT EXISTS every8d_send_ledger_chunk "
+                    f"ON {LEDGER.name} (campaign_id, chunk)"
                 )
 
     def campaign(self) -> dict[str, Any] | None:
@@ -384,7 +385,8 @@ class SendLedger:
     def finish_plan(self, stats: PlanStats, now: datetime) -> None:
         """Mark the plan complete: from here on, the ledger is the campaign's truth."""
         self.wh.execute(
-            f"""UPDATE {CAMPAIGNS.name} SET state = 'planned', audience_rows = ?, recipients = ?, rejected = ?,
+            f"""UPDATE {CAMPAIGNS.name}
+                SET state = 'planned', audience_rows = ?, recipients = ?, rejected = ?,
                     points = ?, chunks = ?, planned_at = ?, updated_at = ?
                 WHERE campaign_id = ?""",
             [
@@ -402,7 +404,8 @@ class SendLedger:
     def finish(self, now: datetime) -> None:
         """Mark the campaign ``done`` (every chunk settled)."""
         self.wh.execute(
-            f"UPDATE {CAMPAIGNS.name} SET state = 'done', finished_at = ?, updated_at = ? WHERE campaign_id = ?",
+            f"UPDATE {CAMPAIGNS.name} SET state = 'done', finished_at = ?, updated_at = ? "
+            "WHERE campaign_id = ?",
             [now, now, self.campaign_id],
         )
 
@@ -467,7 +470,8 @@ class SendLedger:
             won = [
                 c.chunk
                 for c in self.chunks(
-                    f"claimed_by = ? AND state = 'in_flight' AND written_at IS NULL AND chunk IN ({_marks(chunks)})",
+                    "claimed_by = ? AND state = 'in_flight' AND written_at IS NULL "
+                    f"AND chunk IN ({_marks(chunks)})",
                     [token, *chunks],
                 )
             ]
@@ -484,7 +488,8 @@ class SendLedger:
         with self.wh.transaction():
             won = self.wh.execute(
                 f"""UPDATE {CHUNKS.name} SET written_at = {now}, scheduled_for = CAST(? AS {timestamp}),
-                        attempt = attempt + 1, in_flight_at = coalesce(in_flight_at, {now}), updated_at = {now}
+                        attempt = attempt + 1, in_flight_at = coalesce(in_flight_at, {now}),
+                        updated_at = {now}
                     WHERE campaign_id = ? AND chunk = ? AND claimed_by = ? AND state = 'in_flight'""",
                 [scheduled_for, self.campaign_id, chunk, token],
             )
@@ -518,9 +523,11 @@ class SendLedger:
         """After acquiring the lease: chunks an earlier owner claimed but never wrote go back to ``pending``;
         those it wrote become this run's to resolve.  Returns how many went back."""
         with self.wh.transaction():
-            self.wh.execute(  # written before leases existed: only in_flight_at tells, so it counts as written
+            # written before leases existed: only in_flight_at tells, so it counts as written
+            self.wh.execute(
                 f"""UPDATE {CHUNKS.name} SET written_at = coalesce(updated_at, in_flight_at)
-                    WHERE campaign_id = ? AND state = 'in_flight' AND written_at IS NULL AND in_flight_at IS NOT NULL""",
+                    WHERE campaign_id = ? AND state = 'in_flight' AND written_at IS NULL
+                        AND in_flight_at IS NOT NULL""",
                 [self.campaign_id],
             )
             released = self.wh.execute(
@@ -647,7 +654,10 @@ class SendLedger:
     )
 
     def _columns(self, columns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """``(name, kind)`` with the dialect's cast type for ``text``, ``integer``, ``boolean``, ``timestamp``."""
+        """``(name, kind)`` with the dialect's cast type.
+
+        For ``text``, ``integer``, ``boolean``, ``timestamp``.
+        """
         return [(name, getattr(self.wh.sql, kind, kind)) for name, kind in columns]
 
     def _record_chunks(self, outcomes: Sequence[ChunkOutcome], now: datetime) -> None:
@@ -705,7 +715,8 @@ class SendLedger:
         head = [update.state, update.error, now] + ([now] if sent_at else [])
         for part in _slices(list(update.row_numbers)):
             self.wh.execute(
-                f"""UPDATE {LEDGER.name} SET state = ?, error = ?, updated_at = CAST(? AS {timestamp}){sent_at},
+                f"""UPDATE {LEDGER.name}
+                    SET state = ?, error = ?, updated_at = CAST(? AS {timestamp}){sent_at},
                         batch_id = coalesce(CAST(? AS {text}), batch_id)
                     WHERE campaign_id = ? AND "row_number" IN ({_marks(part)})""",
                 [*head, update.batch_id, self.campaign_id, *part],
@@ -765,7 +776,8 @@ class SendLedger:
 
     def reject_counts(self) -> dict[str, int]:
         table = self.wh.query_arrow(
-            f"SELECT reason, count(*) AS n FROM {REJECTS.name} WHERE campaign_id = ? GROUP BY reason ORDER BY reason",
+            f"SELECT reason, count(*) AS n FROM {REJECTS.name} WHERE campaign_id = ? "
+            "GROUP BY reason ORDER BY reason",
             [self.campaign_id],
         )
         return {row["reason"]: int(row["n"]) for row in table.to_pylist()}
@@ -856,7 +868,8 @@ class SendLedger:
         return self.wh.query_arrow(
             f"""SELECT l.campaign_id, l.chunk, l.row_number, l.mobile, l.record_id, l.points, c.kind,
                        c.in_flight_at, c.written_at, c.scheduled_for
-                FROM {LEDGER.name} l JOIN {CHUNKS.name} c ON c.campaign_id = l.campaign_id AND c.chunk = l.chunk
+                FROM {LEDGER.name} l
+                    JOIN {CHUNKS.name} c ON c.campaign_id = l.campaign_id AND c.chunk = l.chunk
                 WHERE (l.campaign_id = ? OR ?) AND c.state = 'awaiting_batch' AND l.state = 'sent_unconfirmed'
                     AND l.batch_id IS NULL
                 ORDER BY l.campaign_id, l.chunk, l.row_number""",
@@ -874,7 +887,10 @@ class SendLedger:
         return table.column("batch_id").to_pylist()
 
     def record_adopted(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Note which batches were adopted (idempotent on ``batch_id``: a batch matched again adds its count)."""
+        """Note which batches were adopted.
+
+        Idempotent on ``batch_id``: a batch matched again adds its count.
+        """
         if not rows:
             return
         before = {

@@ -51,7 +51,8 @@ from every8d.client import Every8dClient
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
-#: Lost answers one run resolves itself before it gives up (the gateway keeps losing them): see docs/exactly-once.md.
+#: Lost answers one run resolves itself before it gives up (the gateway keeps losing them):
+#: see docs/exactly-once.md.
 DEFAULT_MAX_LOST_ANSWERS = 5
 STATES_IN_SUMMARY = (
     "pending",
@@ -224,7 +225,10 @@ class CampaignRun:
         return float(settings.connect_timeout + settings.read_timeout)
 
     def settle_seconds(self) -> float:
-        """How long after it was written an in-doubt request is left alone (it may still run at the gateway)."""
+        """How long after it was written an in-doubt request is left alone.
+
+        It may still run at the gateway.
+        """
         if self.options.settle_seconds is not None:
             return self.options.settle_seconds
         settings = getattr(self.client, "settings", None)
@@ -412,7 +416,8 @@ class CampaignRun:
         confirmed = self._read_credit()
         if open_points > confirmed:
             raise errors.InsufficientCreditError(
-                f"campaign {self.campaign_id} needs {open_points} more points but the account has {confirmed} "
+                f"campaign {self.campaign_id} needs {open_points} more points "
+                f"but the account has {confirmed} "
                 "(read twice): nothing more was sent; top up and retry",
                 self.summary(),
             )
@@ -440,7 +445,10 @@ class CampaignRun:
         return quiet is not None and quiet.policy == "reject" and quiet.next_allowed(_now()) is not None
 
     def _adopt(self, settings: SendSettings) -> None:
-        """Adopt, from their status pushes, the batches of chunks resolved as already sent (:mod:`.adoption`)."""
+        """Adopt, from their status pushes, the batches of chunks resolved as already sent.
+
+        See :mod:`.adoption`.
+        """
         from every8d.campaign.adoption import adopt_for_campaign
 
         try:
@@ -535,7 +543,7 @@ class CampaignRun:
             self.summary(),
         )
 
-    # -- one request ------------------------------------------------------------------------------------------
+    # -- one request -----------------------------------------------------------------------------------
 
     def _max_write_delay(self) -> float:
         """How long after its stamp a request may still leave: the lease must outlive its deadline."""
@@ -770,7 +778,8 @@ class CampaignRun:
                     unknown[0],
                     "in_flight",
                     error=(
-                        f"{self.lost_answers} lost answers in this run (limit {self.options.max_lost_answers})"
+                        f"{self.lost_answers} lost answers in this run "
+                        f"(limit {self.options.max_lost_answers})"
                     ),
                     stop="outcome_unknown",
                 )
@@ -787,7 +796,8 @@ class CampaignRun:
         detail = f"{len(stops)} chunk(s); first: chunk {first.chunk}: {first.error or first.stop}"
         if "no_credit" in reasons:
             raise errors.InsufficientCreditError(
-                f"campaign {self.campaign_id}: the gateway ran out of credit (UNSEND > 0); unsent recipients are "
+                f"campaign {self.campaign_id}: the gateway ran out of credit (UNSEND > 0); "
+                f"unsent recipients are "
                 f"recorded as unsent_no_credit, the rest stay pending ({detail})",
                 self.summary(),
             )
@@ -798,7 +808,8 @@ class CampaignRun:
                 self.summary(),
             )
         raise errors.CampaignRefusedError(
-            f"campaign {self.campaign_id} stopped: the gateway refused a request ({detail}); its recipients are "
+            f"campaign {self.campaign_id} stopped: the gateway refused a request ({detail}); "
+            "its recipients are "
             "pending again",
             self.summary(),
         )
@@ -819,13 +830,14 @@ class CampaignRun:
             )
         if open_recipients:
             raise errors.CampaignInterruptedError(
-                f"campaign {self.campaign_id}: {open_recipients} recipient(s) are still pending or in flight; "
+                f"campaign {self.campaign_id}: {open_recipients} recipient(s) "
+                "are still pending or in flight; "
                 "the retry sends or resolves them",
                 summary,
             )
         return summary
 
-    # -- figures ----------------------------------------------------------------------------------------------
+    # -- figures ---------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """The campaign's figures from the ledger (small: counts and points, never numbers)."""

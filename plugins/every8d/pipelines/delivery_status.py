@@ -2,7 +2,8 @@
 
 Each function takes the run's params (which may be empty), decides with the wall
 clock (a run that starts late must not decide in the past; the merge rules make
-a rerun idempotent whatever its clock), resolves the warehouse, Parquet root and gateway connection at run time
+a rerun idempotent whatever its clock), resolves the warehouse, Parquet root and
+gateway connection at run time
 (params first, then the ``[every8d]`` options of :mod:`every8d.settings`, then
 defaults), and returns JSON-friendly results for XCom.  The options: ``warehouse``,
 ``parquet_root`` (``none`` turns the Parquet copy off), ``parquet_conn_id``,
@@ -197,7 +198,10 @@ def sync_one_batch(
 
 
 def export_parquet(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed; refresh the analysts' file."""
+    """Rewrite the Parquet partitions the sync (or an earlier, crashed run) changed.
+
+    Then refresh the analysts' file.
+    """
     from dataclasses import asdict
 
     from every8d.warehouse.parquet import ParquetExporter

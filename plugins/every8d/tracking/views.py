@@ -6,7 +6,8 @@ can read it without Python; ``[every8d] sql_dir`` points at a changed copy.  It 
 written in SQL that DuckDB and Postgres both accept (``percentile_cont ...
 WITHIN GROUP``, ``EXTRACT(EPOCH FROM ...)``, ``DOUBLE PRECISION``), so one
 file serves every warehouse; a file of the same name in a ``<dialect>/`` folder
-beside them replaces it for that dialect (only the views whose spelling differs).  Views are dropped and recreated, so a
+beside them replaces it for that dialect (only the views whose spelling differs).
+Views are dropped and recreated, so a
 changed column list applies cleanly; a view may build on one an earlier file
 made (``every8d_campaign_measures`` under the daily and summary views), so all
 are dropped first, dependants before what they read, then created in order.

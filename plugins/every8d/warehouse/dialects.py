@@ -152,7 +152,10 @@ class Dialect:
         return sql
 
     def insert_new(self, insert: str) -> str:
-        """``insert`` (an ``INSERT ... SELECT``) skipping rows whose key exists: ``ON CONFLICT DO NOTHING``."""
+        """``insert`` (an ``INSERT ... SELECT``) skipping rows whose key exists.
+
+        Uses ``ON CONFLICT DO NOTHING``.
+        """
         return f"{insert}\nON CONFLICT DO NOTHING"
 
     def plus_ms(self, moment: str) -> str:
@@ -197,7 +200,10 @@ class Dialect:
 
     def anti_join(self, select: str, alias: str, table: str, other: str, on: str) -> str:
         """``SELECT alias.* FROM (select) alias`` without the rows that match ``table other`` ``on``."""
-        return f"SELECT {alias}.* FROM ({select}) {alias}\nWHERE NOT EXISTS (SELECT 1 FROM {table} {other} WHERE {on})"
+        return (
+            f"SELECT {alias}.* FROM ({select}) {alias}\n"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} {other} WHERE {on})"
+        )
 
     def update_from(
         self, table: str, alias: str, sets: list[tuple[str, str]], source: str, source_alias: str, where: str
@@ -227,7 +233,9 @@ class Dialect:
         return f"UPDATE {table} {alias} SET\n    {assignments}\nFROM {source}\nWHERE {where}"
 
     def lock_timeout_sql(self, ms: int) -> str | None:
-        """A statement that ends this session if it idles in its transaction over ``ms`` (None: no such thing).
+        """A statement that ends this session if it idles in its transaction over ``ms``.
+
+        None: no such thing.
 
         A runner frozen inside a fenced transaction would hold the campaign row's lock for good.
         """
