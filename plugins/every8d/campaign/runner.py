@@ -46,7 +46,7 @@ from every8d.campaign.prepare import plan_audience, write_rejects
 from every8d.campaign.progress import Progress
 from every8d.campaign.resolve import InDoubtPolicy, resolve_chunk
 from every8d.campaign.sender import SendSettings, find_unsent, request_schedule, send_chunk
-from every8d.client import Every8dClient
+from every8d.client import ClientSettings, Every8dClient
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +125,7 @@ class CampaignRun:
         spec.validate()
         self.spec = spec
         self.campaign_id = campaign_id
-        gateway = client if client is not None else hook
-        if gateway is None:
-            raise TypeError("CampaignRun needs a client (or, as before, a hook)")
-        self.client: Every8dClient = gateway
+        self._client = client if client is not None else hook
         self.wh = warehouse
         self.options = options or RunOptions()
         if self.options.concurrency < 1:
@@ -151,6 +148,15 @@ class CampaignRun:
         self.lost_answers = 0
 
     # -- public -----------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Every8dClient:
+        """The gateway; a run that only reads or settles its ledger (tests, ``release``) may have none."""
+        if self._client is None:
+            raise TypeError(
+                f"campaign {self.campaign_id}: this run was given no client to call the gateway with"
+            )
+        return self._client
 
     def run(self, audience: Any) -> dict[str, Any]:
         """Dry run or send; returns the summary (raises a :class:`CampaignError` carrying it on a stop)."""
@@ -217,9 +223,13 @@ class CampaignRun:
 
     # -- settings -----------------------------------------------------------------------------------------
 
+    def _client_settings(self) -> ClientSettings | None:
+        """The client's timeouts and validity; none for a run given no client (it sends nothing)."""
+        return self._client.settings if self._client is not None else None
+
     def request_deadline(self) -> float:
         """Seconds one request may take on our side (connect plus read timeout)."""
-        settings = getattr(self.client, "settings", None)
+        settings = self._client_settings()
         if settings is None:
             return 0.0
         return float(settings.connect_timeout + settings.read_timeout)
@@ -231,7 +241,7 @@ class CampaignRun:
         """
         if self.options.settle_seconds is not None:
             return self.options.settle_seconds
-        settings = getattr(self.client, "settings", None)
+        settings = self._client_settings()
         if settings is None:
             return 0.0
         return settings.connect_timeout + 2 * settings.read_timeout
@@ -491,8 +501,9 @@ class CampaignRun:
             return 0
         from every8d.tracking.batches import register_batches
 
-        validity = settings.validity_minutes or getattr(
-            getattr(self.client, "settings", None), "validity_minutes", None
+        client_settings = self._client_settings()
+        validity = settings.validity_minutes or (
+            client_settings.validity_minutes if client_settings else None
         )
         register_batches(
             self.wh,
