@@ -64,12 +64,35 @@ def register_secret(secret: str | None) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` without registered secrets, ``PWD=`` values and phone numbers."""
+    """``text`` without registered secrets, ``PWD=`` values and phone numbers.
+
+    All three are found in the original text and their spans merged before anything is
+    replaced: replacing one first could break another apart (a password of digits inside
+    a number would leave the number's other digits unrecognised, and shown).
+    """
+    spans: list[tuple[int, int, str]] = []
     pattern = _secret_pattern
     if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    text = _PWD_FIELD.sub(lambda m: m.group(1) + (REDACTED if m.group(2) else ""), text)
-    return _PHONE.sub(NUMBER_PLACEHOLDER, text)
+        spans += [(m.start(), m.end(), REDACTED) for m in pattern.finditer(text) if m.end() > m.start()]
+    spans += [(m.start(2), m.end(2), REDACTED) for m in _PWD_FIELD.finditer(text) if m.group(2)]
+    spans += [(m.start(), m.end(), NUMBER_PLACEHOLDER) for m in _PHONE.finditer(text)]
+    if not spans:
+        return text
+    spans.sort()
+    merged: list[list] = []
+    for start, end, label in spans:
+        if merged and start < merged[-1][1]:  # overlapping: one span, a secret wins over a number
+            last = merged[-1]
+            last[1] = max(last[1], end)
+            last[2] = REDACTED if REDACTED in (last[2], label) else label
+        else:
+            merged.append([start, end, label])
+    out, position = [], 0
+    for start, end, label in merged:
+        out += [text[position:start], label]
+        position = end
+    out.append(text[position:])
+    return "".join(out)
 
 
 def phone_numbers(text: str | None) -> tuple[str, ...]:
