@@ -120,13 +120,14 @@ def _split_gateway_numbers(code: int, message: str) -> tuple[str, tuple[str, ...
 def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
     """A short, printable, single-line, scrubbed excerpt of a response body for error messages.
 
-    The whole body is scrubbed before it is cut, so a secret cannot survive half-cut.
+    The whole body is scrubbed before it is cut, so a secret cannot survive half-cut, and before
+    its whitespace is flattened too, so a secret with a non-breaking space in it is still found.
     """
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    flat = scrub(" ".join(text[: limit * 8].split()))
+    flat = scrub(" ".join(scrub(text[: limit * 8]).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
