@@ -91,3 +91,13 @@ def test_dag_parse_bench_finds_no_heavy_import():
     figures = run_bench("dag_parse", "--runs", "1")
     assert figures["heavy_imports"] == {}
     assert set(figures["files"]) == {path.name for path in (ROOT / "dags").glob("every8d_*.py")}
+
+
+def test_make_bench_runs_every_benchmark_and_nothing_else():
+    """``make bench`` names each ``bench/*.py`` whose docstring calls it a benchmark, and only those."""
+    [line] = [s for s in (ROOT / "Makefile").read_text().splitlines() if s.startswith("BENCHMARKS :=")]
+    listed = set(line.split(":=")[1].split())
+    benchmarks = {
+        path.stem for path in (ROOT / "bench").glob("*.py") if path.read_text().startswith('"""Benchmark:')
+    }
+    assert listed == benchmarks
