@@ -38,6 +38,21 @@ def run_campaign(airflow_home, every8d_conn_env, tmp_path):
     return run
 
 
+def batches_events() -> int:
+    """How many ``every8d_batches`` asset events the metadata DB holds (they start the status sync)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "every8d_batches")
+        )
+
+
 def send_requests(sandbox) -> list[dict]:
     return [r for r in sandbox.requests() if "send" in r["path"].lower()]
 
@@ -51,6 +66,19 @@ def campaign_dag(airflow_home):
     bag = DagBag(dag_folder=Path(__file__).resolve().parents[2] / "dags" / f"{DAG_ID}.py")
     assert not bag.import_errors
     return bag.dags[DAG_ID]
+
+
+def test_the_send_is_the_third_task_to_start(campaign_dag):
+    """Every task before the send pays a task's start-up, so only two stand in line before it."""
+
+    def tasks_before(task_id: str) -> int:
+        upstream = campaign_dag.get_task(task_id).upstream_task_ids
+        return max((1 + tasks_before(u) for u in upstream), default=0)
+
+    assert {name: tasks_before(f"send_{name}") for name in ("sms", "mms")} == {"sms": 2, "mms": 2}
+    # the dry-run check stands beside the plan and in front of the send
+    assert campaign_dag.get_task("send_sms").upstream_task_ids == {"plan_sms", "confirm_sms"}
+    assert campaign_dag.get_task("plan_sms").upstream_task_ids == {"stage_audience", "choose_kind"}
 
 
 @pytest.mark.parametrize(
@@ -99,21 +127,25 @@ def test_trigger_with_bad_input_is_refused_by_the_cli(run_campaign, sandbox):
 
 
 def test_dry_run_plans_without_sending(run_campaign, sandbox):
+    events = batches_events()
     result = run_campaign({"dry_run": True})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '"dry_run": true' in result.stdout
     assert '"recipients": 2961' in result.stdout
     assert send_requests(sandbox) == []
     assert sandbox.messages() == []
+    assert batches_events() == events  # nothing registered: no status run started
 
 
 def test_send_reaches_every_valid_member_once(run_campaign, sandbox):
+    events = batches_events()
     result = run_campaign({"dry_run": False})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     messages = sandbox.messages()
     assert len(messages) == 2961
     assert max(Counter(m["mobile"] for m in messages).values()) == 1
     assert all("會員點數為" in m["text"] for m in messages)
+    assert batches_events() == events + 1  # one event starts the status sync
 
 
 def test_budget_cap_stops_before_the_first_send(run_campaign, sandbox):
