@@ -36,6 +36,27 @@ settings.register_profile("every8d", deadline=None, suppress_health_check=[Healt
 settings.load_profile("every8d")
 
 
+#: The longest test files (a few minutes between them), started first: `make test` runs the suite on
+#: two workers one file at a time (pytest-xdist, ``--dist loadfile``), and a long file started last
+#: would leave the other worker idle for its whole length.
+LONGEST_FIRST = (
+    "topology/test_celery_topology.py",
+    "campaign/test_campaign_fencing.py",
+    "ui/test_connection_form.py",
+    "test_analysts.py",
+    "test_bench_smoke.py",
+    "dags/test_send_campaign_dag.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(REPO / "tests").as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """A migrated Airflow metadata DB (SQLite) in a temporary AIRFLOW_HOME."""

@@ -99,7 +99,9 @@ def test_the_sensor_defers_and_completes_in_a_dag_run(
         # Let the messages become final only once the sensor has looked (and found them pending).
         deadline = time.monotonic() + 120
         while not [r for r in sandbox.requests() if r["endpoint"] == "getDeliveryStatus"]:
-            assert dag_run.poll() is None and time.monotonic() < deadline, "the sensor never polled"
+            if dag_run.poll() is not None:
+                pytest.fail(f"the DAG run ended before the sensor polled:\n{dag_run.stdout.read()[-3000:]}")
+            assert time.monotonic() < deadline, "the sensor never polled"
             time.sleep(0.1)
         sandbox.advance(3600)
         output, _ = dag_run.communicate(timeout=120)
