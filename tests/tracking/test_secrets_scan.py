@@ -18,7 +18,6 @@ import html
 import json
 import logging
 import os
-import sqlite3
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -164,7 +163,7 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(
     dag.test()
     sandbox.clear_faults()
     dag.test()
-    xcom = _xcom_values(Path(os.environ["AIRFLOW_HOME"]))
+    xcom = _xcom_values()
     # The shard tasks' results (counts, and the errors of the faulted run) are the DAG's XCom.
     assert any("polled" in value for value in xcom), "the DAG's XCom must be part of the scan"
 
@@ -203,9 +202,15 @@ def _texts(error: BaseException) -> list[str]:
     ]
 
 
-def _xcom_values(home: Path) -> list[str]:
-    with sqlite3.connect(home / "airflow.db") as db:
-        return [str(value) for (value,) in db.execute("SELECT value FROM xcom")]
+def _xcom_values() -> list[str]:
+    """Every XCom value in the metadata DB, read through Airflow's own session (``dag.test`` wrote them
+    through it; a second raw SQLite connection beside it once failed with "disk I/O error")."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [str(value) for value in session.scalars(select(XComModel.value))]
 
 
 def _file_texts(roots: list[Path]) -> dict[str, str]:
