@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,10 +68,19 @@ def run_shard(shard: int, shards: int) -> dict:
     from every8d.pipelines import delivery_status as tasks
 
     baseline = rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     result = tasks.sync_status_shard({}, {"shard": shard, "shards": shards})
     # Where the peak comes from: Arrow's own pool (parsing, spools, staged groups) is one part.
     arrow_peak = pyarrow.default_memory_pool().max_memory() / 2**20
-    return {**result, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline, "arrow_peak_mb": arrow_peak}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        **result,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+        "arrow_peak_mb": arrow_peak,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+    }
 
 
 def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_ids: list[str], per_batch: int) -> dict:
@@ -292,7 +302,12 @@ def main() -> None:
             "shard_process_seconds": round(shards_done - spawned, 2),
             "shard_sync_seconds": round(max(s["seconds"] for s in shards), 2),
             "fetch_seconds_summed": round(sum(s["fetch_seconds"] for s in shards), 2),
+            "shard_cpu_seconds": round(sum(s["cpu_seconds"] for s in shards), 2),
             "export_seconds": round(time.perf_counter() - shards_done, 2),
+            **{  # the merging thread's seconds by phase, summed over merges and shards
+                f"merge_{name}_seconds": round(sum(s["phases"].get(name, 0.0) for s in shards), 2)
+                for name in sorted({name for s in shards for name in s["phases"]})
+            },
         }
         with open_warehouse(target) as warehouse:
             rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()

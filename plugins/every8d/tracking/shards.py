@@ -151,11 +151,21 @@ class ShardResult:
     merges: int = 0
     fetch_seconds: float = 0.0
     merge_seconds: float = 0.0
+    #: Where the merging went, summed over merges: staging, merge, bookkeeping, commit (seconds).
+    phases: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
+        return out
+
+    def timed(self, phase: str, since: float) -> float:
+        """Add the seconds from ``since`` to ``phase``; returns now (the next phase's start)."""
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - since
+        return now
 
 
 class ShardIncomplete(RuntimeError):
@@ -206,7 +216,7 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
         )
     incoming = pa.concat_tables(tables)
     warehouse.execute_over(
-        incoming.to_reader(),
+        incoming,
         lambda source: insert + PageSpool.staging_select(source, batch_column="every8d_batch_id"),
         [now, "poll"],
     )
@@ -228,10 +238,13 @@ def merge_fetched(
 ) -> None:
     """One transaction for ``group``: stage every spool, merge once, then per batch the close
     rules and the poll's bookkeeping, and the replies (the same rules as ``sync.merge_spool``)."""
+    mark = time.perf_counter()
     with warehouse.transaction():
         merge.clear_staging(warehouse)
         _stage(warehouse, group, now)
+        mark = result.timed("stage", mark)
         counts = merge.merge_staged(warehouse, now=now)
+        mark = result.timed("merge", mark)
         held = {
             r["batch_id"]: (int(r["messages"]), int(r["final"]))
             for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()
@@ -271,6 +284,8 @@ def merge_fetched(
         replies = [f.replies for f in group if f.replies is not None and f.replies.num_rows]
         if replies:
             result.replies += record_replies(warehouse, pa.concat_tables(replies), now=now)
+        mark = result.timed("book", mark)
+    result.timed("commit", mark)
     result.history_rows += counts.history
     result.message_rows += counts.messages
     result.polled += len(group)

@@ -141,9 +141,12 @@ class Warehouse(ABC):
 
     @abstractmethod
     def execute_over(
-        self, reader: pa.RecordBatchReader, sql_for_source: Any, parameters: Sequence[Any] | None = None
+        self,
+        reader: pa.RecordBatchReader | pa.Table,
+        sql_for_source: Any,
+        parameters: Sequence[Any] | None = None,
     ) -> int:
-        """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name.
+        """Run one statement that reads ``reader`` (a stream, scanned once, or a table) under a temp name.
 
         ``sql_for_source(name)`` returns the statement; the affected row count where the driver tells it.
         """

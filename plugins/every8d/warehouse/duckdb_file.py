@@ -102,15 +102,23 @@ class DuckDbWarehouse(Warehouse):
             raise RuntimeError("no open transaction: use `with warehouse.transaction():`")
         return self._active
 
-    def _with_view(self, reader: pa.RecordBatchReader, run: Callable[[str], int]) -> int:
+    def _with_view(self, reader: pa.RecordBatchReader | pa.Table, run: Callable[[str], int]) -> int:
         view = f"every8d_incoming_{uuid.uuid4().hex[:12]}"
-        counted = CountingReader(reader)
-        self.connection.register(view, counted.reader())
+        if isinstance(reader, pa.Table):
+            # Scanned by DuckDB itself, in parallel and without the GIL (a Python stream of
+            # batches takes the GIL for each batch: slow while other threads parse pages).
+            self.connection.register(view, reader)
+            rows = reader.num_rows
+        else:
+            counted = CountingReader(reader)
+            self.connection.register(view, counted.reader())
         try:
             affected = run(view)
         finally:
             self.connection.unregister(view)
-        return affected if affected >= 0 else counted.rows
+        if affected >= 0:
+            return affected
+        return rows if isinstance(reader, pa.Table) else counted.rows
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -146,7 +154,7 @@ class DuckDbWarehouse(Warehouse):
 
     def execute_over(
         self,
-        reader: pa.RecordBatchReader,
+        reader: pa.RecordBatchReader | pa.Table,
         sql_for_source: Callable[[str], str],
         parameters: Sequence[Any] | None = None,
     ) -> int:
