@@ -37,6 +37,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,20 +181,32 @@ class ShardIncomplete(RuntimeError):
         )
 
 
-#: A spool above this many rows is staged on its own (streamed), not read into one statement with others.
+#: A spool above this many rows is staged on its own (streamed), not read into memory with others.
 GROUP_STAGE_ROWS = 50_000
 
 
+def _in_memory(group: Sequence[Fetched]) -> list[Fetched]:
+    return [f for f in group if f.spool.rows <= GROUP_STAGE_ROWS]
+
+
+def _staged_rows(group: Sequence[Fetched], now: datetime) -> pa.Table:
+    """The small spools of ``group`` as one Arrow table in the staging shape (a few MB)."""
+    return pa.concat_tables(
+        [f.spool.staged_table(f.batch.batch_id, source="poll", observed_at=now) for f in _in_memory(group)]
+    )
+
+
 def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> None:
-    """Stage every spool of ``group``; on DuckDB the small ones together, as one Arrow table in one
-    statement (one statement per batch cost more than the merge itself)."""
+    """Fill the staging table with every spool of ``group``; on DuckDB the big ones streamed, the
+    small ones together, as one Arrow table in one statement (one statement per batch cost more
+    than the merge itself)."""
     if not warehouse.sql.scans_arrow:
         for fetched in group:
             with fetched.spool.staged(fetched.batch.batch_id, source="poll", observed_at=now) as staged:
                 warehouse.append(STATUS_STAGING.name, staged)
         return
-    insert = f"INSERT INTO {STATUS_STAGING.name} ({', '.join(STATUS_STAGING.schema.names)}) "
-    small = [f for f in group if f.spool.rows <= GROUP_STAGE_ROWS]
+    names = ", ".join(STATUS_STAGING.schema.names)
+    insert = f"INSERT INTO {STATUS_STAGING.name} ({names}) "
     for fetched in group:
         if fetched.spool.rows > GROUP_STAGE_ROWS:
             with fetched.spool.reader() as rows:
@@ -202,24 +215,10 @@ def _stage(warehouse: Warehouse, group: Sequence[Fetched], now: datetime) -> Non
                     lambda source, spool=fetched.spool: insert + spool.staging_select(source),
                     [fetched.batch.batch_id, now, "poll"],
                 )
-    if not small:
-        return
-    # One Arrow table for the group (small spools: a few MB), one statement, no per-batch scans.
-    tables = []
-    for fetched in small:
-        with fetched.spool.reader() as rows:
-            table = rows.read_all()
-        tables.append(
-            table.append_column(
-                "every8d_batch_id", pa.repeat(fetched.batch.batch_id, table.num_rows).cast(pa.string())
-            )
+    if _in_memory(group):
+        warehouse.execute_over(
+            _staged_rows(group, now), lambda source: f"{insert} SELECT {names} FROM {source}"
         )
-    incoming = pa.concat_tables(tables)
-    warehouse.execute_over(
-        incoming,
-        lambda source: insert + PageSpool.staging_select(source, batch_column="every8d_batch_id"),
-        [now, "poll"],
-    )
 
 
 _GROUP_COUNTS = f"""
@@ -239,9 +238,15 @@ def merge_fetched(
     """One transaction for ``group``: stage every spool, merge once, then per batch the close
     rules and the poll's bookkeeping, and the replies (the same rules as ``sync.merge_spool``)."""
     mark = time.perf_counter()
-    with warehouse.transaction():
-        merge.clear_staging(warehouse)
-        _stage(warehouse, group, now)
+    # On DuckDB a group of small spools is not copied into a staging table: the merge reads the
+    # group's Arrow table in place, under the staging table's name.
+    in_place = warehouse.sql.scans_arrow and len(_in_memory(group)) == len(group)
+    with warehouse.transaction(), ExitStack() as staging:
+        if in_place:
+            staging.enter_context(warehouse.arrow_view(STATUS_STAGING.name, _staged_rows(group, now)))
+        else:
+            merge.clear_staging(warehouse)
+            _stage(warehouse, group, now)
         mark = result.timed("stage", mark)
         counts = merge.merge_staged(warehouse, now=now)
         mark = result.timed("merge", mark)
@@ -280,7 +285,9 @@ def merge_fetched(
         merge.record_polls(warehouse, polls, now=now)
         if changed:
             merge.mark_dirty(warehouse)
-        merge.clear_staging(warehouse)
+        staging.close()
+        if not in_place:
+            merge.clear_staging(warehouse)
         replies = [f.replies for f in group if f.replies is not None and f.replies.num_rows]
         if replies:
             result.replies += record_replies(warehouse, pa.concat_tables(replies), now=now)

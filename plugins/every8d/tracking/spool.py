@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from every8d.atomic import atomic_path
 from every8d.client.results import StatusPage
@@ -108,6 +109,32 @@ class PageSpool:
             FROM {source}
         """
 
+    def staged_table(self, batch_id: str, *, source: str, observed_at: datetime) -> pa.Table:
+        """The spooled rows in the ``every8d_status_staging`` shape, in memory (for small spools):
+        the rows :meth:`staging_select` makes, numbered with :func:`occurrences` instead of SQL."""
+        with self.reader() as rows:
+            table = rows.read_all()
+        count = table.num_rows
+        mr = table.column("record_id")
+        columns = {
+            "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), count),
+            "mobile": table.column("mobile"),
+            "seq": pa.array(occurrences(table.column("mobile"), table.column("ordinal").to_numpy())),
+            "mr": pc.if_else(pc.equal(mr, ""), pa.scalar(None, pa.string()), mr),
+            "name": table.column("name"),
+            "sent_at": table.column("sent_at"),
+            "received_at": table.column("received_at"),
+            "points": table.column("points"),
+            "status": table.column("status"),
+            "observed_at": pa.repeat(
+                pa.scalar(observed_at, STATUS_STAGING.schema.field("observed_at").type), count
+            ),
+            "source": pa.repeat(pa.scalar(source, pa.string()), count),
+        }
+        return pa.Table.from_arrays(
+            [columns[f.name] for f in STATUS_STAGING.schema], schema=STATUS_STAGING.schema
+        )
+
     @contextmanager
     def staged(
         self, batch_id: str, *, source: str, observed_at: datetime, batch_size: int = 100_000
@@ -125,6 +152,23 @@ class PageSpool:
             yield pa.RecordBatchReader.from_batches(
                 STATUS_STAGING.schema, (_conform(b, STATUS_STAGING.schema) for b in reader)
             )
+
+
+def occurrences(keys: pa.Array | pa.ChunkedArray, order: np.ndarray) -> np.ndarray:
+    """For each row, which occurrence of its key it is (1, 2, ...) in the order ``order`` gives
+    (the rows' ranks): ``row_number() OVER (PARTITION BY key ORDER BY order)``, in numpy."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    rows = np.lexsort((order, codes))  # by key, then order
+    ranked = codes[rows]
+    position = np.arange(len(rows))
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    run_start = np.maximum.accumulate(np.where(first, position, 0))
+    seq = np.empty(len(rows), dtype=np.int32)
+    seq[rows] = position - run_start + 1
+    return seq
 
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:

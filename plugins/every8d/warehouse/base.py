@@ -151,6 +151,13 @@ class Warehouse(ABC):
         ``sql_for_source(name)`` returns the statement; the affected row count where the driver tells it.
         """
 
+    @contextmanager
+    def arrow_view(self, name: str, table: pa.Table) -> Iterator[None]:
+        """Inside a transaction, ``table`` readable as ``name`` (in place of a temporary table of
+        that name) until the block ends; only where ``sql.scans_arrow``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read Arrow data in place")
+        yield
+
     @abstractmethod
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
         """Bulk-insert ``reader`` into existing table ``name`` (columns by name); rows written."""

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,17 @@ class DuckDbWarehouse(Warehouse):
         """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name."""
         with self.transaction():
             return self._with_view(reader, lambda view: self.execute(sql_for_source(view), parameters))
+
+    @contextmanager
+    def arrow_view(self, name: str, table: pa.Table) -> Iterator[None]:
+        """``table`` as the view ``name`` (no copy; it hides a table of that name) for the block."""
+        with self.transaction():
+            self.connection.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")  # an empty staging table
+            self.connection.register(name, table)
+            try:
+                yield
+            finally:
+                self.connection.unregister(name)
 
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
         names = ", ".join(quote(c) for c in reader.schema.names)
