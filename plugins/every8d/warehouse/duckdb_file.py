@@ -39,16 +39,23 @@ class DuckDbWarehouse(Warehouse):
     :param path: the database file (its folder is created), or ``:memory:``.
     :param lock_timeout: seconds to keep retrying while another process holds the file.
     :param memory_limit: DuckDB's ``memory_limit`` for each connection, e.g. ``"512MB"``.
+    :param threads: DuckDB's ``threads`` for each connection (None: DuckDB's default, one per core).
     """
 
     dialect = "duckdb"
 
     def __init__(
-        self, path: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, memory_limit: str | None = None
+        self,
+        path: str | Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        memory_limit: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = str(path)
         self.lock_timeout = lock_timeout
         self.memory_limit = memory_limit
+        self.threads = threads
         self._in_memory = self.path == MEMORY
         if not self._in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +72,8 @@ class DuckDbWarehouse(Warehouse):
         config: dict[str, str | bool | int | float | list[str]] = (
             {"memory_limit": self.memory_limit} if self.memory_limit else {}
         )
+        if self.threads:
+            config["threads"] = int(self.threads)
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.05
         while True:
