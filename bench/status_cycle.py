@@ -9,7 +9,7 @@ untimed, so both sides meet a warm sandbox.  Then:
 - project: what one run of ``every8d_delivery_status`` does, with its real
   task functions: ``plan_shards`` (in this process), then every shard in a
   child process of its own, all at once (as the pool lets the shard task
-  instances run), each ``sync_status_shard`` (batches fetched 8 at a time,
+  instances run), each ``sync_status_shard`` (batches fetched 32 at a time,
   replies too, merged as they arrive into one DuckDB file, messages + history +
   batch bookkeeping, group commits), then ``export_parquet``.  ``seconds``
   runs from the plan to the end of the export, child start-up and imports

@@ -16,6 +16,15 @@ left out of the inserts, and known messages are changed by one
 ``UPDATE ... FROM`` (MySQL: ``UPDATE ... JOIN``) the staged rows.  Every
 spelling leaves the same rows; the dialect objects
 (:mod:`every8d.warehouse.dialects`) hold the differences.
+
+Without an index (DuckDB) an anti-join against a whole table builds a hash
+table of it, so a merge would cost more as the tables grow.  There the staged
+rows are compared with the staged batches' rows only (``batch_id IN`` the
+staged batches: one column scanned), and when none of the staged batches has a
+message row yet (one ``LIMIT 1`` probe) -- a batch's first poll, the usual case
+-- there is nothing to compare with: the rows are simply inserted.  History
+rows are only ever written with their message rows, so such a batch has no
+history either.
 """
 
 from __future__ import annotations
