@@ -28,10 +28,12 @@ tables (batches seen for the first time are plain inserts, known ones are
 compared with their own rows only, see :func:`every8d.tracking.merge.merge_staged`),
 so its cost is flat as the tables grow, but every transaction pays a floor: the
 file opened, and a checkpoint when it commits and closes (~0.2 s however few the
-rows).  The merging thread alone, 1,000 batches x 1,000 rows on 2 cores: 100
-batches per transaction ~5 s (0.10 s staging, 0.11 s merge, 0.05 s bookkeeping,
-0.19 s commit each); 10 per transaction ~14 s; batch by batch ~87 s, more than
-the whole pass may take.  So the default group stays at 100,000 rows.
+rows).  The merging thread alone (1 DuckDB thread, 1,000 messages per batch, 2
+cores at load ~2): 100 batches per transaction, 1,000 batches in 3.3 s (0.05 s
+staging, 0.08 s merge, 0.04 s bookkeeping, 0.16 s commit each); 10 per
+transaction 14.1 s (the checkpoint at close is 8.1 s of it); batch by batch 49
+ms a batch (200 batches in 9.7 s), ~49 s per 1,000: a third of the 5x goal's
+whole pass in commits alone.  So the default group stays at 100,000 rows.
 
 A batch whose messages pushes already made all final closes without a poll
 (:func:`close_settled_batches`).
@@ -58,7 +60,7 @@ import pyarrow as pa
 from every8d.tracking import merge
 from every8d.tracking.replies import fetch_replies, record_replies
 from every8d.tracking.schedule import close_reason
-from every8d.tracking.spool import PageSpool
+from every8d.tracking.spool import PageSpool, staged_rows
 from every8d.tracking.sync import DueBatch, SyncOptions, due_batches, fetch_status_pages
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, MESSAGES, STATUS_STAGING, ensure_tracking_tables
@@ -201,8 +203,12 @@ def _in_memory(group: Sequence[Fetched]) -> list[Fetched]:
 
 def _staged_rows(group: Sequence[Fetched], now: datetime) -> pa.Table:
     """The small spools of ``group`` as one Arrow table in the staging shape (a few MB)."""
-    return pa.concat_tables(
-        [f.spool.staged_table(f.batch.batch_id, source="poll", observed_at=now) for f in _in_memory(group)]
+    small = _in_memory(group)
+    return staged_rows(
+        [f.spool.read_table() for f in small],
+        [f.batch.batch_id for f in small],
+        source="poll",
+        observed_at=now,
     )
 
 

@@ -13,7 +13,7 @@ pages arrive, so no lock is held while the gateway is slow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -109,31 +109,10 @@ class PageSpool:
             FROM {source}
         """
 
-    def staged_table(self, batch_id: str, *, source: str, observed_at: datetime) -> pa.Table:
-        """The spooled rows in the ``every8d_status_staging`` shape, in memory (for small spools):
-        the rows :meth:`staging_select` makes, numbered with :func:`occurrences` instead of SQL."""
+    def read_table(self) -> pa.Table:
+        """The spooled rows, in memory (``SPOOL_SCHEMA``)."""
         with self.reader() as rows:
-            table = rows.read_all()
-        count = table.num_rows
-        mr = table.column("record_id")
-        columns = {
-            "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), count),
-            "mobile": table.column("mobile"),
-            "seq": pa.array(occurrences(table.column("mobile"), table.column("ordinal").to_numpy())),
-            "mr": pc.if_else(pc.equal(mr, ""), pa.scalar(None, pa.string()), mr),
-            "name": table.column("name"),
-            "sent_at": table.column("sent_at"),
-            "received_at": table.column("received_at"),
-            "points": table.column("points"),
-            "status": table.column("status"),
-            "observed_at": pa.repeat(
-                pa.scalar(observed_at, STATUS_STAGING.schema.field("observed_at").type), count
-            ),
-            "source": pa.repeat(pa.scalar(source, pa.string()), count),
-        }
-        return pa.Table.from_arrays(
-            [columns[f.name] for f in STATUS_STAGING.schema], schema=STATUS_STAGING.schema
-        )
+            return rows.read_all()
 
     @contextmanager
     def staged(
@@ -154,14 +133,11 @@ class PageSpool:
             )
 
 
-def occurrences(keys: pa.Array | pa.ChunkedArray, order: np.ndarray) -> np.ndarray:
+def occurrences(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
     """For each row, which occurrence of its key it is (1, 2, ...) in the order ``order`` gives
     (the rows' ranks): ``row_number() OVER (PARTITION BY key ORDER BY order)``, in numpy."""
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
-    rows = np.lexsort((order, codes))  # by key, then order
-    ranked = codes[rows]
+    rows = np.lexsort((order, keys))  # by key, then order
+    ranked = keys[rows]
     position = np.arange(len(rows))
     first = np.ones(len(rows), dtype=bool)
     first[1:] = ranked[1:] != ranked[:-1]
@@ -169,6 +145,36 @@ def occurrences(keys: pa.Array | pa.ChunkedArray, order: np.ndarray) -> np.ndarr
     seq = np.empty(len(rows), dtype=np.int32)
     seq[rows] = position - run_start + 1
     return seq
+
+
+def staged_rows(
+    spooled: Sequence[pa.Table], batch_ids: Sequence[str], *, source: str, observed_at: datetime
+) -> pa.Table:
+    """Many batches' spooled rows (``SPOOL_SCHEMA`` tables, one per batch id) in the
+    ``every8d_status_staging`` shape, in memory: the rows :meth:`PageSpool.staging_select` makes,
+    ``seq`` numbered by :func:`occurrences`.  A few calls for the whole group, not per batch
+    (each call hands the GIL over, slow while fetch threads parse pages)."""
+    table = pa.concat_tables(spooled) if spooled else SPOOL_SCHEMA.empty_table()
+    count = table.num_rows
+    batch = np.repeat(np.arange(len(spooled), dtype=np.int64), [t.num_rows for t in spooled])
+    mobile = table.column("mobile").combine_chunks()
+    codes = pc.dictionary_encode(mobile).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys = batch * (int(codes.max(initial=0)) + 1) + codes  # (batch, number) as one integer
+    ordinal = table.column("ordinal").to_numpy()
+    record_id = table.column("record_id")
+    schema = STATUS_STAGING.schema
+    columns = {
+        "batch_id": pa.DictionaryArray.from_arrays(pa.array(batch), pa.array(batch_ids, pa.string())).cast(
+            pa.string()
+        ),
+        "mobile": mobile,
+        "seq": pa.array(occurrences(keys, ordinal)),
+        "mr": pc.if_else(pc.equal(record_id, ""), pa.scalar(None, pa.string()), record_id),
+        "observed_at": pa.repeat(pa.scalar(observed_at, schema.field("observed_at").type), count),
+        "source": pa.repeat(pa.scalar(source, pa.string()), count),
+    }
+    arrays = [columns[f.name] if f.name in columns else table.column(f.name) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:
