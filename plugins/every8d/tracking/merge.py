@@ -264,6 +264,8 @@ class MergeCounts:
 
     history: int
     messages: int
+    #: The staged batches had no message rows before: their rows now are exactly the staged ones.
+    first_sight: bool = False
 
     @property
     def changed(self) -> bool:
@@ -278,7 +280,7 @@ def merge_staged(warehouse: Warehouse, *, now: datetime) -> MergeCounts:
         # Their history is empty too: history rows are only written with their message rows.
         history = warehouse.execute(sql.history_first)
         inserted = warehouse.execute(sql.insert_first, [now, now])
-        return MergeCounts(max(history, 0), max(inserted, 0))
+        return MergeCounts(max(history, 0), max(inserted, 0), first_sight=True)
     history = warehouse.execute(sql.history_from_staging)
     if sql.by_key:
         messages = warehouse.execute(sql.messages_from_staging, [now, now])

@@ -243,6 +243,18 @@ FROM {MESSAGES.name} WHERE batch_id IN (SELECT DISTINCT batch_id FROM {STATUS_ST
 """
 
 
+#: The same counts when the staged batches had no message rows before the merge: the staged rows
+#: of registered batches are then exactly their rows (no scan of every8d_messages).
+_FIRST_SIGHT_COUNTS = f"""
+SELECT s.batch_id, count(*) AS messages,
+       COALESCE(sum(CASE WHEN COALESCE(c.is_final, FALSE) THEN 1 ELSE 0 END), 0) AS final
+FROM {STATUS_STAGING.name} s
+JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
+LEFT JOIN every8d_status_codes c ON c.status = s.status
+GROUP BY s.batch_id
+"""
+
+
 def merge_fetched(
     warehouse: Warehouse,
     group: Sequence[Fetched],
@@ -268,7 +280,9 @@ def merge_fetched(
         mark = result.timed("merge", mark)
         held = {
             r["batch_id"]: (int(r["messages"]), int(r["final"]))
-            for r in warehouse.query_arrow(_GROUP_COUNTS).to_pylist()
+            for r in warehouse.query_arrow(
+                _FIRST_SIGHT_COUNTS if counts.first_sight else _GROUP_COUNTS
+            ).to_pylist()
         }
         changed = counts.changed
         polls = []
