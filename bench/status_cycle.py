@@ -9,7 +9,7 @@ untimed, so both sides meet a warm sandbox.  Then:
 - project: what one run of ``every8d_delivery_status`` does, with its real
   task functions: ``plan_shards`` (in this process), then every shard in a
   child process of its own, all at once (as the pool lets the shard task
-  instances run), each ``sync_status_shard`` (batches fetched 8 at a time,
+  instances run), each ``sync_status_shard`` (batches fetched 32 at a time,
   replies too, merged as they arrive into one DuckDB file, messages + history +
   batch bookkeeping, group commits), then ``export_parquet``.  ``seconds``
   runs from the plan to the end of the export, child start-up and imports
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,9 @@ from memory import peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path as 
 FIXED_TASKS = 4  # merge_pushes, plan_shards, summarize, export_parquet
 ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
 DUCKDB_MEMORY_LIMIT = "96MB"
+#: One DuckDB thread: on 2 cores shared with 32 fetch threads and the sandbox, faster and ~15 MB less.
+ENV_THREADS = "AIRFLOW__EVERY8D__DUCKDB_THREADS"
+DUCKDB_THREADS = "1"
 
 
 # -- children ---------------------------------------------------------------------------------------
@@ -67,10 +71,19 @@ def run_shard(shard: int, shards: int) -> dict:
     from every8d.pipelines import delivery_status as tasks
 
     baseline = rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     result = tasks.sync_status_shard({}, {"shard": shard, "shards": shards})
     # Where the peak comes from: Arrow's own pool (parsing, spools, staged groups) is one part.
     arrow_peak = pyarrow.default_memory_pool().max_memory() / 2**20
-    return {**result, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline, "arrow_peak_mb": arrow_peak}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        **result,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+        "arrow_peak_mb": arrow_peak,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+    }
 
 
 def run_naive(work: Path, base_url: str, uid: str, pwd: str, batch_ids: list[str], per_batch: int) -> dict:
@@ -233,6 +246,7 @@ def main() -> None:
     batches = args.batches or (100 if args.quick else 1000)
     messages = batches * args.messages
     memory_limit = os.environ.get(ENV_MEMORY_LIMIT) or DUCKDB_MEMORY_LIMIT
+    threads = os.environ.get(ENV_THREADS) or DUCKDB_THREADS
     with (
         tempfile.TemporaryDirectory(prefix="every8d-bench-cycle-") as folder,
         SandboxServer(
@@ -256,6 +270,7 @@ def main() -> None:
             "EVERY8D_WAREHOUSE": target,
             "EVERY8D_PARQUET_ROOT": str(work / "parquet"),
             ENV_MEMORY_LIMIT: memory_limit,
+            ENV_THREADS: threads,
         }
         if args.shards:
             env["EVERY8D_STATUS_SHARDS"] = str(args.shards)
@@ -292,7 +307,12 @@ def main() -> None:
             "shard_process_seconds": round(shards_done - spawned, 2),
             "shard_sync_seconds": round(max(s["seconds"] for s in shards), 2),
             "fetch_seconds_summed": round(sum(s["fetch_seconds"] for s in shards), 2),
+            "shard_cpu_seconds": round(sum(s["cpu_seconds"] for s in shards), 2),
             "export_seconds": round(time.perf_counter() - shards_done, 2),
+            **{  # the merging thread's seconds by phase, summed over merges and shards
+                f"merge_{name}_seconds": round(sum(s["phases"].get(name, 0.0) for s in shards), 2)
+                for name in sorted({name for s in shards for name in s["phases"]})
+            },
         }
         with open_warehouse(target) as warehouse:
             rows = warehouse.query_arrow("SELECT count(*) AS n FROM every8d_messages").column("n")[0].as_py()
@@ -371,6 +391,7 @@ def main() -> None:
                 "arrow_peak_mb": round(max(s["arrow_peak_mb"] for s in shards), 1),
                 **phases,
                 "duckdb_memory_limit": memory_limit,
+                "duckdb_threads": threads,
                 "load_average": round(load, 2),
             }
         )

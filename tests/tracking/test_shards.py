@@ -81,6 +81,51 @@ def test_every_shard_polls_only_its_batches_and_together_they_poll_each_once(
     )
 
 
+def test_a_group_of_new_and_known_batches_merges_like_one_batch_at_a_time(
+    sandbox, every8d_conn_env, warehouse_target
+):
+    """One merge holding a batch seen before (its messages pending) and batches never seen: the new
+    ones are inserted as they are, the known one moves on, one history row per change; a replay of the
+    same group changes nothing (on DuckDB the two kinds take different statements)."""
+    warehouse = open_warehouse(warehouse_target)
+    sandbox.set_outcomes({"0001": 101})
+    known = send_batch(sandbox, warehouse, numbers(3))
+    hook = Every8dHook()
+    first = sync_shard(warehouse, hook, shard=0, shards=1, clock=lambda: known.sent_at)
+    assert (first.polled, first.closed, first.history_rows) == (1, 0, 3)
+    fresh = [send_batch(sandbox, warehouse, numbers(4, 100 * n)) for n in (1, 2)]
+    sandbox.advance(3600)
+    later = known.sent_at + timedelta(hours=2)
+    second = sync_shard(warehouse, hook, shard=0, shards=1, merge_group=3, clock=lambda: later)
+    assert (second.polled, second.merges, second.closed) == (3, 1, 3)
+    assert second.history_rows == 3 + 8  # the known batch's three changes, every new message once
+    for batch in (known, *fresh):
+        assert table_rows(warehouse, batch.batch_id) == sandbox_rows(sandbox, batch.batch_id)
+    history = warehouse.query_arrow(
+        "SELECT batch_id, mobile, status, previous_status FROM every8d_status_history "
+        "ORDER BY batch_id, mobile, observed_at"
+    ).to_pylist()
+    assert [(h["status"], h["previous_status"]) for h in history if h["batch_id"] == known.batch_id] == [
+        (0, None),
+        (100, 0),
+        (0, None),
+        (101, 0),  # the number set to fail
+        (0, None),
+        (100, 0),
+    ]
+    assert all(h["previous_status"] is None for h in history if h["batch_id"] != known.batch_id)
+    state = snapshot(warehouse)
+    # The same observations again (every batch due once more by the clock): nothing changes but the polls.
+    warehouse.execute("UPDATE every8d_batches SET state = 'open', next_poll_at = sent_at")
+    replay = sync_shard(warehouse, hook, shard=0, shards=1, merge_group=3, clock=lambda: later)
+    hook.close()
+    assert (replay.polled, replay.history_rows, replay.message_rows) == (3, 0, 0)
+    after = snapshot(warehouse)
+    assert {k: after[k] for k in state if k != "every8d_batches"} == {
+        k: state[k] for k in state if k != "every8d_batches"
+    }
+
+
 SHARD_PROCESS = """
 import json, sys
 from every8d.hooks.every8d import Every8dHook

@@ -16,6 +16,15 @@ left out of the inserts, and known messages are changed by one
 ``UPDATE ... FROM`` (MySQL: ``UPDATE ... JOIN``) the staged rows.  Every
 spelling leaves the same rows; the dialect objects
 (:mod:`every8d.warehouse.dialects`) hold the differences.
+
+Without an index (DuckDB) an anti-join against a whole table builds a hash
+table of it, so a merge would cost more as the tables grow.  There the staged
+rows are compared with the staged batches' rows only (``batch_id IN`` the
+staged batches: one column scanned), and when none of the staged batches has a
+message row yet (one ``LIMIT 1`` probe) -- a batch's first poll, the usual case
+-- there is nothing to compare with: the rows are simply inserted.  History
+rows are only ever written with their message rows, so such a batch has no
+history either.
 """
 
 from __future__ import annotations
@@ -39,16 +48,39 @@ _MEANING_ZH = "COALESCE(c.meaning_zh, '')"
 _HISTORY_COLUMNS = (
     "batch_id, mobile, seq, mr, status, status_group, is_final, previous_status, source, observed_at"
 )
-_HISTORY_SELECT = f"""
+#: The staged batches' rows of a table: what a merge compares the staged rows with (on DuckDB, where
+#: the tables have no index, a scan of one column instead of a hash table of the whole table).
+_STAGED_BATCHES = f"SELECT DISTINCT batch_id FROM {STATUS_STAGING.name}"
+
+
+def _of_staged_batches(table: str) -> str:
+    return f"(SELECT * FROM {table} WHERE batch_id IN ({_STAGED_BATCHES}))"
+
+
+def _history_select(messages: str) -> str:
+    """The staged rows that are changes, as history rows; ``messages``: the table (or its staged part)."""
+    return f"""
 SELECT s.batch_id, s.mobile, s.seq, COALESCE(s.mr, m.mr) AS mr, s.status, {_GROUP} AS status_group,
        {_FINAL} AS is_final, m.status AS previous_status, s.source, s.observed_at
 FROM {STATUS_STAGING.name} s
 JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
 LEFT JOIN every8d_status_codes c ON c.status = s.status
-LEFT JOIN {MESSAGES.name} m ON m.batch_id = s.batch_id AND m.mobile = s.mobile AND m.seq = s.seq
+LEFT JOIN {messages} m ON m.batch_id = s.batch_id AND m.mobile = s.mobile AND m.seq = s.seq
 WHERE m.batch_id IS NULL
    OR (NOT m.is_final AND (m.status <> s.status OR m.status_group <> {_GROUP}))
 """
+
+
+#: Every staged row as a history row: the staged batches have no messages (nor history) yet.
+_FIRST_HISTORY_SELECT = f"""
+SELECT s.batch_id, s.mobile, s.seq, s.mr, s.status, {_GROUP} AS status_group,
+       {_FINAL} AS is_final, CAST(NULL AS INTEGER) AS previous_status, s.source, s.observed_at
+FROM {STATUS_STAGING.name} s
+JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
+LEFT JOIN every8d_status_codes c ON c.status = s.status
+"""
+#: Whether any staged batch has message rows already (one row if so).
+_ANY_KNOWN = f"SELECT batch_id FROM {MESSAGES.name} WHERE batch_id IN ({_STAGED_BATCHES}) LIMIT 1"
 _HISTORY_INSERT = f"INSERT INTO {STATUS_HISTORY.name} ({_HISTORY_COLUMNS})"
 #: The history key: a message passes through each (status, group) once.
 _HISTORY_KNOWN = (
@@ -115,6 +147,12 @@ class MergeSql:
     """
 
     by_key: bool
+    #: The tables have no keys (DuckDB): the merge compares the staged rows with the staged batches'
+    #: rows only, and staged batches none of which has messages yet are simply inserted.
+    first_sight: bool
+    any_known: str  # first_sight only: a row if some staged batch has messages
+    history_first: str  # first_sight only: every staged row as history
+    insert_first: str  # first_sight only: every staged row as a message
     history_from_staging: str
     messages_from_staging: str  # by_key only
     update_messages: str  # otherwise, then insert_messages
@@ -142,12 +180,16 @@ JOIN {BATCHES.name} b ON b.batch_id = s.batch_id
 LEFT JOIN every8d_status_codes c ON c.status = s.status
 """
     by_key = d.conflict_update and bool(MESSAGES.key_on(d.name)) and bool(STATUS_HISTORY.key_on(d.name))
+    first_sight = not MESSAGES.key_on(d.name) and not STATUS_HISTORY.key_on(d.name)
     expire_select = _EXPIRE_SELECT.format(ts=ts, messages=MESSAGES.name)
+    # Without keys, the staged rows are compared with the staged batches' rows only.
+    messages_seen = _of_staged_batches(MESSAGES.name) if first_sight else MESSAGES.name
+    history_seen = _of_staged_batches(STATUS_HISTORY.name) if first_sight else STATUS_HISTORY.name
 
-    def new_history(select: str) -> str:
+    def new_history(select: str, history: str = STATUS_HISTORY.name) -> str:
         if STATUS_HISTORY.key_on(d.name):
             return d.insert_new(f"{_HISTORY_INSERT}\n{select}")
-        return f"{_HISTORY_INSERT}\n{d.anti_join(select, 'x', STATUS_HISTORY.name, 'h', _HISTORY_KNOWN)}"
+        return f"{_HISTORY_INSERT}\n{d.anti_join(select, 'x', history, 'h', _HISTORY_KNOWN)}"
 
     upsert_sets, upsert_where = _message_update(d, "excluded")
     update_sets, update_where = _message_update(d, "x")
@@ -164,16 +206,26 @@ LEFT JOIN every8d_status_codes c ON c.status = s.status
         if by_key
         else ""
     )
+    staged_only = f"t.batch_id IN ({_STAGED_BATCHES}) AND " if first_sight else ""
     return MergeSql(
         by_key=by_key,
-        history_from_staging=new_history(_HISTORY_SELECT),
+        first_sight=first_sight,
+        any_known=_ANY_KNOWN,
+        history_first=f"{_HISTORY_INSERT}\n{_FIRST_HISTORY_SELECT}",
+        insert_first=f"INSERT INTO {MESSAGES.name} ({_MESSAGE_COLUMNS})\n{messages_select}",
+        history_from_staging=new_history(_history_select(messages_seen), history_seen),
         messages_from_staging=messages_from_staging,
         update_messages=d.update_from(
-            MESSAGES.name, "t", update_sets, messages_select, "x", f"{_MESSAGE_KNOWN} AND ({update_where})"
+            MESSAGES.name,
+            "t",
+            update_sets,
+            messages_select,
+            "x",
+            f"{staged_only}{_MESSAGE_KNOWN} AND ({update_where})",
         ),
         insert_messages=(
             f"INSERT INTO {MESSAGES.name} ({_MESSAGE_COLUMNS})\n"
-            f"{d.anti_join(messages_select, 'x', MESSAGES.name, 't', _MESSAGE_KNOWN)}"
+            f"{d.anti_join(messages_select, 'x', messages_seen, 't', _MESSAGE_KNOWN)}"
         ),
         expire_history=new_history(expire_select),
         expire_messages=f"""
@@ -212,6 +264,8 @@ class MergeCounts:
 
     history: int
     messages: int
+    #: The staged batches had no message rows before: their rows now are exactly the staged ones.
+    first_sight: bool = False
 
     @property
     def changed(self) -> bool:
@@ -221,6 +275,12 @@ class MergeCounts:
 def merge_staged(warehouse: Warehouse, *, now: datetime) -> MergeCounts:
     """Apply everything in the staging table to history and messages (call inside a transaction)."""
     sql = merge_sql(warehouse.dialect)
+    if sql.first_sight and not warehouse.query_arrow(sql.any_known).num_rows:
+        # Batches seen for the first time (the usual poll): nothing to compare with, every row is new.
+        # Their history is empty too: history rows are only written with their message rows.
+        history = warehouse.execute(sql.history_first)
+        inserted = warehouse.execute(sql.insert_first, [now, now])
+        return MergeCounts(max(history, 0), max(inserted, 0), first_sight=True)
     history = warehouse.execute(sql.history_from_staging)
     if sql.by_key:
         messages = warehouse.execute(sql.messages_from_staging, [now, now])

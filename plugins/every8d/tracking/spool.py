@@ -13,13 +13,14 @@ pages arrive, so no lock is held while the gateway is slow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from every8d.atomic import atomic_path
 from every8d.client.results import StatusPage
@@ -108,6 +109,11 @@ class PageSpool:
             FROM {source}
         """
 
+    def read_table(self) -> pa.Table:
+        """The spooled rows, in memory (``SPOOL_SCHEMA``)."""
+        with self.reader() as rows:
+            return rows.read_all()
+
     @contextmanager
     def staged(
         self, batch_id: str, *, source: str, observed_at: datetime, batch_size: int = 100_000
@@ -125,6 +131,50 @@ class PageSpool:
             yield pa.RecordBatchReader.from_batches(
                 STATUS_STAGING.schema, (_conform(b, STATUS_STAGING.schema) for b in reader)
             )
+
+
+def occurrences(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For each row, which occurrence of its key it is (1, 2, ...) in the order ``order`` gives
+    (the rows' ranks): ``row_number() OVER (PARTITION BY key ORDER BY order)``, in numpy."""
+    rows = np.lexsort((order, keys))  # by key, then order
+    ranked = keys[rows]
+    position = np.arange(len(rows))
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    run_start = np.maximum.accumulate(np.where(first, position, 0))
+    seq = np.empty(len(rows), dtype=np.int32)
+    seq[rows] = position - run_start + 1
+    return seq
+
+
+def staged_rows(
+    spooled: Sequence[pa.Table], batch_ids: Sequence[str], *, source: str, observed_at: datetime
+) -> pa.Table:
+    """Many batches' spooled rows (``SPOOL_SCHEMA`` tables, one per batch id) in the
+    ``every8d_status_staging`` shape, in memory: the rows :meth:`PageSpool.staging_select` makes,
+    ``seq`` numbered by :func:`occurrences`.  A few calls for the whole group, not per batch
+    (each call hands the GIL over, slow while fetch threads parse pages)."""
+    table = pa.concat_tables(spooled) if spooled else SPOOL_SCHEMA.empty_table()
+    count = table.num_rows
+    batch = np.repeat(np.arange(len(spooled), dtype=np.int64), [t.num_rows for t in spooled])
+    mobile = table.column("mobile").combine_chunks()
+    codes = pc.dictionary_encode(mobile).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys = batch * (int(codes.max(initial=0)) + 1) + codes  # (batch, number) as one integer
+    ordinal = table.column("ordinal").to_numpy()
+    record_id = table.column("record_id")
+    schema = STATUS_STAGING.schema
+    columns = {
+        "batch_id": pa.DictionaryArray.from_arrays(pa.array(batch), pa.array(batch_ids, pa.string())).cast(
+            pa.string()
+        ),
+        "mobile": mobile,
+        "seq": pa.array(occurrences(keys, ordinal)),
+        "mr": pc.if_else(pc.equal(record_id, ""), pa.scalar(None, pa.string()), record_id),
+        "observed_at": pa.repeat(pa.scalar(observed_at, schema.field("observed_at").type), count),
+        "source": pa.repeat(pa.scalar(source, pa.string()), count),
+    }
+    arrays = [columns[f.name] if f.name in columns else table.column(f.name) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _spool_rows(first_ordinal: int, table: pa.Table) -> pa.Table:

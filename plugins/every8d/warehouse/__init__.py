@@ -10,7 +10,8 @@
 
 ``[every8d] duckdb_memory_limit`` caps DuckDB's memory per connection: ``512MB`` unless set
 (DuckDB's own default, 80% of the machine, is too much for a process among Airflow's
-workers; beyond the cap DuckDB spills to disk).
+workers; beyond the cap DuckDB spills to disk).  ``[every8d] duckdb_threads`` sets its threads
+(DuckDB's default: one per core).
 Implementations load lazily, so importing this package stays cheap.
 """
 
@@ -48,11 +49,12 @@ def open_warehouse(target: str | None = None) -> Warehouse:
 
         path = target[len(DUCKDB_SCHEME) :]
         memory_limit = settings.get("duckdb_memory_limit") or DEFAULT_DUCKDB_MEMORY_LIMIT
+        threads = int(settings.get("duckdb_threads") or 0) or None
         if path.startswith("/:memory:") or path == ":memory:":
-            return DuckDbWarehouse(":memory:", memory_limit=memory_limit)
+            return DuckDbWarehouse(":memory:", memory_limit=memory_limit, threads=threads)
         if not path.startswith("/"):
             raise ValueError("a DuckDB target needs an absolute path: duckdb:///abs/path.duckdb")
-        return DuckDbWarehouse(path, memory_limit=memory_limit)
+        return DuckDbWarehouse(path, memory_limit=memory_limit, threads=threads)
     if target.startswith(AIRFLOW_SCHEME):
         from every8d.warehouse.dbapi import DbApiWarehouse
 

@@ -141,12 +141,22 @@ class Warehouse(ABC):
 
     @abstractmethod
     def execute_over(
-        self, reader: pa.RecordBatchReader, sql_for_source: Any, parameters: Sequence[Any] | None = None
+        self,
+        reader: pa.RecordBatchReader | pa.Table,
+        sql_for_source: Any,
+        parameters: Sequence[Any] | None = None,
     ) -> int:
-        """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name.
+        """Run one statement that reads ``reader`` (a stream, scanned once, or a table) under a temp name.
 
         ``sql_for_source(name)`` returns the statement; the affected row count where the driver tells it.
         """
+
+    @contextmanager
+    def arrow_view(self, name: str, table: pa.Table) -> Iterator[None]:
+        """Inside a transaction, ``table`` readable as ``name`` (in place of a temporary table of
+        that name) until the block ends; only where ``sql.scans_arrow``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read Arrow data in place")
+        yield
 
     @abstractmethod
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:

@@ -286,11 +286,13 @@ class DbApiWarehouse(Warehouse):
 
     def execute_over(
         self,
-        reader: pa.RecordBatchReader,
+        reader: pa.RecordBatchReader | pa.Table,
         sql_for_source: Callable[[str], str | tuple[str, ...]],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Copy ``reader`` into a temporary table, run the statement over it, drop the table."""
+        if isinstance(reader, pa.Table):
+            reader = reader.to_reader()
         staging = f"every8d_incoming_{uuid.uuid4().hex[:12]}"
         ddl = self.sql.create_table_sql(staging, reader.schema, (), temporary=True)
         with self.transaction():

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,23 @@ class DuckDbWarehouse(Warehouse):
     :param path: the database file (its folder is created), or ``:memory:``.
     :param lock_timeout: seconds to keep retrying while another process holds the file.
     :param memory_limit: DuckDB's ``memory_limit`` for each connection, e.g. ``"512MB"``.
+    :param threads: DuckDB's ``threads`` for each connection (None: DuckDB's default, one per core).
     """
 
     dialect = "duckdb"
 
     def __init__(
-        self, path: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, memory_limit: str | None = None
+        self,
+        path: str | Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        memory_limit: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = str(path)
         self.lock_timeout = lock_timeout
         self.memory_limit = memory_limit
+        self.threads = threads
         self._in_memory = self.path == MEMORY
         if not self._in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +72,8 @@ class DuckDbWarehouse(Warehouse):
         config: dict[str, str | bool | int | float | list[str]] = (
             {"memory_limit": self.memory_limit} if self.memory_limit else {}
         )
+        if self.threads:
+            config["threads"] = int(self.threads)
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.05
         while True:
@@ -102,15 +112,23 @@ class DuckDbWarehouse(Warehouse):
             raise RuntimeError("no open transaction: use `with warehouse.transaction():`")
         return self._active
 
-    def _with_view(self, reader: pa.RecordBatchReader, run: Callable[[str], int]) -> int:
+    def _with_view(self, reader: pa.RecordBatchReader | pa.Table, run: Callable[[str], int]) -> int:
         view = f"every8d_incoming_{uuid.uuid4().hex[:12]}"
-        counted = CountingReader(reader)
-        self.connection.register(view, counted.reader())
+        if isinstance(reader, pa.Table):
+            # Scanned by DuckDB itself, in parallel and without the GIL (a Python stream of
+            # batches takes the GIL for each batch: slow while other threads parse pages).
+            self.connection.register(view, reader)
+            rows = reader.num_rows
+        else:
+            counted = CountingReader(reader)
+            self.connection.register(view, counted.reader())
         try:
             affected = run(view)
         finally:
             self.connection.unregister(view)
-        return affected if affected >= 0 else counted.rows
+        if affected >= 0:
+            return affected
+        return rows if isinstance(reader, pa.Table) else counted.rows
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -146,13 +164,24 @@ class DuckDbWarehouse(Warehouse):
 
     def execute_over(
         self,
-        reader: pa.RecordBatchReader,
+        reader: pa.RecordBatchReader | pa.Table,
         sql_for_source: Callable[[str], str],
         parameters: Sequence[Any] | None = None,
     ) -> int:
         """Run one statement that reads ``reader`` (a stream, scanned once) under a temporary name."""
         with self.transaction():
             return self._with_view(reader, lambda view: self.execute(sql_for_source(view), parameters))
+
+    @contextmanager
+    def arrow_view(self, name: str, table: pa.Table) -> Iterator[None]:
+        """``table`` as the view ``name`` (no copy; it hides a table of that name) for the block."""
+        with self.transaction():
+            self.connection.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")  # an empty staging table
+            self.connection.register(name, table)
+            try:
+                yield
+            finally:
+                self.connection.unregister(name)
 
     def _load(self, name: str, reader: pa.RecordBatchReader) -> int:
         names = ", ".join(quote(c) for c in reader.schema.names)
