@@ -23,7 +23,7 @@ ANY_NAME = re.compile(r"(?<![A-Za-z0-9_])EVERY8D_[A-Z0-9_]+")  # not AIRFLOW__EV
 NEW_NAME = re.compile(r"AIRFLOW__EVERY8D__([A-Z0-9_]+)")
 SECTION_KEY = re.compile(r"\[every8d\][ \t]+`?([a-z][a-z0-9_]*[a-z0-9])\b(?![*_])")
 
-SCANNED_FILES = ["README.md", "docker-compose.yaml", "Dockerfile", "Makefile", "pyproject.toml"]
+SCANNED_FILES = ["README.md", "docker-compose.yaml", "Dockerfile", "Makefile", "pyproject.toml", ".ci/run"]
 SCANNED_FOLDERS = ["docs", "scripts", "dags", "bench", "plugins", "tests", "docker", "include"]
 SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".conf", ".sh", ".sql", ".txt", ".html"}
 
