@@ -205,10 +205,10 @@ def main() -> None:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
                 "AIRFLOW_CONN_EVERY8D_WAREHOUSE": warehouse_conn,
-                "EVERY8D_WAREHOUSE": "airflow://every8d_warehouse",
-                "EVERY8D_PARQUET_ROOT": str(folder / "parquet"),
-                "EVERY8D_STAGING_ROOT": str(folder / "staging"),
-                "EVERY8D_STATUS_POOL": "every8d_status",
+                "AIRFLOW__EVERY8D__WAREHOUSE": "airflow://every8d_warehouse",
+                "AIRFLOW__EVERY8D__PARQUET_ROOT": str(folder / "parquet"),
+                "AIRFLOW__EVERY8D__STAGING_ROOT": str(folder / "staging"),
+                "AIRFLOW__EVERY8D__STATUS_POOL": "every8d_status",
             }
             (folder / "airflow").mkdir()
             subprocess.run(

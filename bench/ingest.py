@@ -26,7 +26,7 @@ pages over HTTP:
 ``seconds`` and ``naive_seconds`` include the HTTP reads; ``peak_rss_mb`` is
 the project child's peak RSS (``baseline_rss_mb``: the same process after its
 imports, Airflow's included, before any page).  DuckDB's memory is capped at
-``EVERY8D_DUCKDB_MEMORY_LIMIT`` (96MB unless set).  Last line: one JSON object.
+``AIRFLOW__EVERY8D__DUCKDB_MEMORY_LIMIT`` (96MB unless set).  Last line: one JSON object.
 
     .venv/bin/python bench/ingest.py            # 1,000,000 rows, 1,000 pages
     .venv/bin/python bench/ingest.py --quick    # 100,000 rows
@@ -55,7 +55,7 @@ from memory import peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path as 
 PAGE = 1000
 #: DuckDB's own budget in the project child (the rest of the process is Python, Airflow and Arrow).
 DUCKDB_MEMORY_LIMIT = "96MB"
-ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
+ENV_MEMORY_LIMIT = "AIRFLOW__EVERY8D__DUCKDB_MEMORY_LIMIT"
 
 
 # -- the two pipelines, each run in a child process ------------------------------------------------

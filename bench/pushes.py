@@ -210,8 +210,8 @@ def run_api_server(work: Path, count: int, extra_env: dict[str, str]) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-        "EVERY8D_PUSH_TOKEN": token,
-        "EVERY8D_PUSH_JOURNAL": str(journal),
+        "AIRFLOW__EVERY8D__PUSH_TOKEN": token,
+        "AIRFLOW__EVERY8D__PUSH_JOURNAL": str(journal),
         **extra_env,
     }
     subprocess.run(
@@ -267,7 +267,7 @@ def _run(work: Path, count: int, naive_count: int) -> dict:
 
     token = secrets.token_urlsafe(32)
     journal = work / "journal.sqlite3"
-    env = {"EVERY8D_PUSH_TOKEN": token, "EVERY8D_PUSH_JOURNAL": str(journal)}
+    env = {"AIRFLOW__EVERY8D__PUSH_TOKEN": token, "AIRFLOW__EVERY8D__PUSH_JOURNAL": str(journal)}
 
     process, root = start([sys.executable, "-m", "every8d.callbacks", "--port", "0"], env)
     try:

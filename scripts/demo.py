@@ -43,6 +43,31 @@ def run_dag(dag_id: str, env: dict[str, str], conf: dict | None = None) -> None:
     print(f"  {dag_id:<28} ok in {seconds:5.1f} s   (log: {log_path.relative_to(REPO)})")
 
 
+def demo_environment(root: Path, airflow_home: Path, connection_json: str | None = None) -> dict[str, str]:
+    """The environment the demo's DAGs run in (``make demo``, and tests/demo_run.py for the tests).
+
+    Airflow's home is ``airflow_home`` (not migrated here); the provider's files go under
+    ``root`` through the ``[every8d]`` options: ``every8d.duckdb`` (the analysts'
+    ``every8d.analyst.duckdb`` beside it), ``parquet/``, ``report/`` and ``staging/``.
+    ``connection_json`` is the ``every8d_default`` connection (the sandbox's), when known.
+    """
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__EVERY8D__WAREHOUSE": f"duckdb:///{root / 'every8d.duckdb'}",
+        "AIRFLOW__EVERY8D__PARQUET_ROOT": str(root / "parquet"),
+        "AIRFLOW__EVERY8D__REPORT_DIR": str(root / "report"),
+        "AIRFLOW__EVERY8D__STAGING_ROOT": str(root / "staging"),
+    }
+    if connection_json is not None:
+        env["AIRFLOW_CONN_EVERY8D_DEFAULT"] = connection_json
+    return env
+
+
 def summary(warehouse: Path) -> list[tuple]:
     import duckdb
 
@@ -68,18 +93,7 @@ def main() -> None:
     warehouse = DEMO / "every8d.duckdb"
     parquet = DEMO / "parquet"
     report = DEMO / "report"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
-        "EVERY8D_PARQUET_ROOT": str(parquet),
-        "EVERY8D_REPORT_DIR": str(report),
-        "EVERY8D_STAGING_ROOT": str(DEMO / "staging"),
-    }
+    env = demo_environment(DEMO, airflow_home)
     print("Preparing an embedded Airflow metadata DB (SQLite) ...")
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True

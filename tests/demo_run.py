@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scripts.demo import demo_environment
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "include" / "sample_audience.csv"
@@ -44,25 +45,11 @@ def small_audience(path: Path, members: int = 60) -> Path:
 
 
 def demo_env(root: Path, airflow_home: Path, connection_json: str) -> DemoRun:
-    """The environment `make demo` gives its DAGs, with the session's migrated AIRFLOW_HOME."""
-    warehouse = root / "every8d.duckdb"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
-        "EVERY8D_PARQUET_ROOT": str(root / "parquet"),
-        "EVERY8D_REPORT_DIR": str(root / "report"),
-        "EVERY8D_STAGING_ROOT": str(root / "staging"),
-        "AIRFLOW_CONN_EVERY8D_DEFAULT": connection_json,
-    }
+    """The demo's environment (scripts/demo.py builds it for `make demo`), with the session's Airflow home."""
     return DemoRun(
         root=root,
-        env=env,
-        warehouse=warehouse,
+        env=demo_environment(root, airflow_home, connection_json),
+        warehouse=root / "every8d.duckdb",
         analyst_db=root / "every8d.analyst.duckdb",
         parquet=root / "parquet",
     )

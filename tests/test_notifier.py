@@ -83,7 +83,7 @@ def test_a_failing_task_texts_each_recipient_once_per_try(dag_home, sandbox, tmp
     env = {
         "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
         "AIRFLOW_VAR_EVERY8D_RECIPIENTS": json.dumps(ONCALL),
-        "EVERY8D_ALERT_LEDGER": str(ledger),
+        "AIRFLOW__EVERY8D__ALERT_LEDGER": str(ledger),
     }
     result = run_dag(dag_home, "every8d_notifier_retries", **env)
     log = result.stdout + result.stderr
@@ -131,7 +131,7 @@ def test_a_gateway_error_in_the_notifier_does_not_change_task_outcomes(dag_home,
         dag_home,
         "every8d_notifier_gateway_error",
         AIRFLOW_CONN_EVERY8D_DEFAULT=sandbox.connection_json(),
-        EVERY8D_ALERT_LEDGER=str(ledger),
+        AIRFLOW__EVERY8D__ALERT_LEDGER=str(ledger),
     )
     log = result.stdout + result.stderr
 
@@ -153,7 +153,7 @@ def test_the_rate_limit_caps_alerts_per_dag(dag_home, sandbox, tmp_path, monkeyp
         dag_home,
         "every8d_notifier_rate_limit",
         AIRFLOW_CONN_EVERY8D_DEFAULT=sandbox.connection_json(),
-        EVERY8D_ALERT_LEDGER=str(ledger),
+        AIRFLOW__EVERY8D__ALERT_LEDGER=str(ledger),
     )
     log = result.stdout + result.stderr
 

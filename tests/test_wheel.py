@@ -128,8 +128,8 @@ def test_the_wheel_installs_and_runs_the_views_and_the_report_dag(tmp_path):
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "EVERY8D_WAREHOUSE": f"duckdb:///{warehouse}",
-            "EVERY8D_REPORT_DIR": str(report),
+            "AIRFLOW__EVERY8D__WAREHOUSE": f"duckdb:///{warehouse}",
+            "AIRFLOW__EVERY8D__REPORT_DIR": str(report),
             "PYTHONPATH": "",
         }
     )

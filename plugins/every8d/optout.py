@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from every8d import settings
 
-ENV_OPT_OUT_KEYWORDS = "EVERY8D_OPT_OUT_KEYWORDS"
+ENV_OPT_OUT_KEYWORDS = settings.env_name("opt_out_keywords")
 DEFAULT_OPT_OUT_KEYWORDS = (
     "取消",
     "取消訂閱",
@@ -77,7 +77,7 @@ class OptOutMatcher:
 
     @classmethod
     def from_env(cls) -> OptOutMatcher:
-        """The keywords in ``EVERY8D_OPT_OUT_KEYWORDS`` (comma-separated), else the defaults."""
+        """The keywords of ``[every8d] opt_out_keywords`` (comma-separated), else the defaults."""
         return cls(parse_keywords(settings.get("opt_out_keywords") or None))
 
     def __call__(self, text: str | None) -> bool:

@@ -111,6 +111,11 @@ OPTIONS: dict[str, Option] = {
 _warned: set[str] = set()
 
 
+def env_name(key: str) -> str:
+    """``AIRFLOW__EVERY8D__<KEY>``: the option's environment variable, Airflow's way."""
+    return f"AIRFLOW__{SECTION.upper()}__{key.upper()}"
+
+
 def legacy_name(key: str) -> str:
     """``EVERY8D_<KEY>``: the name the option had before the ``[every8d]`` section."""
     return LEGACY_PREFIX + key.upper()
@@ -126,7 +131,7 @@ def _airflow(key: str) -> str:
     conf_module = sys.modules.get("airflow.configuration")
     if conf_module is not None:
         return conf_module.conf.get(SECTION, key, fallback="") or ""
-    value = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}", "")
+    value = os.environ.get(env_name(key), "")
     if value:
         return value
     return _config_file().get(key, "")
@@ -155,7 +160,7 @@ def get(key: str) -> str:
     """
     if key not in OPTIONS:
         raise KeyError(f"[{SECTION}] has no option {key!r}")
-    new_name = f"AIRFLOW__{SECTION.upper()}__{key.upper()}"
+    new_name = env_name(key)
     if not any(os.environ.get(new_name + suffix) for suffix in ("", "_CMD", "_SECRET")):
         legacy = os.environ.get(legacy_name(key), "").strip()
         if legacy:

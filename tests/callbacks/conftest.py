@@ -92,7 +92,9 @@ def receiver(tmp_path_factory) -> Iterator[Receiver]:
 @pytest.fixture
 def fresh_receiver(tmp_path) -> Iterator[Receiver]:
     """A push receiver of one's own (for tests that kill it or lock its journal)."""
-    running = start_receiver(tmp_path, EVERY8D_PUSH_BUSY_TIMEOUT="0.2", EVERY8D_PUSH_RECORD_TIMEOUT="2")
+    running = start_receiver(
+        tmp_path, AIRFLOW__EVERY8D__PUSH_BUSY_TIMEOUT="0.2", AIRFLOW__EVERY8D__PUSH_RECORD_TIMEOUT="2"
+    )
     yield running
     running.server.stop()
 

@@ -38,8 +38,8 @@ def api_server(airflow_home, tmp_path):
         **os.environ,
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__API__PORT": str(port),
-        "EVERY8D_PUSH_TOKEN": token,
-        "EVERY8D_PUSH_JOURNAL": str(journal),
+        "AIRFLOW__EVERY8D__PUSH_TOKEN": token,
+        "AIRFLOW__EVERY8D__PUSH_JOURNAL": str(journal),
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(

@@ -19,8 +19,8 @@ def test_the_flush_dag_moves_the_journal_into_the_warehouse(airflow_home, tmp_pa
 
     target = f"duckdb://{tmp_path / 'dag.duckdb'}"
     journal = tmp_path / "journal.sqlite3"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
-    monkeypatch.setenv("EVERY8D_PUSH_JOURNAL", str(journal))
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__PUSH_JOURNAL", str(journal))
     events = [
         parse_push(
             urlencode(

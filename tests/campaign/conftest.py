@@ -10,9 +10,9 @@ import pytest
 
 @pytest.fixture
 def warehouse_target(tmp_path, monkeypatch) -> str:
-    """A fresh DuckDB warehouse file, also set as ``EVERY8D_WAREHOUSE`` for operators."""
+    """A fresh DuckDB warehouse file, also set as ``AIRFLOW__EVERY8D__WAREHOUSE`` for operators."""
     target = f"duckdb://{tmp_path / 'warehouse.duckdb'}"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
     return target
 
 

@@ -22,8 +22,8 @@ def run_campaign(airflow_home, every8d_conn_env, tmp_path):
     env = {
         **os.environ,
         "AIRFLOW_CONN_EVERY8D_DEFAULT": every8d_conn_env.connection_json(),
-        "EVERY8D_WAREHOUSE": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
-        "EVERY8D_STAGING_ROOT": str(tmp_path / "staging"),
+        "AIRFLOW__EVERY8D__WAREHOUSE": f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+        "AIRFLOW__EVERY8D__STAGING_ROOT": str(tmp_path / "staging"),
     }
 
     def run(conf: dict) -> subprocess.CompletedProcess:

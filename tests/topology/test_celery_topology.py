@@ -197,12 +197,12 @@ def topology(tmp_path):
                 "schema": warehouse,
             }
         ),
-        "EVERY8D_WAREHOUSE": "airflow://every8d_warehouse",
-        "EVERY8D_PARQUET_ROOT": str(tmp_path / "parquet"),
-        "EVERY8D_STAGING_ROOT": str(tmp_path / "staging"),
-        "EVERY8D_PUSH_TOKEN": token,
-        "EVERY8D_STATUS_POOL": "every8d_status",
-        "EVERY8D_PUSH_JOURNAL": str(tmp_path / "push-journal.sqlite3"),
+        "AIRFLOW__EVERY8D__WAREHOUSE": "airflow://every8d_warehouse",
+        "AIRFLOW__EVERY8D__PARQUET_ROOT": str(tmp_path / "parquet"),
+        "AIRFLOW__EVERY8D__STAGING_ROOT": str(tmp_path / "staging"),
+        "AIRFLOW__EVERY8D__PUSH_TOKEN": token,
+        "AIRFLOW__EVERY8D__STATUS_POOL": "every8d_status",
+        "AIRFLOW__EVERY8D__PUSH_JOURNAL": str(tmp_path / "push-journal.sqlite3"),
     }
     cluster = Cluster(env, tmp_path / "logs")
     migrate = subprocess.run(

@@ -28,9 +28,9 @@ def load_dag(dag_id: str):
 def places(tmp_path, monkeypatch, airflow_home, every8d_conn_env):
     """Warehouse and Parquet root for the DAGs, given the documented way: environment variables."""
     target = f"duckdb://{tmp_path / 'dag.duckdb'}"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
-    monkeypatch.setenv("EVERY8D_PARQUET_ROOT", str(tmp_path / "parquet"))
-    monkeypatch.setenv("EVERY8D_REPORT_DIR", str(tmp_path / "report"))
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__PARQUET_ROOT", str(tmp_path / "parquet"))
+    monkeypatch.setenv("AIRFLOW__EVERY8D__REPORT_DIR", str(tmp_path / "report"))
     return {"target": target, "parquet": tmp_path / "parquet", "report": tmp_path / "report"}
 
 

@@ -66,9 +66,9 @@ def scan_env(sandbox, tmp_path, monkeypatch, airflow_home):
         ),
     )
     target = f"duckdb://{tmp_path / 'scan.duckdb'}"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
-    monkeypatch.setenv("EVERY8D_PARQUET_ROOT", str(tmp_path / "parquet"))
-    monkeypatch.setenv("EVERY8D_PUSH_JOURNAL", str(tmp_path / "journal.sqlite3"))
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__PARQUET_ROOT", str(tmp_path / "parquet"))
+    monkeypatch.setenv("AIRFLOW__EVERY8D__PUSH_JOURNAL", str(tmp_path / "journal.sqlite3"))
     return target
 
 

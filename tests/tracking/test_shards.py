@@ -225,7 +225,7 @@ def test_due_and_expiry_use_the_wall_clock_not_the_runs_time(
 ):
     """A batch past its validity (by the wall clock) closes as expired in a run whatever its run_after."""
     target = f"duckdb://{tmp_path / 'w.duckdb'}"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
     warehouse = open_warehouse(target)
     batch = send_batch(sandbox, warehouse, numbers(4), validity_minutes=5)  # messages stay "sent" (0)
     old = datetime.now(UTC) - timedelta(hours=3)
@@ -246,7 +246,7 @@ def test_batches_that_pushes_made_all_final_close_without_a_poll(
     sandbox, every8d_conn_env, tmp_path, monkeypatch
 ):
     target = f"duckdb://{tmp_path / 'w.duckdb'}"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
     warehouse = open_warehouse(target)
     settled = send_batch(sandbox, warehouse, numbers(6))
     partly = send_batch(sandbox, warehouse, numbers(6, 100))

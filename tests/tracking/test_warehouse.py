@@ -11,7 +11,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from every8d.warehouse import open_warehouse
+from every8d import settings
+from every8d.warehouse import ENV_WAREHOUSE, open_warehouse
 from every8d.warehouse.base import translate_placeholders
 
 SCHEMA = pa.schema(
@@ -132,11 +133,12 @@ def test_placeholders_skip_literals():
 
 
 def test_default_target_uses_env_then_airflow_home(monkeypatch, tmp_path):
-    monkeypatch.delenv("EVERY8D_WAREHOUSE", raising=False)
+    monkeypatch.delenv(ENV_WAREHOUSE, raising=False)
+    monkeypatch.delenv(settings.legacy_name("warehouse"), raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     warehouse = open_warehouse()
     assert warehouse.path == str(tmp_path / "every8d" / "every8d.duckdb")
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", "duckdb:///:memory:")
+    monkeypatch.setenv(ENV_WAREHOUSE, "duckdb:///:memory:")
     assert open_warehouse().path == ":memory:"
     with pytest.raises(ValueError):
         open_warehouse("sqlite:///x.db")

@@ -95,7 +95,7 @@ def api_server(airflow_home: Path, demo_campaign, tmp_path_factory) -> str:
         log_path,
         {
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
+            "AIRFLOW__EVERY8D__WAREHOUSE": run.env["AIRFLOW__EVERY8D__WAREHOUSE"],
         },
     ) as base:
         yield base
@@ -114,7 +114,7 @@ def api_server_with_login(api_server, demo_campaign, tmp_path_factory) -> tuple[
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer1:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "EVERY8D_WAREHOUSE": run.env["EVERY8D_WAREHOUSE"],
+            "AIRFLOW__EVERY8D__WAREHOUSE": run.env["AIRFLOW__EVERY8D__WAREHOUSE"],
         },
     ) as base:
         yield base, "viewer1", "a-long-test-password"

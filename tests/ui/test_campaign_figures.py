@@ -32,7 +32,7 @@ def ui_warehouse(request, tmp_path, monkeypatch):
     else:
         monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_UI_PG", request.getfixturevalue("postgres_database"))
         target = "airflow://every8d_ui_pg"
-    monkeypatch.setenv("EVERY8D_WAREHOUSE", target)
+    monkeypatch.setenv("AIRFLOW__EVERY8D__WAREHOUSE", target)
     warehouse = open_warehouse(target)
     drop_views(warehouse)
     for spec in TRACKING_TABLES:

@@ -95,7 +95,8 @@ def serve(
 class PushServer(ChildServer):
     """``python -m every8d.callbacks`` in a subprocess on a free loopback port (tests, bench, demo).
 
-    :param env: extra environment for the child (``EVERY8D_PUSH_TOKEN``, ``EVERY8D_PUSH_JOURNAL``, ...).
+    :param env: extra environment for the child (``AIRFLOW__EVERY8D__PUSH_TOKEN``,
+        ``AIRFLOW__EVERY8D__PUSH_JOURNAL``, ...).
     """
 
     name = "push receiver"

@@ -1,10 +1,10 @@
-"""Configuration of the push receiver, read from the environment and checked once.
+"""Configuration of the push receiver, read from the ``[every8d]`` section and checked once.
 
 The receiver is public (Airflow puts no login in front of plugin apps and the
 gateway signs nothing), so its shared token is the only lock: a missing, short
 or placeholder token is refused here instead of being discovered by someone
-else.  Only environment variables are read (no metadata DB, no files at import
-time) so the same settings work under ``airflow api-server`` and standalone.
+else.  Only the environment and ``airflow.cfg`` are read (no metadata DB, nothing
+at import time) so the same settings work under ``airflow api-server`` and standalone.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from every8d import settings
 from every8d.optout import DEFAULT_OPT_OUT_KEYWORDS, ENV_OPT_OUT_KEYWORDS, parse_keywords  # noqa: F401 (settings API)
 from every8d.paths import default_path
 
-ENV_TOKEN = "EVERY8D_PUSH_TOKEN"
-ENV_TOKEN_FILE = "EVERY8D_PUSH_TOKEN_FILE"
-ENV_ALLOWED_CIDRS = "EVERY8D_PUSH_ALLOWED_CIDRS"
-ENV_JOURNAL = "EVERY8D_PUSH_JOURNAL"
+ENV_TOKEN = settings.env_name("push_token")
+ENV_TOKEN_FILE = settings.env_name("push_token_file")
+ENV_ALLOWED_CIDRS = settings.env_name("push_allowed_cidrs")
+ENV_JOURNAL = settings.env_name("push_journal")
 
 MIN_TOKEN_LENGTH = 32
 MIN_DISTINCT_CHARS = 12
@@ -56,7 +56,9 @@ def check_token(token: str) -> str:
     Generate one with ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
     """
     if not token:
-        raise SettingsError(f"no push token: set {ENV_TOKEN} (or {ENV_TOKEN_FILE})")
+        raise SettingsError(
+            f"no push token: set [every8d] push_token ({ENV_TOKEN}) or push_token_file ({ENV_TOKEN_FILE})"
+        )
     if len(token) < MIN_TOKEN_LENGTH:
         raise SettingsError(f"the push token is too short: use at least {MIN_TOKEN_LENGTH} characters")
     if not _TOKEN_CHARS.match(token):
@@ -86,7 +88,7 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise SettingsError(f"{ENV_ALLOWED_CIDRS}: not a CIDR: {item!r}") from None
+            raise SettingsError(f"[every8d] push_allowed_cidrs: not a CIDR: {item!r}") from None
     return tuple(networks)
 
 
@@ -147,7 +149,7 @@ class PushSettings:
 
     @classmethod
     def from_env(cls) -> PushSettings:
-        """Settings from ``EVERY8D_PUSH_*``; :class:`SettingsError` when missing or weak."""
+        """Settings from ``[every8d] push_*``; :class:`SettingsError` when missing or weak."""
         token_text = settings.get("push_token")
         token_file = settings.get("push_token_file")
         if not token_text.strip() and token_file:
@@ -155,7 +157,7 @@ class PushSettings:
                 token_text = Path(token_file).read_text(encoding="utf-8")
             except OSError as error:
                 raise SettingsError(
-                    f"{ENV_TOKEN_FILE}: cannot read the token file ({error.strerror})"
+                    f"[every8d] push_token_file: cannot read the token file ({error.strerror})"
                 ) from None
         return cls(
             tokens=parse_tokens(token_text),

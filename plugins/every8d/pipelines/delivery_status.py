@@ -48,7 +48,7 @@ def _param(
 
 
 def warehouse_from(params: Mapping[str, Any] | None):
-    """The warehouse named by the ``warehouse`` param, else ``EVERY8D_WAREHOUSE``, else the DuckDB default."""
+    """The warehouse of the ``warehouse`` param, else ``[every8d] warehouse``, else the DuckDB default."""
     from every8d.warehouse import open_warehouse
 
     return open_warehouse(_param(params, "warehouse"))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENV_WAREHOUSE", "Warehouse", "default_warehouse_target", "open_warehouse"]
 
-ENV_WAREHOUSE = "EVERY8D_WAREHOUSE"
+ENV_WAREHOUSE = settings.env_name("warehouse")
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MB"
 DUCKDB_SCHEME = "duckdb://"
 AIRFLOW_SCHEME = "airflow://"
