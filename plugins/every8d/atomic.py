@@ -25,18 +25,21 @@ def _fsync(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on leaving the block it is synced and renamed to ``target``.
 
     Files the writer leaves beside the temporary one (a DuckDB ``.wal``) are removed too.
+    ``durable=False`` skips the syncs (the rename stays atomic): for scratch files that a crash
+    loses with their folder anyway, such as a sync's page spools.
     """
     target = Path(target)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield temporary
-        _fsync(temporary)
+        if durable:
+            _fsync(temporary)
         os.replace(temporary, target)
-        if os.name == "posix":  # the rename itself survives a power cut once the folder is synced
+        if durable and os.name == "posix":  # the rename itself survives a power cut once the folder is synced
             _fsync(target.parent)
     finally:
         for leftover in (temporary, temporary.with_name(temporary.name + ".wal")):

@@ -31,6 +31,7 @@ from every8d.client.v21.status import (
     STATUS_PAGE_SCHEMA,
     _status_rows_csv,
     _status_rows_kernels,
+    content_lines,
     parse_status_page,
     parse_status_page_json,
     parse_status_pages,
@@ -498,3 +499,13 @@ def test_pages_of_different_widths_fall_back_to_one_page_at_a_time():
     page = parse_status_pages([five, six])
     assert [r.status for r in page.records()] == [0, 100]
     assert page.table.column("received_at").null_count == 1
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from(["a", "\t", " ", "\n", "\r", "\u3000", "\x0b", "\x85", "\u2028"]))
+)
+def test_content_lines_counts_what_the_line_regex_matches(text):
+    """A page's row count (lines with a non-space character) is the multiline regex's, without the regex."""
+    import re
+
+    assert content_lines(text) == len(re.findall(r"^[^\S\n]*\S", text, re.MULTILINE))

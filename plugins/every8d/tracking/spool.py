@@ -55,7 +55,9 @@ class PageSpool:
         the count line; otherwise the partial file is removed and
         :class:`~every8d.errors.IncompleteListingError` (or the chunks' own error) is raised.
         """
-        with atomic_path(self.path) as partial:
+        # Not synced to disk: the spool is scratch, read back within this sync; a crash loses its
+        # folder and the retry fetches the batch again (one fsync per batch cost more than its parse).
+        with atomic_path(self.path, durable=False) as partial:
             self._write(chunks, partial)
         return self
 
