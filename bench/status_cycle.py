@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from memory import peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 FIXED_TASKS = 4  # merge_pushes, plan_shards, summarize, export_parquet
-ENV_MEMORY_LIMIT = "EVERY8D_DUCKDB_MEMORY_LIMIT"
+ENV_MEMORY_LIMIT = "AIRFLOW__EVERY8D__DUCKDB_MEMORY_LIMIT"
 DUCKDB_MEMORY_LIMIT = "96MB"
 #: One DuckDB thread: on 2 cores shared with 32 fetch threads and the sandbox, faster and ~15 MB less.
 ENV_THREADS = "AIRFLOW__EVERY8D__DUCKDB_THREADS"
@@ -267,13 +267,13 @@ def main() -> None:
         target = f"duckdb://{work / 'every8d.duckdb'}"
         env = {
             "AIRFLOW_CONN_EVERY8D_DEFAULT": sandbox.connection_json(),
-            "EVERY8D_WAREHOUSE": target,
-            "EVERY8D_PARQUET_ROOT": str(work / "parquet"),
+            "AIRFLOW__EVERY8D__WAREHOUSE": target,
+            "AIRFLOW__EVERY8D__PARQUET_ROOT": str(work / "parquet"),
             ENV_MEMORY_LIMIT: memory_limit,
             ENV_THREADS: threads,
         }
         if args.shards:
-            env["EVERY8D_STATUS_SHARDS"] = str(args.shards)
+            env["AIRFLOW__EVERY8D__STATUS_SHARDS"] = str(args.shards)
         os.environ.update(env)
         sent_at = datetime.now(UTC) - timedelta(hours=1)
         register_batches(

@@ -11,9 +11,11 @@ from every8d.hooks.every8d import Every8dHook
 from every8d.tracking.batches import register_batches
 from every8d.tracking.sync import sync_batch
 from every8d.warehouse import open_warehouse
-from every8d.warehouse.sqltypes import create_table_sql
+from every8d.warehouse.dialects import dialect_for
 from every8d.warehouse.tables import MESSAGES, STATUS_HISTORY, STATUS_STAGING
 from tests.tracking.helpers import numbers, send_batch, snapshot
+
+DUCKDB = dialect_for("duckdb")
 
 pytestmark = pytest.mark.usefixtures("every8d_conn_env")
 
@@ -49,8 +51,8 @@ def test_a_file_with_the_old_indexes_merges_exactly_like_a_new_one(sandbox, tmp_
     old_path = tmp_path / "old.duckdb"
     with duckdb.connect(str(old_path)) as connection:
         for spec in (MESSAGES, STATUS_HISTORY):
-            connection.execute(create_table_sql(spec.name, spec.schema, spec.primary_key, "duckdb"))
-        connection.execute(create_table_sql(STATUS_STAGING.name, STATUS_STAGING.schema, (), "duckdb"))
+            connection.execute(DUCKDB.create_table_sql(spec.name, spec.schema, spec.primary_key))
+        connection.execute(DUCKDB.create_table_sql(STATUS_STAGING.name, STATUS_STAGING.schema, ()))
     old = open_warehouse(f"duckdb://{old_path}")
     new = open_warehouse(f"duckdb://{tmp_path / 'new.duckdb'}")
 

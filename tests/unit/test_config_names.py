@@ -31,9 +31,6 @@ SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".conf", ".s
 DEPRECATION_PARAGRAPH = ("docs/configuration.md", "**Old names.**")
 #: The tests of the deprecation itself set the old names on purpose.
 DEPRECATION_TESTS = {"tests/unit/test_provider_settings.py"}
-#: Being changed on another branch at the time of writing: switch their names after that merge,
-#: then empty this.
-PENDING = {"bench/status_cycle.py", "plugins/every8d/tracking/shards.py"}
 
 
 def scanned() -> list[Path]:
@@ -73,7 +70,7 @@ ABOUT_COMPOSE = re.compile(r"(?<![\w.])\.env\b|compose", re.IGNORECASE)  # `.env
 
 def misplaced_old_names(path: Path, compose: set[str]) -> list[str]:
     relative = path.relative_to(REPO).as_posix()
-    if relative in DEPRECATION_TESTS | PENDING:
+    if relative in DEPRECATION_TESTS:
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
     found = []
@@ -104,7 +101,7 @@ def test_the_deprecation_paragraph_is_there_and_says_what_replaces_the_old_names
     blocks = [block for _, block in paragraphs(text) if block.startswith(opening)]
     assert len(blocks) == 1
     assert "DeprecationWarning" in blocks[0] and "next release" in blocks[0]
-    assert all(path.is_file() for path in (REPO / p for p in DEPRECATION_TESTS | PENDING))
+    assert all(path.is_file() for path in (REPO / p for p in DEPRECATION_TESTS))
 
 
 def test_every_new_name_mentioned_is_an_option():

@@ -35,7 +35,6 @@ from functools import cache, lru_cache
 
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.dialects import Dialect, dialect_for
-from every8d.warehouse.sqltypes import create_table_sql
 from every8d.warehouse.tables import BATCHES, MESSAGES, PARQUET_DIRTY, STATUS_HISTORY, STATUS_STAGING
 
 EXPIRED_MEANING_EN = "no final status within the validity window (closed by the sync)"
@@ -294,7 +293,9 @@ def clear_staging(warehouse: Warehouse) -> None:
     """Empty the staging table (on DuckDB: create this transaction's ``TEMP`` staging table first)."""
     if warehouse.dialect == "duckdb" and STATUS_STAGING.duckdb_temporary:
         warehouse.execute(
-            create_table_sql(STATUS_STAGING.name, STATUS_STAGING.schema, (), "duckdb", temporary=True)
+            dialect_for("duckdb").create_table_sql(
+                STATUS_STAGING.name, STATUS_STAGING.schema, (), temporary=True
+            )
         )
     warehouse.execute(f"DELETE FROM {STATUS_STAGING.name}")
 

@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 #: Task instances polling in one run at most, on a warehouse that merges in parallel (Postgres).
 #: Each costs 315-433 MB and ~3 s of Airflow overhead, and two leave the rest of a small host's
-#: ``parallelism`` to campaigns.  Raise it (``shards`` param, ``EVERY8D_STATUS_SHARDS``) with the pool.
+#: ``parallelism`` to campaigns.  Raise it (``shards`` param, ``[every8d] status_shards``) with the pool.
 DEFAULT_MAX_SHARDS = 2
 #: On DuckDB the merges are serialized by the file lock, so a second process only waits and adds
 #: its overhead: 1,000 batches x 1,000 messages on 2 cores took 22 s in 1 shard, 32 s in 2, 153 s in 4.

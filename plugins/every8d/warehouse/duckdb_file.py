@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from every8d.warehouse.base import CountingReader, Warehouse
-from every8d.warehouse.sqltypes import quote
+from every8d.warehouse.dialects import quote
 
 log = logging.getLogger(__name__)
 
