@@ -158,7 +158,6 @@ class MergeSql:
     insert_messages: str
     expire_history: str
     expire_messages: str
-    update_batch: str
     mark_dirty: str
 
 
@@ -234,17 +233,6 @@ SET status_group = 'expired', is_final = TRUE, meaning_en = ?, meaning_zh = ?,
     source = 'close'
 WHERE batch_id = ? AND NOT is_final
 """,
-        # A rerun of the same poll (same `now`) does not count as another poll.
-        update_batch=f"""
-UPDATE {BATCHES.name}
-SET polls = COALESCE(polls, 0) + CASE WHEN {d.not_distinct("last_poll_at", f"CAST(? AS {ts})")}
-                                      THEN 0 ELSE 1 END,
-    last_poll_at = CAST(? AS {ts}),
-    next_poll_at = CAST(? AS {ts}),
-    listed = ?, final_count = ?, state = ?, closed_reason = ?,
-    closed_at = CAST(? AS {ts})
-WHERE batch_id = ?
-""",
         mark_dirty=d.insert_or_update(
             f"""INSERT INTO {PARQUET_DIRTY.name} (send_date, kind, marked_at)
 SELECT DISTINCT {SEND_DATE}, b.kind, CAST(? AS {ts})
@@ -316,37 +304,9 @@ def batch_counts(warehouse: Warehouse, batch_id: str) -> tuple[int, int]:
     return int(row["messages"]), int(row["final"])
 
 
-def record_poll(
-    warehouse: Warehouse,
-    batch_id: str,
-    *,
-    now: datetime,
-    next_poll_at: datetime | None,
-    listed: int,
-    final: int,
-    closed_reason: str | None,
-) -> None:
-    """Update a batch's polling bookkeeping after a poll (closing it when ``closed_reason`` is set)."""
-    state = "closed" if closed_reason else "open"
-    warehouse.execute(
-        merge_sql(warehouse.dialect).update_batch,
-        [
-            now,
-            now,
-            next_poll_at,
-            listed,
-            final,
-            state,
-            closed_reason,
-            now if closed_reason else None,
-            batch_id,
-        ],
-    )
-
-
 @dataclass(frozen=True)
 class Poll:
-    """One batch's poll bookkeeping, as :func:`record_poll` takes it."""
+    """One batch's poll bookkeeping, as :func:`record_polls` books it."""
 
     batch_id: str
     next_poll_at: datetime | None
@@ -360,8 +320,9 @@ POLLS_PER_STATEMENT = 500
 
 
 def record_polls(warehouse: Warehouse, polls: list[Poll], *, now: datetime) -> None:
-    """:func:`record_poll` for many batches, in one statement per ``POLLS_PER_STATEMENT`` (one
-    statement per batch cost a quarter of a group merge)."""
+    """Update the batches' polling bookkeeping after a poll (closing those with a ``closed_reason``),
+    in one statement per ``POLLS_PER_STATEMENT`` (one statement per batch cost a quarter of a group
+    merge).  A rerun of the same poll (same ``now``) does not count as another poll."""
     for first in range(0, len(polls), POLLS_PER_STATEMENT):
         chunk = polls[first : first + POLLS_PER_STATEMENT]
         values: list[object] = []

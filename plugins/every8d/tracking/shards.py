@@ -59,9 +59,8 @@ import pyarrow as pa
 
 from every8d.tracking import merge
 from every8d.tracking.replies import fetch_replies, record_replies
-from every8d.tracking.schedule import close_reason
 from every8d.tracking.spool import PageSpool, staged_rows
-from every8d.tracking.sync import DueBatch, SyncOptions, due_batches, fetch_status_pages
+from every8d.tracking.sync import DueBatch, SyncOptions, apply_close_rules, due_batches, fetch_status_pages
 from every8d.warehouse.base import Warehouse
 from every8d.warehouse.tables import BATCHES, MESSAGES, STATUS_STAGING, ensure_tracking_tables
 
@@ -289,29 +288,14 @@ def merge_fetched(
         for fetched in group:
             batch, spool = fetched.batch, fetched.spool
             messages, final = held.get(batch.batch_id, (0, 0))
-            clock = batch.clock(options.expiry_grace)
-            reason = close_reason(
-                gateway_total=spool.total,
-                listed=spool.rows,
-                messages=messages,
-                final=final,
-                now=now,
-                deadline=clock.deadline,
+            poll, expired = apply_close_rules(
+                warehouse, batch, spool, messages=messages, final=final, now=now, grace=options.expiry_grace
             )
-            expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
-            polls.append(
-                merge.Poll(
-                    batch.batch_id,
-                    None if reason else clock.next_poll_at(now),
-                    spool.total,
-                    final + expired,
-                    reason,
-                )
-            )
+            polls.append(poll)
             changed = changed or expired > 0
             result.listed += spool.total
             result.expired += expired
-            result.closed += 1 if reason else 0
+            result.closed += 1 if poll.closed_reason else 0
         merge.record_polls(warehouse, polls, now=now)
         if changed:
             merge.mark_dirty(warehouse)

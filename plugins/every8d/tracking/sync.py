@@ -185,6 +185,33 @@ def fetch_status_pages(
         yield len(chunk.page_rows), chunk
 
 
+def apply_close_rules(
+    warehouse: Warehouse,
+    batch: DueBatch,
+    spool: PageSpool,
+    *,
+    messages: int,
+    final: int,
+    now: datetime,
+    grace: timedelta,
+) -> tuple[merge.Poll, int]:
+    """After a batch's rows are merged (``messages`` held, ``final`` of them final): close it or
+    plan its next poll, expiring what missed the validity window.  Returns the poll to book and
+    how many messages were expired.  The one home of these rules for single and grouped merges."""
+    clock = batch.clock(grace)
+    reason = close_reason(
+        gateway_total=spool.total,
+        listed=spool.rows,
+        messages=messages,
+        final=final,
+        now=now,
+        deadline=clock.deadline,
+    )
+    expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
+    next_poll = None if reason else clock.next_poll_at(now)
+    return merge.Poll(batch.batch_id, next_poll, spool.total, final + expired, reason), expired
+
+
 def merge_spool(
     warehouse: Warehouse,
     batch: DueBatch,
@@ -209,26 +236,11 @@ def merge_spool(
                 warehouse.append(STATUS_STAGING.name, staged)
         counts = merge.merge_staged(warehouse, now=now)
         messages, final = merge.batch_counts(warehouse, batch.batch_id)
-        clock = batch.clock(grace)
-        reason = close_reason(
-            gateway_total=spool.total,
-            listed=spool.rows,
-            messages=messages,
-            final=final,
-            now=now,
-            deadline=clock.deadline,
+        poll, expired = apply_close_rules(
+            warehouse, batch, spool, messages=messages, final=final, now=now, grace=grace
         )
-        expired = merge.expire_pending(warehouse, batch.batch_id, now=now) if reason == "expired" else 0
-        next_poll = None if reason else clock.next_poll_at(now)
-        merge.record_poll(
-            warehouse,
-            batch.batch_id,
-            now=now,
-            next_poll_at=next_poll,
-            listed=spool.total,
-            final=final + expired,
-            closed_reason=reason,
-        )
+        merge.record_polls(warehouse, [poll], now=now)
+        reason = poll.closed_reason
         if counts.changed or expired:
             merge.mark_dirty(warehouse, batch_id=batch.batch_id)
         merge.clear_staging(warehouse)
@@ -241,7 +253,7 @@ def merge_spool(
         expired=expired,
         replies=0,
         closed_reason=reason,
-        next_poll_at=next_poll,
+        next_poll_at=poll.next_poll_at,
     )
 
 
