@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -46,7 +46,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from status_cycle import make_batches  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from status_cycle import make_batches, register_open  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 PG = "postgres@127.0.0.1:5432"
 GOAL_SECONDS = 30.0
@@ -128,7 +128,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from every8d.sandbox import SandboxServer
-    from every8d.tracking.batches import register_batches
     from every8d.warehouse import open_warehouse
 
     tag = uuid.uuid4().hex[:8]
@@ -158,21 +157,8 @@ def main() -> None:
             ids = make_batches(sandbox, args.batches, args.messages)
             sandbox.advance(3600)
             os.environ["AIRFLOW_CONN_EVERY8D_WAREHOUSE"] = warehouse_conn
-            sent_at = datetime.now(UTC) - timedelta(hours=1)
             with open_warehouse("airflow://every8d_warehouse") as warehouse:
-                register_batches(
-                    warehouse,
-                    [
-                        {
-                            "batch_id": b,
-                            "campaign_id": "bench",
-                            "kind": "sms",
-                            "sent_at": sent_at,
-                            "recipients": args.messages,
-                        }
-                        for b in ids
-                    ],
-                )
+                register_open(warehouse, ids, args.messages)
             sandbox.inject_fault("getDeliveryStatus", "slow", count=-1, delay=args.status_delay)
             print(
                 f"sandbox: {args.batches} batches registered in {time.perf_counter() - started:.0f}s",

@@ -171,6 +171,15 @@ def make_batches(sandbox, batches: int, per_batch: int) -> list[str]:
         return list(pool.map(send, range(batches)))
 
 
+def register_open(warehouse, batch_ids: list[str], per_batch: int) -> None:
+    """Register ``batch_ids`` as the bench campaign's open SMS batches, sent an hour ago."""
+    from every8d.tracking.batches import register_batches
+
+    sent_at = datetime.now(UTC) - timedelta(hours=1)
+    batch = {"campaign_id": "bench", "kind": "sms", "sent_at": sent_at, "recipients": per_batch}
+    register_batches(warehouse, [{"batch_id": b, **batch} for b in batch_ids])
+
+
 def warm_up(sandbox, batch_ids: list[str], per_batch: int) -> None:
     session = requests.Session()
     session.trust_env = False
@@ -240,7 +249,6 @@ def main() -> None:
 
     from every8d.pipelines import delivery_status as tasks
     from every8d.sandbox import SandboxServer
-    from every8d.tracking.batches import register_batches
     from every8d.warehouse import open_warehouse
 
     batches = args.batches or (100 if args.quick else 1000)
@@ -275,20 +283,7 @@ def main() -> None:
         if args.shards:
             env["AIRFLOW__EVERY8D__STATUS_SHARDS"] = str(args.shards)
         os.environ.update(env)
-        sent_at = datetime.now(UTC) - timedelta(hours=1)
-        register_batches(
-            open_warehouse(target),
-            [
-                {
-                    "batch_id": b,
-                    "campaign_id": "bench",
-                    "kind": "sms",
-                    "sent_at": sent_at,
-                    "recipients": args.messages,
-                }
-                for b in ids
-            ],
-        )
+        register_open(open_warehouse(target), ids, args.messages)
 
         started = time.perf_counter()
         tasks.merge_pushes({}, None)
