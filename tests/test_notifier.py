@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from every8d.notifications.alert import Alert, alert_from_context, fit_message, 
 from every8d.notifications.every8d import Every8dNotifier
 from every8d.notifications.ledger import AlertLedger
 from every8d.pricing import sms_length
+from tests.metadata_db import copy_metadata_db
 
 DAGS = Path(__file__).parent / "dags_notifier"
 ONCALL = {"oncall": ["0912000001", "+886912000002"]}
@@ -41,7 +41,7 @@ def dag_home(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     A copy, so that syncing these test DAGs never touches the project DAGs in the shared DB.
     """
     home = tmp_path_factory.mktemp("notifier-airflow-home")
-    shutil.copy(airflow_home / "airflow.db", home / "airflow.db")
+    copy_metadata_db(airflow_home / "airflow.db", home / "airflow.db")
     return home
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from every8d.triggers.batch import Every8dBatchTrigger
+from tests.metadata_db import copy_metadata_db
 from tests.tracking.helpers import numbers, send_batch
 
 TEST_DAGS = Path(__file__).resolve().parents[1] / "dags_tracking"
@@ -72,7 +72,7 @@ def test_the_sensor_defers_and_completes_in_a_dag_run(
     sandbox = every8d_conn_env
     batch = send_batch(sandbox, warehouse_for_sends, numbers(5))
     sandbox.clear_requests()
-    shutil.copy(airflow_home / "airflow.db", tmp_path / "airflow.db")
+    copy_metadata_db(airflow_home / "airflow.db", tmp_path / "airflow.db")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path),

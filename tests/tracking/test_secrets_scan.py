@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-import pyarrow.parquet as pq
 import pytest
 
 from every8d.client.results import ParamRecipient
@@ -33,6 +32,7 @@ from every8d.tracking.sync import SyncOptions, sync_batch
 from every8d.warehouse import open_warehouse
 from every8d.warehouse.parquet import ParquetExporter
 from every8d.warehouse.tables import TRACKING_TABLES
+from tests.metadata_db import file_texts
 from tests.tracking.helpers import send_batch
 
 UID = "scan-user"
@@ -172,7 +172,7 @@ def test_no_password_anywhere_and_no_phone_number_in_any_log_or_error(
     logs = caplog.text + out + err
     error_texts = [text for error in errors for text in _texts(error)]
     assert len(errors) >= 15, [type(e).__name__ for e in errors]
-    files = _file_texts([tmp_path, Path(os.environ["AIRFLOW_HOME"])])
+    files = file_texts([tmp_path, Path(os.environ["AIRFLOW_HOME"])])
     assert any(name.endswith(".parquet") for name in files) and any(
         name.endswith(".duckdb") for name in files
     )
@@ -211,17 +211,3 @@ def _xcom_values() -> list[str]:
 
     with create_session() as session:
         return [str(value) for value in session.scalars(select(XComModel.value))]
-
-
-def _file_texts(roots: list[Path]) -> dict[str, str]:
-    """Every file under ``roots`` as text (Parquet decoded to its rows, SQLite/DuckDB files as raw bytes)."""
-    texts = {}
-    for root in roots:
-        for path in root.rglob("*"):
-            if not path.is_file():
-                continue
-            if path.suffix == ".parquet":
-                texts[str(path)] = json.dumps(pq.read_table(path).to_pylist(), default=str)
-            else:
-                texts[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    return texts
