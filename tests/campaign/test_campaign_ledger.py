@@ -3,6 +3,7 @@ two runners never share a chunk, a lease is held by one runner on the warehouse 
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,60 @@ def test_a_lease_is_held_by_one_runner_until_it_expires_on_the_warehouse_clock(a
         pass
     second.release()
     assert second.holder()[0] is None
+
+
+FROZEN_INSIDE = """
+import os, signal, sys, threading
+from every8d.campaign.lease import Lease
+from every8d.warehouse import open_warehouse
+warehouse = open_warehouse(sys.argv[1])
+lease = Lease(warehouse, "camp", "frozen", float(sys.argv[2]), threading.RLock())
+assert lease.try_acquire({"kind": "sms", "fingerprint": "f"})
+try:
+    with lease.fenced():
+        warehouse.execute("UPDATE every8d_campaigns SET state = 'frozen-write' WHERE campaign_id = 'camp'")
+        print("inside", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # frozen holding the campaign row's lock
+except Exception as error:
+    print("woke:", type(error).__name__, flush=True)
+    sys.exit(3)
+print("woke: committed", flush=True)
+"""
+
+
+@pytest.mark.parametrize("any_warehouse", ["postgres", "mariadb"], indirect=True)
+def test_a_runner_frozen_in_a_fenced_transaction_is_cut_off_and_the_next_runner_takes_over(any_warehouse):
+    """The server ends the frozen session (Postgres ``idle_in_transaction_session_timeout``, MariaDB
+    ``idle_transaction_timeout``): its row lock goes, its write is rolled back, the next runner takes over.
+    (Without it the takeover waits for the frozen process, or ``innodb_lock_wait_timeout`` on MariaDB.)"""
+    import subprocess
+    import sys
+
+    from runner_processes import wait_stopped
+
+    seconds = 2.0
+    SendLedger(any_warehouse, "camp").ensure_tables()
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_INSIDE, f"airflow://{any_warehouse.conn_id}", str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert frozen.stdout.readline().strip() == "inside"
+        wait_stopped(frozen.pid)
+        started = time.monotonic()
+        second = lease_of(any_warehouse, "second", seconds)
+        while not second.try_acquire(PLACEHOLDER):
+            assert time.monotonic() - started < 6 * seconds, "the frozen runner still blocks the takeover"
+            time.sleep(0.2)
+        owner, _, state = second.holder()
+        assert (owner, state) == ("second", "planning")  # the frozen write was rolled back
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        output, _ = frozen.communicate(timeout=60)
+    assert frozen.returncode == 3, output  # it woke to a closed session: nothing of it committed
+    assert second.holder()[0] == "second"
 
 
 def test_a_stamp_needs_the_claim_and_release_needs_the_token_and_no_request_written(any_warehouse):

@@ -11,6 +11,7 @@ spellings) and the session setup that reaches it (``warehouse/dbapi.py``).
 
 from __future__ import annotations
 
+import math
 import re
 
 import pyarrow as pa
@@ -295,6 +296,14 @@ class MySqlDialect(Dialect):
 
     def plus_ms(self, moment: str) -> str:
         return f"{moment} + INTERVAL (? * 1000) MICROSECOND"
+
+    def lock_timeout_sql(self, ms: int) -> str | None:
+        # MariaDB (10.3+) runs what stands in /*M!100300 ... */, MySQL reads it as a comment: MySQL has
+        # no such timeout, so there only a user variable is set (a frozen runner's lock then waits for
+        # innodb_lock_wait_timeout).  A warehouse transaction has its own connection, so the session
+        # setting ends with it.
+        seconds = max(1, math.ceil(ms / 1000))
+        return f"SET @every8d_fenced = 1 /*M!100300 , SESSION idle_transaction_timeout = {seconds} */"
 
     def drop_temporary_sql(self, name: str) -> str:
         # A plain DROP TABLE commits the open transaction (and releases its row locks) on MySQL.
