@@ -114,6 +114,21 @@ def test_schema_evolution_adds_columns(warehouse):
     assert warehouse.query_arrow("SELECT note FROM wh_test").column("note").null_count == 2
 
 
+def test_ensure_index_creates_it_once(warehouse):
+    """Idempotent on every engine (MySQL 8 has no CREATE INDEX IF NOT EXISTS: the dialect looks it up)."""
+    warehouse.ensure_table("wh_test", SCHEMA, ["order"])
+    for _ in range(2):
+        warehouse.ensure_index("wh_test_count", "wh_test", ("count", "at"))
+    lookups = {
+        "duckdb": "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'wh_test_count'",
+        "postgres": "SELECT count(*) FROM pg_indexes WHERE indexname = 'wh_test_count'",
+        "mysql": "SELECT count(DISTINCT index_name) FROM information_schema.statistics "
+        "WHERE table_schema = DATABASE() AND index_name = 'wh_test_count'",
+    }
+    indexes = warehouse.query_arrow(lookups[warehouse.sql.name]).column(0)[0].as_py()
+    assert indexes == (1 if warehouse.sql.secondary_indexes else 0)  # DuckDB: none, by choice
+
+
 def test_query_batches_streams_and_keeps_schema_when_empty(warehouse):
     warehouse.ensure_table("wh_test", SCHEMA, ["order"])
     empty = warehouse.query_arrow("SELECT * FROM wh_test")

@@ -260,11 +260,7 @@ class SendLedger:
         with self.wh.transaction():
             for spec in SEND_TABLES:
                 spec.ensure(self.wh)
-            if self.wh.sql.secondary_indexes:
-                self.wh.execute(
-                    "CREATE INDEX IF NOT EXISTS every8d_send_ledger_chunk "
-                    f"ON {LEDGER.name} (campaign_id, chunk)"
-                )
+            self.wh.ensure_index("every8d_send_ledger_chunk", LEDGER.name, ("campaign_id", "chunk"))
 
     def campaign(self) -> dict[str, Any] | None:
         """The campaign's row, or None when it was never planned."""

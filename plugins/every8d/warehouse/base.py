@@ -218,6 +218,15 @@ class Warehouse(ABC):
             self._ensure_table(name, schema, key)
         ensured.add((name, schema, key))
 
+    def ensure_index(self, name: str, table: str, columns: Sequence[str]) -> None:
+        """Create index ``name`` on ``table (columns)`` if missing, where the dialect says indexes pay."""
+        if not self.sql.secondary_indexes:
+            return
+        lookup = self.sql.index_lookup_sql
+        if lookup is not None and self.query_arrow(lookup, [table, name]).column(0)[0].as_py():
+            return
+        self.execute(self.sql.create_index_sql(name, table, columns))
+
     def _ensure_table(self, name: str, schema: pa.Schema, key: tuple[str, ...]) -> None:
         with self.transaction():
             self.execute(self.sql.create_table_sql(name, schema, key))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -101,6 +102,15 @@ class Dialect:
 
     def timestamp_type(self, aware: bool) -> str:
         return "TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP"
+
+    #: A query counting index ``?`` on table ``?`` (table, then index name), for engines without
+    #: ``CREATE INDEX IF NOT EXISTS``; None where that statement exists.
+    index_lookup_sql: str | None = None
+
+    def create_index_sql(self, name: str, table: str, columns: Sequence[str]) -> str:
+        """``CREATE INDEX`` (``IF NOT EXISTS`` where the engine has it) on ``table (columns)``."""
+        guard = "" if self.index_lookup_sql is not None else "IF NOT EXISTS "
+        return f"CREATE INDEX {guard}{quote(name)} ON {quote(table)} ({', '.join(map(quote, columns))})"
 
     def create_table_sql(
         self, name: str, schema: pa.Schema, primary_key: tuple[str, ...], *, temporary: bool = False
@@ -290,6 +300,12 @@ class MySqlDialect(Dialect):
 
     def string_type(self, in_key: bool) -> str:
         return f"VARCHAR({MYSQL_KEY_CHARS})" if in_key else "TEXT"
+
+    # MariaDB has CREATE INDEX IF NOT EXISTS, MySQL 8 does not: look it up on both.
+    index_lookup_sql = (
+        "SELECT count(*) AS n FROM information_schema.statistics "
+        "WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?"
+    )
 
     def timestamp_type(self, aware: bool) -> str:
         return "DATETIME(6)"
