@@ -353,6 +353,25 @@ def test_a_wrong_password_fails_the_task_without_burning_retries(
     assert sends(sandbox) == 0
 
 
+def test_unreadable_credit_answers_are_retried_by_the_task_not_fatal(
+    sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of
+):
+    """Three garbage answers in a row exhaust the run's own rereads; a read is still safe to repeat,
+    so the try fails retry-safe and the retry sends the campaign (a terminal error would stop it for good)."""
+    sandbox.inject_fault("getCredit", "garbage", count=3)
+    dag_run = run_dag(
+        send_dag(
+            "campaign_garbled_credit",
+            audience=lambda: make_audience(50),
+            message="hello",
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+    )
+    assert dag_run.state == "success" and task_instance_of(dag_run, "send").try_number == 2
+    assert sends(sandbox) == 1
+
+
 def test_every_chunk_refused_fails_at_once_but_a_transient_error_is_retried(
     sandbox,
     every8d_conn_env,

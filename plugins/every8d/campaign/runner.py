@@ -388,7 +388,12 @@ class CampaignRun:
         return self._campaign_row()
 
     def _read_credit(self, tries: int = 3) -> Decimal:
-        """The account's credit; a read is safe to repeat, so an unreadable answer is read again."""
+        """The account's credit; a read is safe to repeat, so an unreadable answer is read again.
+
+        Still unreadable after ``tries``: the try stops retry-safe (:class:`ReadFailedError`). The
+        client calls a garbled answer terminal (a wrong URL answers HTML every time), but for a read a
+        later try is still worth making.
+        """
         from every8d.errors import ReadFailedError, WireFormatError
 
         for attempt in range(1, tries + 1):
@@ -397,6 +402,10 @@ class CampaignRun:
                 return self.client.get_credit()
             except (ReadFailedError, WireFormatError) as error:
                 if attempt == tries:
+                    if isinstance(error, WireFormatError):
+                        raise ReadFailedError(
+                            error.endpoint, f"{tries} unreadable answers in a row ({error.problem})"
+                        ) from error
                     raise
                 log.warning(
                     "campaign %s: credit read failed (%s); reading again",
