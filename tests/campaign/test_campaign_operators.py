@@ -334,19 +334,20 @@ def test_estimate_only_leaves_base_operator_dry_run_callable_and_dry_run_still_w
     assert old.estimate_only is True and callable(old.dry_run)
 
 
+def hello_dag(dag_id: str, *, retries: int):
+    """A 50-recipient "hello" campaign retried at once: which errors burn retries, which do not."""
+    return send_dag(
+        dag_id, audience=lambda: make_audience(50), message="hello", retries=retries, retry_delay=timedelta(0)
+    )
+
+
 def test_a_wrong_password_fails_the_task_without_burning_retries(
     sandbox, every8d_conn_env, warehouse, run_dag, task_instance_of, monkeypatch
 ):
     connection = json.loads(sandbox.connection_json())
     connection["password"] = "wrong"
     monkeypatch.setenv("AIRFLOW_CONN_EVERY8D_DEFAULT", json.dumps(connection))
-    dag = send_dag(
-        "campaign_bad_password",
-        audience=lambda: make_audience(50),
-        message="hello",
-        retries=2,
-        retry_delay=timedelta(0),
-    )
+    dag = hello_dag("campaign_bad_password", retries=2)
     dag_run = run_dag(dag)
     assert dag_run.state == "failed"
     assert task_instance_of(dag_run, "send").try_number == 1  # AirflowFailException: a retry cannot fix it
@@ -359,15 +360,7 @@ def test_unreadable_credit_answers_are_retried_by_the_task_not_fatal(
     """Three garbage answers in a row exhaust the run's own rereads; a read is still safe to repeat,
     so the try fails retry-safe and the retry sends the campaign (a terminal error would stop it for good)."""
     sandbox.inject_fault("getCredit", "garbage", count=3)
-    dag_run = run_dag(
-        send_dag(
-            "campaign_garbled_credit",
-            audience=lambda: make_audience(50),
-            message="hello",
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-    )
+    dag_run = run_dag(hello_dag("campaign_garbled_credit", retries=1))
     assert dag_run.state == "success" and task_instance_of(dag_run, "send").try_number == 2
     assert sends(sandbox) == 1
 
@@ -380,27 +373,11 @@ def test_every_chunk_refused_fails_at_once_but_a_transient_error_is_retried(
     task_instance_of,
 ):
     sandbox.inject_fault("sendSMS", "error", code=-24, count=-1)  # "empty content": a refusal, terminal
-    dag_run = run_dag(
-        send_dag(
-            "campaign_refused",
-            audience=lambda: make_audience(50),
-            message="hello",
-            retries=2,
-            retry_delay=timedelta(0),
-        )
-    )
+    dag_run = run_dag(hello_dag("campaign_refused", retries=2))
     assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 1
     sandbox.clear_faults()
     sandbox.inject_fault("getCredit", "reset", count=-1)  # the credit read keeps failing: transient
-    dag_run = run_dag(
-        send_dag(
-            "campaign_transient",
-            audience=lambda: make_audience(50),
-            message="hello",
-            retries=1,
-            retry_delay=timedelta(0),
-        )
-    )
+    dag_run = run_dag(hello_dag("campaign_transient", retries=1))
     assert dag_run.state == "failed" and task_instance_of(dag_run, "send").try_number == 2  # it was retried
     sandbox.clear_faults()
     assert sends(sandbox) == 1  # only the refused request; nothing was sent past the failing credit read

@@ -61,6 +61,9 @@ class Dialect:
     current_schema = ""
     #: Whether the engine scans Arrow data in place (``execute_over`` without a copy).
     scans_arrow = False
+    #: A query counting index ``?`` on table ``?`` (table, then index name), for engines without
+    #: ``CREATE INDEX IF NOT EXISTS``; None where that statement exists.
+    index_lookup_sql: str | None = None
 
     def __repr__(self) -> str:
         return f"<{self.name} dialect>"
@@ -102,10 +105,6 @@ class Dialect:
 
     def timestamp_type(self, aware: bool) -> str:
         return "TIMESTAMP WITH TIME ZONE" if aware else "TIMESTAMP"
-
-    #: A query counting index ``?`` on table ``?`` (table, then index name), for engines without
-    #: ``CREATE INDEX IF NOT EXISTS``; None where that statement exists.
-    index_lookup_sql: str | None = None
 
     def create_index_sql(self, name: str, table: str, columns: Sequence[str]) -> str:
         """``CREATE INDEX`` (``IF NOT EXISTS`` where the engine has it) on ``table (columns)``."""
@@ -297,15 +296,14 @@ class MySqlDialect(Dialect):
     integer = "SIGNED"
     boolean = "SIGNED"
     binary = "LONGBLOB"
-
-    def string_type(self, in_key: bool) -> str:
-        return f"VARCHAR({MYSQL_KEY_CHARS})" if in_key else "TEXT"
-
     # MariaDB has CREATE INDEX IF NOT EXISTS, MySQL 8 does not: look it up on both.
     index_lookup_sql = (
         "SELECT count(*) AS n FROM information_schema.statistics "
         "WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?"
     )
+
+    def string_type(self, in_key: bool) -> str:
+        return f"VARCHAR({MYSQL_KEY_CHARS})" if in_key else "TEXT"
 
     def timestamp_type(self, aware: bool) -> str:
         return "DATETIME(6)"
